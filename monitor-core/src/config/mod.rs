@@ -1,0 +1,324 @@
+//! config.xml: the model every program reads, and [`load`], which builds it.
+//!
+//! Reading is two stages: [`parse`](self::parse) walks a position-aware XML tree (roxmltree;
+//! DTDs and entity definitions refused, never expanded) into raw elements, and
+//! [`validate`](self::validate) checks the whole file and reports **every** problem at once, each
+//! as `file:line: element: what is wrong, what is expected`. Only a file without errors becomes
+//! a [`Config`]; warnings (no clients, a client without mail, an unreadable key file, a
+//! world-readable file holding passwords) come back beside it.
+//!
+//! `<defaults>` is applied here, so the rest of the code sees each client complete.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+mod duration;
+mod parse;
+mod validate;
+
+pub use duration::{format_duration, parse_duration};
+
+/// Default path of config.xml for the installed programs.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/monitord/config.xml";
+/// Default `<server listen>` outside systemd.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8750";
+/// Default `<server database>`.
+pub const DEFAULT_DATABASE: &str = "/var/lib/monitord/db.sqlite3";
+/// Default `<server key-file>`.
+pub const DEFAULT_KEY_FILE: &str = "/etc/monitord/master.key";
+/// Port used in the agent's URL when `<server url>` is absent.
+pub const DEFAULT_PORT: u16 = 8750;
+/// Default sampling interval of the continuous agent.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
+
+/// A whole, valid configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The path config.xml was read from, as given.
+    pub path: PathBuf,
+    pub server: Server,
+    pub smtp: Smtp,
+    pub clients: Vec<Client>,
+}
+
+impl Config {
+    pub fn client(&self, name: &str) -> Option<&Client> {
+        self.clients.iter().find(|c| c.name == name)
+    }
+
+    /// Effective (client, rule) pairs after defaults; the built-in host-down rule not counted.
+    pub fn alert_rule_count(&self) -> usize {
+        self.clients.iter().map(|c| c.alerts.len()).sum()
+    }
+
+    /// `OK: <N> clients, <M> alert rules`, what `check-config` prints on success.
+    pub fn summary(&self) -> String {
+        format!(
+            "OK: {} clients, {} alert rules",
+            self.clients.len(),
+            self.alert_rule_count()
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Server {
+    /// The URL agents PUT to; `None`: monitor-deploy derives it from `$SSH_CONNECTION`.
+    pub url: Option<String>,
+    /// `host:port` to bind when not socket-activated.
+    pub listen: String,
+    /// Resolved against config.xml's directory.
+    pub database: PathBuf,
+    /// Resolved against config.xml's directory.
+    pub key_file: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Security {
+    None,
+    StartTls,
+    Tls,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Smtp {
+    pub host: String,
+    pub port: u16,
+    pub security: Security,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    /// Resolved against config.xml's directory.
+    pub password_file: Option<PathBuf>,
+    /// `None`: `monitord@<host name>`.
+    pub from: Option<String>,
+    /// A PEM file of extra trusted CAs.
+    pub ca_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Client {
+    pub name: String,
+    /// Address or host name to SSH to.
+    pub ip: String,
+    pub port: u16,
+    pub username: String,
+    pub auth: Auth,
+    /// Addresses alert mail goes to; empty: no mail.
+    pub mail: Vec<String>,
+    pub interval: Duration,
+    /// Effective rules after `<defaults>`, at most one per kind.
+    pub alerts: Vec<AlertRule>,
+    /// Line of the `<client>` start tag, for messages.
+    pub line: u32,
+}
+
+/// How monitor-deploy authenticates to a client.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Auth {
+    /// Neither password nor key given: ssh-agent and ~/.ssh/config apply.
+    Default,
+    Password(Secret),
+    /// Resolved against config.xml's directory.
+    PasswordFile(PathBuf),
+    /// A private key path, resolved against config.xml's directory.
+    Key(PathBuf),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum AlertKind {
+    Memory,
+    Cpu,
+    Swap,
+    Disk,
+    Load,
+    Processes,
+    Uptime,
+}
+
+impl AlertKind {
+    pub const ALL: [AlertKind; 7] = [
+        AlertKind::Memory,
+        AlertKind::Cpu,
+        AlertKind::Swap,
+        AlertKind::Disk,
+        AlertKind::Load,
+        AlertKind::Processes,
+        AlertKind::Uptime,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertKind::Memory => "memory",
+            AlertKind::Cpu => "cpu",
+            AlertKind::Swap => "swap",
+            AlertKind::Disk => "disk",
+            AlertKind::Load => "load",
+            AlertKind::Processes => "processes",
+            AlertKind::Uptime => "uptime",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<AlertKind> {
+        AlertKind::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+
+    /// Uptime alerts fire when the value drops *below* the limit (the host rebooted).
+    pub fn fires_below(self) -> bool {
+        self == AlertKind::Uptime
+    }
+
+    pub fn is_percent(self) -> bool {
+        matches!(
+            self,
+            AlertKind::Memory | AlertKind::Cpu | AlertKind::Swap | AlertKind::Disk
+        )
+    }
+}
+
+impl std::fmt::Display for AlertKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One effective alert of one client.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertRule {
+    pub kind: AlertKind,
+    /// Percent (0–100) for memory/cpu/swap/disk, a number for load/processes, seconds for uptime.
+    pub limit: f64,
+    /// Where a firing alert resolves (hysteresis); equals `limit` when not given.
+    pub clear: f64,
+    /// `for`: how long the limit must stay crossed before firing.
+    pub hold: Duration,
+    /// Re-notify while firing; `None`: never.
+    pub repeat: Option<Duration>,
+}
+
+impl AlertRule {
+    /// Strictly above the limit (uptime: strictly below).
+    pub fn breached(&self, value: f64) -> bool {
+        if self.kind.fires_below() {
+            value < self.limit
+        } else {
+            value > self.limit
+        }
+    }
+
+    /// Back at or below `clear` (uptime: at or above).
+    pub fn cleared(&self, value: f64) -> bool {
+        if self.kind.fires_below() {
+            value >= self.clear
+        } else {
+            value <= self.clear
+        }
+    }
+}
+
+/// A password from config.xml. `Debug` prints `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: String) -> Secret {
+        Secret(value)
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+/// One problem found in config.xml. `Display` is `file:line: element: message`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub severity: Severity,
+    /// The path as given on the command line.
+    pub file: String,
+    pub line: u32,
+    /// The element the problem is in, e.g. `client` or `alert`; empty for file-level problems.
+    pub element: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let prefix = if self.severity == Severity::Warning {
+            "warning: "
+        } else {
+            ""
+        };
+        if self.element.is_empty() {
+            write!(f, "{}:{}: {prefix}{}", self.file, self.line, self.message)
+        } else {
+            write!(
+                f,
+                "{}:{}: {prefix}{}: {}",
+                self.file, self.line, self.element, self.message
+            )
+        }
+    }
+}
+
+/// A valid configuration and the warnings found on the way.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub config: Config,
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// Every error found (never empty), plus any warnings.
+#[derive(Debug, Clone)]
+pub struct Invalid {
+    pub errors: Vec<Diagnostic>,
+    pub warnings: Vec<Diagnostic>,
+}
+
+impl std::fmt::Display for Invalid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, e) in self.errors.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Invalid {}
+
+/// Reads and validates config.xml at `path`.
+pub fn load(path: &Path) -> Result<Loaded, Invalid> {
+    match std::fs::read(path) {
+        Ok(bytes) => parse_bytes(&bytes, path),
+        Err(e) => Err(Invalid {
+            errors: vec![Diagnostic {
+                severity: Severity::Error,
+                file: path.display().to_string(),
+                line: 0,
+                element: String::new(),
+                message: format!("cannot read the file: {e}"),
+            }],
+            warnings: Vec::new(),
+        }),
+    }
+}
+
+/// Validates config.xml content; `path` names the file in messages and anchors relative paths.
+pub fn parse_bytes(bytes: &[u8], path: &Path) -> Result<Loaded, Invalid> {
+    let raw = parse::parse(bytes, path)?;
+    validate::validate(raw, path)
+}

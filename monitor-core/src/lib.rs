@@ -1,0 +1,21 @@
+//! The contract shared by monitord, monitor-deploy and monitor-agent.
+//!
+//! - [`config`]: config.xml, read into a model and validated, every problem with its line.
+//! - [`envelope`]: per-client keys and the sealed wire format.
+//! - [`sample`]: what an agent sends, with range checks.
+//! - [`settings`]: the JSON the agent receives on stdin.
+//! - [`masterkey`]: the one file monitord and monitor-deploy share.
+//!
+//! No I/O frameworks live here (no actix, diesel, tokio or ssh), so the static agent stays
+//! small and the contract fits on a screen.
+
+pub mod config;
+pub mod envelope;
+pub mod masterkey;
+pub mod sample;
+pub mod settings;
+
+pub use envelope::{ClientKeys, Envelope};
+pub use masterkey::MasterKey;
+pub use sample::Sample;
+pub use settings::AgentSettings;

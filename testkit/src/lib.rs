@@ -1,0 +1,1 @@
+//! Test scaffolding (dev-only): starts real processes and cleans them up on drop.
