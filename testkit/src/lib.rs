@@ -1,1 +1,9 @@
-//! Test scaffolding (dev-only): starts real processes and cleans them up on drop.
+//! Test scaffolding, a dev-dependency only: starts the real things the tests run against
+//! (monitord on a port-0 listener, the static agent, sshd, an SMTP server) and hands back
+//! handles that stop them and remove their files on drop. Tests never copy this code.
+
+pub mod agent;
+pub mod monitord;
+pub mod smtp;
+pub mod sshd;
+pub mod util;

@@ -1,0 +1,1 @@
+//! Alert rules, their state, the outbox and the mail sender. (being written)
