@@ -1,1 +1,400 @@
-//! (being written)
+//! A real monitord process for tests: a temporary directory holding config.xml (listening on
+//! `127.0.0.1:0`, database and key file relative to it), a master key made by the real
+//! `monitord gen-key`, and the running binary, whose bound address is read from its
+//! `listening on ADDR` stderr line. The handle kills the process and removes the directory on
+//! drop; stderr is kept so tests can assert on log lines.
+//!
+//! Also here: sealing request bodies for the configured clients and a valid sample to seal,
+//! so tests craft exactly the request they mean. Not here: anything about what monitord does
+//! with a request — that is for the tests to assert.
+
+use std::fs;
+use std::io::{BufRead as _, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use monitor_core::{AgentSettings, ClientKeys, MasterKey};
+
+use crate::util::{self, TempDir};
+
+/// How long monitord may take to migrate its database and bind.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A running (or stopped) monitord with its own directory.
+#[derive(Debug)]
+pub struct Monitord {
+    bin: PathBuf,
+    dir: TempDir,
+    clients: Vec<String>,
+    child: Option<Child>,
+    addr: Option<SocketAddr>,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Monitord {
+    /// Writes config.xml with `clients` (names; all at 127.0.0.1), generates the master key
+    /// with `monitord gen-key`, and starts monitord. `bin` is the test's
+    /// `env!("CARGO_BIN_EXE_monitord")`.
+    pub fn start(bin: &str, clients: &[&str]) -> Monitord {
+        let mut m = Monitord::prepare(bin, clients);
+        m.spawn();
+        m
+    }
+
+    /// Like [`start`](Self::start) but does not start the daemon: for tests of the commands
+    /// or of start-up errors.
+    pub fn prepare(bin: &str, clients: &[&str]) -> Monitord {
+        let dir = util::temp_dir("monitord");
+        let m = Monitord {
+            bin: PathBuf::from(bin),
+            dir,
+            clients: clients.iter().map(|c| c.to_string()).collect(),
+            child: None,
+            addr: None,
+            stderr: Arc::new(Mutex::new(String::new())),
+        };
+        m.write_config();
+        let out = m.command(&["gen-key", m.key_path().to_str().expect("utf-8 path")]);
+        assert!(
+            out.status.success(),
+            "monitord gen-key failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        m
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir().join("config.xml")
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.dir().join("db.sqlite3")
+    }
+
+    pub fn key_path(&self) -> PathBuf {
+        self.dir().join("master.key")
+    }
+
+    /// The config.xml this handle writes for `clients`.
+    pub fn config_xml(clients: &[String]) -> String {
+        let mut xml = String::from(
+            "<monitor>\n  <server listen=\"127.0.0.1:0\" database=\"db.sqlite3\" key-file=\"master.key\"/>\n",
+        );
+        for name in clients {
+            xml.push_str(&format!(
+                "  <client name=\"{name}\" ip=\"127.0.0.1\" username=\"monitor\" interval=\"10s\"/>\n"
+            ));
+        }
+        xml.push_str("</monitor>\n");
+        xml
+    }
+
+    fn write_config(&self) {
+        fs::write(self.config_path(), Monitord::config_xml(&self.clients))
+            .expect("write config.xml");
+    }
+
+    /// Adds a client to config.xml (the daemon keeps running).
+    pub fn add_client(&mut self, name: &str) {
+        self.clients.push(name.to_owned());
+        // Write a new file and rename it over the old one, as editors and config
+        // management do, so the daemon never reads half a file.
+        let tmp = self.dir().join("config.xml.new");
+        fs::write(&tmp, Monitord::config_xml(&self.clients)).expect("write config.xml");
+        fs::rename(&tmp, self.config_path()).expect("replace config.xml");
+    }
+
+    /// The master key monitord uses.
+    pub fn master_key(&self) -> MasterKey {
+        MasterKey::load(&self.key_path()).expect("load the master key gen-key made")
+    }
+
+    /// The keys client `name` has (derived from this monitord's master key).
+    pub fn keys(&self, name: &str) -> ClientKeys {
+        ClientKeys::derive(&self.master_key(), name)
+    }
+
+    /// Seals `plaintext` as client `name` would; returns the base64 body.
+    pub fn seal(&self, name: &str, plaintext: &[u8]) -> String {
+        monitor_core::envelope::seal(&self.keys(name), name, plaintext)
+    }
+
+    /// The agent's settings JSON for client `name`, pointing at this monitord.
+    pub fn agent_settings(&self, name: &str) -> String {
+        AgentSettings::new(name, &self.keys(name), &self.url(), None).to_json()
+    }
+
+    /// Starts the daemon (again) and waits for its `listening on` line.
+    pub fn spawn(&mut self) {
+        assert!(self.child.is_none(), "monitord is already running");
+        self.stderr.lock().expect("stderr lock").clear();
+        let mut child = Command::new(&self.bin)
+            .arg("--config")
+            .arg(self.config_path())
+            .current_dir(self.dir())
+            // Outside systemd, whatever runs the tests: log to stderr, bind ourselves.
+            .env_remove("LISTEN_FDS")
+            .env_remove("LISTEN_PID")
+            .env_remove("LISTEN_FDNAMES")
+            .env_remove("JOURNAL_STREAM")
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("WATCHDOG_USEC")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.bin.display()));
+        let (tx, rx) = mpsc::channel();
+        let stderr = child.stderr.take().expect("piped stderr");
+        let log = Arc::clone(&self.stderr);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(addr) = listening_addr(&line) {
+                    let _ = tx.send(addr);
+                }
+                let mut log = log.lock().expect("stderr lock");
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let deadline = Instant::now() + START_TIMEOUT;
+        let addr = loop {
+            if let Ok(addr) = rx.recv_timeout(Duration::from_millis(100)) {
+                break addr;
+            }
+            if let Some(status) = child.try_wait().expect("poll monitord") {
+                std::thread::sleep(Duration::from_millis(100));
+                panic!(
+                    "monitord exited ({status}) before listening; stderr:\n{}",
+                    self.stderr()
+                );
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "monitord did not log `listening on ADDR` within {START_TIMEOUT:?}; stderr:\n{}",
+                    self.stderr()
+                );
+            }
+        };
+        self.child = Some(child);
+        self.addr = Some(addr);
+    }
+
+    /// The address monitord listens on now (it changes on restart: port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr.expect("monitord was started")
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr())
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("monitord is running").id()
+    }
+
+    /// Everything monitord wrote to stderr since it was last started.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().expect("stderr lock").clone()
+    }
+
+    /// `PUT /v1/samples/{name}` with `body`.
+    pub fn put(&self, name: &str, body: &[u8]) -> std::io::Result<util::Response> {
+        util::put(self.addr(), &sample_path(name), body)
+    }
+
+    /// Seals `sample` for `name` and PUTs it.
+    pub fn put_sample(
+        &self,
+        name: &str,
+        sample: &serde_json::Value,
+    ) -> std::io::Result<util::Response> {
+        let body = self.seal(name, sample.to_string().as_bytes());
+        self.put(name, body.as_bytes())
+    }
+
+    /// SIGKILL, then reap.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, then wait (bounded) for the exit status.
+    pub fn terminate(&mut self) -> ExitStatus {
+        self.signal("TERM");
+        let mut child = self.child.take().expect("monitord is running");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = child.try_wait().expect("poll monitord") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "monitord did not exit within 60 s of SIGTERM; stderr:\n{}",
+                    self.stderr()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends a signal by name (`TERM`, `HUP`) to the running daemon.
+    pub fn signal(&self, name: &str) {
+        // The `kill` program keeps the crate free of unsafe libc calls.
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// SIGKILL (if running) and start again on the same directory.
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.spawn();
+    }
+
+    /// Runs `monitord --config <config.xml> ARGS…` (an operator command) and returns its output.
+    pub fn command(&self, args: &[&str]) -> Output {
+        Command::new(&self.bin)
+            .arg("--config")
+            .arg(self.config_path())
+            .args(args)
+            .current_dir(self.dir())
+            .env_remove("JOURNAL_STREAM")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", self.bin.display()))
+    }
+
+    /// Like [`command`](Self::command) but asserts success and returns stdout.
+    pub fn command_ok(&self, args: &[&str]) -> String {
+        let out = self.command(args);
+        assert!(
+            out.status.success(),
+            "monitord {args:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8 output")
+    }
+
+    /// `monitord samples NAME --since 1h --json`, parsed.
+    pub fn samples(&self, name: &str) -> Vec<serde_json::Value> {
+        let text = self.command_ok(&["samples", name, "--since", "1h", "--json"]);
+        match serde_json::from_str(&text) {
+            Ok(serde_json::Value::Array(items)) => items,
+            _ => panic!("`monitord samples --json` did not print a JSON array: {text:?}"),
+        }
+    }
+
+    /// `monitord stats --json`, parsed.
+    pub fn stats(&self) -> serde_json::Value {
+        let text = self.command_ok(&["stats", "--json"]);
+        serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("`monitord stats --json` is not JSON ({e}): {text:?}"))
+    }
+}
+
+impl Drop for Monitord {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// The URL path for client `name`: names may hold `:` `[` `]`, percent-encoded here.
+pub fn sample_path(name: &str) -> String {
+    let mut path = String::from("/v1/samples/");
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            path.push(b as char);
+        } else {
+            path.push_str(&format!("%{b:02X}"));
+        }
+    }
+    path
+}
+
+/// Finds `ADDR` in a line containing `listening on ADDR`.
+fn listening_addr(line: &str) -> Option<SocketAddr> {
+    let rest = &line[line.find("listening on ")? + "listening on ".len()..];
+    let word: String = rest
+        .chars()
+        .take_while(|c| !c.is_whitespace() && *c != ',' && *c != '"')
+        .collect();
+    word.parse().ok()
+}
+
+/// Now, in unix milliseconds (the clock `ts` uses).
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis() as i64
+}
+
+/// A complete, valid sample with the given identity; change fields to craft bad ones.
+pub fn sample(instance: &str, seq: i64, ts: i64) -> serde_json::Value {
+    serde_json::json!({
+        "v": 1,
+        "agent": "testkit",
+        "instance": instance,
+        "seq": seq,
+        "ts": ts,
+        "hostname": "testhost",
+        "os": "Linux test",
+        "cpu_percent": 12.5,
+        "memory": {"total": 8_388_608_000_i64, "used": 2_097_152_000_i64,
+                   "available": 6_291_456_000_i64, "percent": 25.0},
+        "swap": {"total": 1_048_576_000_i64, "used": 0, "percent": 0.0},
+        "uptime_s": 86_400,
+        "load": [0.5, 0.25, 0.125],
+        "disks": [{"mount": "/", "fs": "ext4", "total": 107_374_182_400_i64,
+                   "used": 53_687_091_200_i64, "avail": 48_318_382_080_i64}],
+        "processes": 123,
+        "top": [{"pid": 1, "name": "init", "cpu_percent": 0.5, "rss": 10_485_760}]
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_listening_address_in_log_lines() {
+        let line = "2026-11-28T04:00:00Z  INFO monitord: listening on 127.0.0.1:40123";
+        assert_eq!(
+            listening_addr(line),
+            Some("127.0.0.1:40123".parse().unwrap())
+        );
+        assert_eq!(
+            listening_addr("listening on [::1]:8750, 3 clients"),
+            Some("[::1]:8750".parse().unwrap())
+        );
+        assert_eq!(listening_addr("starting"), None);
+    }
+
+    #[test]
+    fn names_are_percent_encoded() {
+        assert_eq!(sample_path("web1"), "/v1/samples/web1");
+        assert_eq!(sample_path("[::1]:22"), "/v1/samples/%5B%3A%3A1%5D%3A22");
+    }
+}
