@@ -1,1 +1,51 @@
-fn main() {}
+//! Project chores that are programs, not tests: the benchmarks of issue 2.
+//!
+//! - `xtask bench ingest`: release monitord against an empty actix-web handler (`ingest`).
+//! - `xtask bench agent`: the static agent against Debian's node exporter (`agent`).
+//!
+//! Both start real processes on loopback, bound every phase in time and count, and print their
+//! numbers next to a baseline measured in the same run. Not here: anything a test asserts.
+
+mod agent;
+mod empty;
+mod fleet;
+mod ingest;
+mod load;
+mod procstat;
+mod server;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(about = "Benchmarks for monitord and monitor-agent (see xtask/README.md)")]
+enum Cli {
+    /// Run a benchmark.
+    #[command(subcommand)]
+    Bench(Bench),
+    /// The empty actix-web handler `bench ingest` compares monitord with (run by it).
+    #[command(hide = true)]
+    EmptyHandler {
+        #[arg(long)]
+        workers: usize,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum Bench {
+    /// Committed samples/s and latency of the release monitord vs an empty handler.
+    Ingest(ingest::Options),
+    /// Peak RSS, CPU and binary size of the static agent vs prometheus-node-exporter.
+    Agent(agent::Options),
+}
+
+fn main() {
+    let result = match Cli::parse() {
+        Cli::Bench(Bench::Ingest(opts)) => ingest::run(&opts),
+        Cli::Bench(Bench::Agent(opts)) => agent::run(&opts),
+        Cli::EmptyHandler { workers } => empty::serve(workers),
+    };
+    if let Err(e) = result {
+        eprintln!("xtask: {e:#}");
+        std::process::exit(1);
+    }
+}

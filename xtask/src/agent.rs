@@ -1,0 +1,318 @@
+//! `xtask bench agent`: the release static agent's footprint next to Debian's
+//! `prometheus-node-exporter`, measured in the same run on the same machine.
+//!
+//! The agent runs `--interval 10s` against a real monitord on a temporary directory; the node
+//! exporter runs on a free loopback port and this program scrapes it every 10 s, as Prometheus
+//! would. For both it prints peak RSS (`VmHWM`), CPU as a share of one core from the
+//! nanosecond counters in `/proc/PID/task/*/schedstat`, and the binary's size, then the
+//! ratios and the goals of issue 2.
+//!
+//! Not here: the agent's own correctness (its tests do that); this only checks that its
+//! samples arrived, so a broken agent cannot look cheap.
+
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use monitor_core::{AgentSettings, ClientKeys};
+
+use crate::load;
+use crate::procstat::{self, CpuMeter};
+use crate::server::{self, MonitordDir};
+
+const NODE_EXPORTER: &str = "/usr/bin/prometheus-node-exporter";
+const CLIENT: &str = "bench-agent";
+
+/// The goals issue 2 sets for the agent.
+const GOAL_RSS: u64 = 2 * 1024 * 1024;
+const GOAL_CPU_PERCENT: f64 = 0.02;
+const GOAL_BINARY: u64 = 1536 * 1024;
+const GOAL_RSS_RATIO: f64 = 10.0;
+
+#[derive(Debug, clap::Args)]
+pub struct Options {
+    /// How long to measure, in seconds.
+    #[arg(long, default_value_t = 120)]
+    seconds: u64,
+    /// The agent's sampling interval and the node exporter's scrape interval, in seconds.
+    #[arg(long, default_value_t = 10)]
+    interval: u64,
+    /// The static agent [default: $CARGO_TARGET_DIR/x86_64-unknown-linux-gnu/agent/monitor-agent].
+    #[arg(long)]
+    agent: Option<PathBuf>,
+    /// The monitord binary [default: $CARGO_TARGET_DIR/release/monitord].
+    #[arg(long)]
+    monitord: Option<PathBuf>,
+    /// The node exporter; installed with apt-get when it is missing and we are root.
+    #[arg(long, default_value = NODE_EXPORTER)]
+    node_exporter: PathBuf,
+}
+
+/// A measured child process, killed on drop.
+#[derive(Debug)]
+struct Measured {
+    name: &'static str,
+    child: Child,
+    binary: PathBuf,
+    cpu: CpuMeter,
+    started: Instant,
+}
+
+impl Drop for Measured {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What was measured for one process.
+#[derive(Debug)]
+struct Footprint {
+    rss: u64,
+    cpu_percent: f64,
+    binary: u64,
+}
+
+pub fn run(opts: &Options) -> anyhow::Result<()> {
+    let monitord_bin = server::monitord_binary(opts.monitord.clone())?;
+    let agent_bin = agent_binary(opts.agent.clone())?;
+    ensure_node_exporter(&opts.node_exporter)?;
+    let temp = tempfile::Builder::new()
+        .prefix("bench-agent-")
+        .tempdir()
+        .context("cannot create a temporary directory")?;
+    let client = format!(
+        "  <client name=\"{CLIENT}\" ip=\"127.0.0.1\" username=\"bench\" interval=\"{}s\"/>\n",
+        opts.interval
+    );
+    let md = MonitordDir::create(&monitord_bin, temp.path(), &client)?;
+    let monitord = md.start()?;
+    println!(
+        "bench agent: {} s, agent --interval {}s against monitord on {}, node exporter scraped \
+         every {} s; load average before: {}",
+        opts.seconds,
+        opts.interval,
+        monitord.addr,
+        opts.interval,
+        procstat::load_average()
+    );
+
+    let keys = ClientKeys::derive(&md.master, CLIENT);
+    let url = format!("http://{}", monitord.addr);
+    let mut agent = start_agent(&agent_bin, temp.path(), &keys, &url, opts.interval)?;
+    let port = free_port()?;
+    let mut exporter = start_node_exporter(&opts.node_exporter, temp.path(), port)?;
+    let exporter_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let mut scrapes = 0;
+    wait_for_exporter(&runtime, exporter_addr)?;
+    let end = Instant::now() + Duration::from_secs(opts.seconds);
+    let mut next_scrape = Instant::now();
+    while Instant::now() < end {
+        if Instant::now() >= next_scrape {
+            let (status, len) = runtime.block_on(load::get(exporter_addr, "/metrics"))?;
+            if status != 200 || len == 0 {
+                bail!("node exporter answered {status} with {len} bytes to a scrape");
+            }
+            scrapes += 1;
+            next_scrape += Duration::from_secs(opts.interval);
+        }
+        for p in [&mut agent, &mut exporter] {
+            if let Some(status) = p.child.try_wait()? {
+                bail!(
+                    "{} exited early with {status}; see its log in the temp dir",
+                    p.name
+                );
+            }
+            p.cpu.poll()?;
+        }
+        std::thread::sleep(
+            Duration::from_secs(1).min(end.saturating_duration_since(Instant::now())),
+        );
+    }
+    let agent_fp = footprint(&mut agent)?;
+    let exporter_fp = footprint(&mut exporter)?;
+    drop(agent);
+    drop(exporter);
+    let stats = md.stats()?;
+    monitord.stop().context("stopping monitord")?;
+
+    println!(
+        "{:<15} {:>10} {:>12} {:>12}",
+        "", "peak RSS", "CPU % core", "binary"
+    );
+    for (name, fp) in [
+        ("monitor-agent", &agent_fp),
+        ("node_exporter", &exporter_fp),
+    ] {
+        println!(
+            "{name:<15} {:>7.0} KiB {:>11.4}% {:>8.0} KiB",
+            fp.rss as f64 / 1024.0,
+            fp.cpu_percent,
+            fp.binary as f64 / 1024.0
+        );
+    }
+    let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { f64::INFINITY };
+    let rss_ratio = ratio(exporter_fp.rss as f64, agent_fp.rss as f64);
+    println!(
+        "{:<15} {:>9.1}× {:>11.1}× {:>11.1}×",
+        "node_exporter /",
+        rss_ratio,
+        ratio(exporter_fp.cpu_percent, agent_fp.cpu_percent),
+        ratio(exporter_fp.binary as f64, agent_fp.binary as f64)
+    );
+    println!(
+        "samples stored by monitord: {} (expected about {}); node exporter scrapes: {scrapes}",
+        stats.samples,
+        opts.seconds / opts.interval.max(1) + 1
+    );
+    if stats.samples == 0 {
+        bail!(
+            "the agent stored no sample; its log is in {}",
+            temp.path().display()
+        );
+    }
+    println!(
+        "goals: agent RSS ≤ 2 MB {}, CPU ≤ {GOAL_CPU_PERCENT}% {}, binary ≤ 1.5 MB {}, \
+         ≥ {GOAL_RSS_RATIO}× less RSS than node_exporter {}",
+        verdict(agent_fp.rss <= GOAL_RSS),
+        verdict(agent_fp.cpu_percent <= GOAL_CPU_PERCENT),
+        verdict(agent_fp.binary <= GOAL_BINARY),
+        verdict(rss_ratio >= GOAL_RSS_RATIO)
+    );
+    println!("load average after: {}", procstat::load_average());
+    Ok(())
+}
+
+fn footprint(p: &mut Measured) -> anyhow::Result<Footprint> {
+    let cpu = p.cpu.poll()?;
+    let wall = p.started.elapsed();
+    Ok(Footprint {
+        rss: procstat::peak_rss(p.child.id())?,
+        cpu_percent: cpu.as_secs_f64() / wall.as_secs_f64() * 100.0,
+        binary: std::fs::metadata(&p.binary)?.len(),
+    })
+}
+
+fn verdict(met: bool) -> &'static str {
+    if met { "met" } else { "NOT met" }
+}
+
+fn agent_binary(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    let path = given.unwrap_or_else(|| {
+        server::target_dir().join("x86_64-unknown-linux-gnu/agent/monitor-agent")
+    });
+    if !path.is_file() {
+        bail!(
+            "no static agent at {}; build it first with `scripts/build-agent` (or name one with --agent PATH)",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+fn ensure_node_exporter(path: &Path) -> anyhow::Result<()> {
+    if path.is_file() {
+        return Ok(());
+    }
+    if path != Path::new(NODE_EXPORTER) {
+        bail!("no node exporter at {}", path.display());
+    }
+    println!("installing Debian's prometheus-node-exporter with apt-get …");
+    let status = Command::new("apt-get")
+        .args([
+            "install",
+            "-y",
+            "--no-install-recommends",
+            "prometheus-node-exporter",
+        ])
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .stdout(Stdio::null())
+        .status()
+        .context("cannot run apt-get")?;
+    if !status.success() || !path.is_file() {
+        bail!(
+            "could not install prometheus-node-exporter (apt-get: {status}); install it yourself \
+             (`apt-get update && apt-get install prometheus-node-exporter`, as root) or pass --node-exporter PATH"
+        );
+    }
+    Ok(())
+}
+
+fn start_agent(
+    binary: &Path,
+    dir: &Path,
+    keys: &ClientKeys,
+    url: &str,
+    interval: u64,
+) -> anyhow::Result<Measured> {
+    use std::io::Write as _;
+    let state = dir.join("agent");
+    std::fs::create_dir_all(&state)?;
+    let log = std::fs::File::create(dir.join("agent.log"))?;
+    let mut child = Command::new(binary)
+        .arg("--interval")
+        .arg(format!("{interval}s"))
+        .arg("--dir")
+        .arg(&state)
+        .stdin(Stdio::piped())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("cannot start {}", binary.display()))?;
+    let settings = serde_json::to_vec(&AgentSettings::new(CLIENT, keys, url, None))?;
+    // Dropping stdin after the write closes it: the agent reads settings to end of file.
+    child
+        .stdin
+        .take()
+        .expect("stdin is piped")
+        .write_all(&settings)
+        .context("cannot hand the agent its settings on stdin")?;
+    Ok(Measured {
+        name: "monitor-agent",
+        cpu: CpuMeter::new(child.id()),
+        child,
+        binary: binary.to_path_buf(),
+        started: Instant::now(),
+    })
+}
+
+fn start_node_exporter(binary: &Path, dir: &Path, port: u16) -> anyhow::Result<Measured> {
+    let log = std::fs::File::create(dir.join("node-exporter.log"))?;
+    let child = Command::new(binary)
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("cannot start {}", binary.display()))?;
+    Ok(Measured {
+        name: "node_exporter",
+        cpu: CpuMeter::new(child.id()),
+        child,
+        binary: binary.to_path_buf(),
+        started: Instant::now(),
+    })
+}
+
+/// A loopback port nobody listens on right now (the exporter cannot take a port-0 socket).
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
+        .local_addr()?
+        .port())
+}
+
+fn wait_for_exporter(runtime: &tokio::runtime::Runtime, addr: SocketAddr) -> anyhow::Result<()> {
+    for _ in 0..100 {
+        if let Ok((200, _)) = runtime.block_on(load::get(addr, "/metrics")) {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    bail!("node exporter did not answer on {addr} within 10 s")
+}

@@ -1,0 +1,276 @@
+//! The HTTP load generator: many keep-alive HTTP/1.1 connections (hyper's client connection,
+//! one per task) sending pre-sealed `PUT /v1/samples/{name}` bodies to one loopback server.
+//!
+//! Two ways to drive it:
+//! - [`closed_loop`]: every connection sends its next body as soon as the previous one is
+//!   answered; the count of 200s over the elapsed time is the peak rate.
+//! - [`open_loop`]: bodies are scheduled at a fixed rate regardless of answers, and latency is
+//!   counted from the scheduled moment whenever a connection was still busy with an earlier
+//!   request, so a slow server cannot hide its queueing (no coordinated omission).
+//!
+//! Not here: what the bodies contain (see `fleet`) or which server listens (see `server`).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper::{Method, Request, header};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use crate::fleet::SealedSample;
+
+/// What one run of requests came back with.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// Answered 200 (for monitord: committed).
+    pub ok: u64,
+    /// Other statuses, by code (a 503 means monitord's queue was full).
+    pub refused: BTreeMap<u16, u64>,
+    /// Connection errors (each followed by a reconnect).
+    pub errors: u64,
+    /// From the first request to the last answer.
+    pub elapsed: Duration,
+    /// Open loop only: per-request latency of the 200s.
+    pub latencies: Vec<Duration>,
+}
+
+impl Outcome {
+    pub fn per_second(&self) -> f64 {
+        self.ok as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    fn merge(&mut self, other: Outcome) {
+        self.ok += other.ok;
+        for (code, n) in other.refused {
+            *self.refused.entry(code).or_default() += n;
+        }
+        self.errors += other.errors;
+        self.latencies.extend(other.latencies);
+    }
+
+    /// Latency at quantile `q` (0..=1) of the 200s.
+    pub fn quantile(&mut self, q: f64) -> Duration {
+        if self.latencies.is_empty() {
+            return Duration::ZERO;
+        }
+        self.latencies.sort_unstable();
+        let i = ((self.latencies.len() - 1) as f64 * q).round() as usize;
+        self.latencies[i]
+    }
+
+    /// `0`, or e.g. `503 ×120, 3 connection errors`.
+    pub fn refusals(&self) -> String {
+        let mut parts: Vec<String> = self
+            .refused
+            .iter()
+            .map(|(code, n)| format!("{code} ×{n}"))
+            .collect();
+        if self.errors > 0 {
+            parts.push(format!("{} connection errors", self.errors));
+        }
+        if parts.is_empty() {
+            "none".to_owned()
+        } else {
+            parts.join(", ")
+        }
+    }
+}
+
+/// Where and what to send: the server, the client names, and the bodies in sending order.
+#[derive(Debug, Clone)]
+pub struct Work {
+    pub addr: SocketAddr,
+    pub paths: Arc<[String]>,
+    pub bodies: Arc<[SealedSample]>,
+}
+
+impl Work {
+    pub fn new(addr: SocketAddr, names: &[String], bodies: Arc<[SealedSample]>) -> Work {
+        Work {
+            addr,
+            paths: names.iter().map(|n| format!("/v1/samples/{n}")).collect(),
+            bodies,
+        }
+    }
+
+    fn request(&self, i: usize) -> Request<Full<Bytes>> {
+        let sample = &self.bodies[i];
+        Request::builder()
+            .method(Method::PUT)
+            .uri(&self.paths[sample.client])
+            .header(header::HOST, self.addr.to_string())
+            .header(header::CONTENT_TYPE, "text/plain")
+            .body(Full::new(sample.body.clone()))
+            .expect("a PUT with a path and a body is a valid request")
+    }
+}
+
+/// One keep-alive connection; reconnects after an error.
+struct Connection {
+    addr: SocketAddr,
+    sender: Option<SendRequest<Full<Bytes>>>,
+}
+
+impl Connection {
+    async fn open(addr: SocketAddr) -> anyhow::Result<Connection> {
+        let mut c = Connection { addr, sender: None };
+        c.sender = Some(c.handshake().await?);
+        Ok(c)
+    }
+
+    async fn handshake(&self) -> anyhow::Result<SendRequest<Full<Bytes>>> {
+        let stream = TcpStream::connect(self.addr)
+            .await
+            .with_context(|| format!("cannot connect to {}", self.addr))?;
+        stream.set_nodelay(true)?;
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(conn);
+        Ok(sender)
+    }
+
+    /// Sends one request and reads the whole answer; `Err` means the connection broke.
+    async fn send(&mut self, request: Request<Full<Bytes>>) -> anyhow::Result<u16> {
+        let sender = match &mut self.sender {
+            Some(s) => s,
+            None => self.sender.insert(self.handshake().await?),
+        };
+        let result = async {
+            sender.ready().await?;
+            let response = sender.send_request(request).await?;
+            let status = response.status().as_u16();
+            response.into_body().collect().await?;
+            anyhow::Ok(status)
+        }
+        .await;
+        if result.is_err() {
+            self.sender = None;
+        }
+        result
+    }
+}
+
+/// Sends bodies `range` as fast as `connections` connections allow, until they run out or
+/// `limit` has passed (answers in flight then are still awaited and counted).
+pub async fn closed_loop(
+    work: &Work,
+    range: std::ops::Range<usize>,
+    connections: usize,
+    limit: Duration,
+) -> anyhow::Result<Outcome> {
+    let next = Arc::new(AtomicUsize::new(range.start));
+    let mut conns = Vec::with_capacity(connections);
+    for _ in 0..connections {
+        conns.push(Connection::open(work.addr).await?);
+    }
+    let start = Instant::now();
+    let deadline = start + limit;
+    let tasks: Vec<_> = conns
+        .into_iter()
+        .map(|mut conn| {
+            let work = work.clone();
+            let next = next.clone();
+            let end = range.end;
+            tokio::spawn(async move {
+                let mut outcome = Outcome::default();
+                while Instant::now() < deadline {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= end {
+                        break;
+                    }
+                    record(&mut outcome, conn.send(work.request(i)).await, None);
+                }
+                outcome
+            })
+        })
+        .collect();
+    let mut total = Outcome::default();
+    for task in tasks {
+        total.merge(task.await?);
+    }
+    total.elapsed = start.elapsed();
+    Ok(total)
+}
+
+/// Sends bodies `range` at `rate` per second spread over `connections` connections, for at
+/// most `limit`, and records each 200's latency.
+pub async fn open_loop(
+    work: &Work,
+    range: std::ops::Range<usize>,
+    connections: usize,
+    rate: f64,
+    limit: Duration,
+) -> anyhow::Result<Outcome> {
+    let count = range.len().min((rate * limit.as_secs_f64()) as usize);
+    let mut conns = Vec::with_capacity(connections);
+    for _ in 0..connections {
+        conns.push(Connection::open(work.addr).await?);
+    }
+    let start = Instant::now() + Duration::from_millis(50);
+    let tasks: Vec<_> = conns
+        .into_iter()
+        .enumerate()
+        .map(|(k, mut conn)| {
+            let work = work.clone();
+            let first = range.start;
+            tokio::spawn(async move {
+                let mut outcome = Outcome::default();
+                let mut free_since = start;
+                // Connection k sends requests k, k + n, k + 2n, … of the schedule.
+                for j in (k..count).step_by(connections) {
+                    let scheduled = start + Duration::from_secs_f64(j as f64 / rate);
+                    // Busy past the scheduled moment: the wait behind the earlier request is
+                    // the server's latency too. Otherwise the timer's own lateness is not.
+                    let from = if free_since > scheduled {
+                        scheduled
+                    } else {
+                        tokio::time::sleep_until(scheduled).await;
+                        Instant::now()
+                    };
+                    let result = conn.send(work.request(first + j)).await;
+                    free_since = Instant::now();
+                    record(&mut outcome, result, Some(free_since - from));
+                }
+                outcome
+            })
+        })
+        .collect();
+    let mut total = Outcome::default();
+    for task in tasks {
+        total.merge(task.await?);
+    }
+    total.elapsed = start.elapsed();
+    Ok(total)
+}
+
+/// One `GET path` on a fresh connection: the status and the body's length (a scrape).
+pub async fn get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, usize)> {
+    let mut conn = Connection::open(addr).await?;
+    let sender = conn.sender.as_mut().expect("open connects");
+    let request = Request::builder()
+        .uri(path)
+        .header(header::HOST, addr.to_string())
+        .body(Full::new(Bytes::new()))?;
+    let response = sender.send_request(request).await?;
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await?.to_bytes();
+    Ok((status, body.len()))
+}
+
+fn record(outcome: &mut Outcome, result: anyhow::Result<u16>, latency: Option<Duration>) {
+    match result {
+        Ok(200) => {
+            outcome.ok += 1;
+            outcome.latencies.extend(latency);
+        }
+        Ok(code) => *outcome.refused.entry(code).or_default() += 1,
+        Err(_) => outcome.errors += 1,
+    }
+}
