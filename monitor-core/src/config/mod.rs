@@ -12,9 +12,11 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod client;
 mod duration;
 mod parse;
 mod validate;
+mod values;
 
 pub use duration::{format_duration, parse_duration};
 

@@ -1,20 +1,417 @@
-//! Stage one: XML text to raw elements with their lines. (Being written; see issue 2.)
+//! Stage one: config.xml's bytes to a tree of raw elements, each with the line of its start tag.
+//!
+//! This stage only decides whether the file is well-formed XML (UTF-8, BOM, CRLF, comments, either
+//! quote style and the five predefined entities all fine) and turns roxmltree's errors into
+//! messages a person can act on. A DTD is refused before anything in it is expanded. What the
+//! elements and attributes *mean* is [`validate`](super::validate)'s business, not this file's.
 
 use std::path::Path;
 
+use roxmltree::{Document, Node, ParsingOptions};
+
 use super::{Diagnostic, Invalid, Severity};
 
-pub(super) struct RawConfig;
+/// The whole file as elements; nothing checked beyond XML well-formedness.
+#[derive(Debug)]
+pub(super) struct RawConfig {
+    pub root: RawElement,
+}
 
-pub(super) fn parse(_bytes: &[u8], path: &Path) -> Result<RawConfig, Invalid> {
-    Err(Invalid {
+#[derive(Debug)]
+pub(super) struct RawElement {
+    /// Local name, e.g. `client`.
+    pub name: String,
+    /// Line of the start tag, 1-based; attributes report this line too.
+    pub line: u32,
+    pub attrs: Vec<RawAttr>,
+    pub children: Vec<RawElement>,
+    /// Line of the first non-blank text directly inside this element, which config.xml never has.
+    pub stray_text: Option<u32>,
+}
+
+#[derive(Debug)]
+pub(super) struct RawAttr {
+    pub name: String,
+    pub value: String,
+}
+
+impl RawElement {
+    pub fn attr(&self, name: &str) -> Option<&str> {
+        self.attrs
+            .iter()
+            .find(|a| a.name == name)
+            .map(|a| a.value.as_str())
+    }
+}
+
+/// Typographic quotes that word processors and chat tools put where `"` or `'` belong.
+pub(super) const TYPOGRAPHIC_QUOTES: [char; 6] = ['‘', '’', '“', '”', '„', '‚'];
+
+pub(super) const QUOTE_HINT: &str = "hint: typographic quotes (’ ‘ “ ”) are not XML quotes; \
+     write attribute values in straight quotes, \"…\" or '…'";
+
+pub(super) fn parse(bytes: &[u8], path: &Path) -> Result<RawConfig, Invalid> {
+    let file = path.display().to_string();
+    let fail = |line: u32, message: String| Invalid {
         errors: vec![Diagnostic {
             severity: Severity::Error,
-            file: path.display().to_string(),
-            line: 0,
+            file: file.clone(),
+            line,
             element: String::new(),
-            message: "config.xml reading is not implemented yet".into(),
+            message,
         }],
         warnings: Vec::new(),
+    };
+    let text = decode(bytes).map_err(|(line, message)| fail(line, message))?;
+    let options = ParsingOptions {
+        allow_dtd: false,
+        ..ParsingOptions::default()
+    };
+    let doc = Document::parse_with_options(text, options).map_err(|e| {
+        let (line, message) = describe(text, &e);
+        fail(line, message)
+    })?;
+    let lines = LineIndex::new(text);
+    Ok(RawConfig {
+        root: convert(doc.root_element(), &lines),
     })
+}
+
+/// UTF-8 with or without a BOM; anything else is refused with what to do about it.
+fn decode(bytes: &[u8]) -> Result<&str, (u32, String)> {
+    if bytes.starts_with(&[0xFF, 0xFE]) || bytes.starts_with(&[0xFE, 0xFF]) {
+        return Err((
+            1,
+            "the file is UTF-16; save it as UTF-8 (with or without BOM)".into(),
+        ));
+    }
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    std::str::from_utf8(bytes).map_err(|e| {
+        let line = 1 + bytes[..e.valid_up_to()]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count();
+        (
+            line as u32,
+            "the file is not valid UTF-8 here; save it as UTF-8".into(),
+        )
+    })
+}
+
+fn convert(node: Node<'_, '_>, lines: &LineIndex) -> RawElement {
+    let mut children = Vec::new();
+    let mut stray_text = None;
+    for child in node.children() {
+        if child.is_element() {
+            children.push(convert(child, lines));
+        } else if child.is_text() && stray_text.is_none() {
+            let text = child.text().unwrap_or_default();
+            if let Some(offset) = text.find(|c: char| !c.is_whitespace()) {
+                stray_text = Some(lines.line_of(child.range().start + offset));
+            }
+        }
+    }
+    RawElement {
+        name: node.tag_name().name().to_string(),
+        line: lines.line_of(node.range().start),
+        attrs: node
+            .attributes()
+            .map(|a| RawAttr {
+                name: a.name().to_string(),
+                value: a.value().to_string(),
+            })
+            .collect(),
+        children,
+        stray_text,
+    }
+}
+
+/// Byte offset to line number in O(log n); roxmltree's own `text_pos_at` rescans from the start
+/// each time, which a 500-host file would feel.
+struct LineIndex {
+    starts: Vec<usize>,
+}
+
+impl LineIndex {
+    fn new(text: &str) -> LineIndex {
+        let mut starts = vec![0];
+        starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        LineIndex { starts }
+    }
+
+    fn line_of(&self, offset: usize) -> u32 {
+        self.starts.partition_point(|&s| s <= offset) as u32
+    }
+}
+
+/// A roxmltree error as `(line, message)`, worded for someone editing config.xml by hand.
+fn describe(text: &str, error: &roxmltree::Error) -> (u32, String) {
+    use roxmltree::Error as E;
+    let last_line = text.lines().count().max(1) as u32;
+    let line = error.pos().row;
+    let (line, mut message) = match error {
+        E::UnexpectedCloseTag(expected, actual, _) => {
+            let opened = open_elements(text, line)
+                .into_iter()
+                .rev()
+                .find(|(name, _)| name == expected)
+                .map(|(_, l)| format!(" (opened at line {l})"))
+                .unwrap_or_default();
+            (
+                line,
+                format!(
+                    "`</{actual}>` found where `<{expected}>`{opened} must be closed first: \
+                     add `</{expected}>` or end that start tag with `/>`"
+                ),
+            )
+        }
+        E::UnclosedRootNode => {
+            let open = open_elements(text, u32::MAX);
+            let what = match open.last() {
+                Some((name, l)) => format!("`<{name}>` opened at line {l} is never closed"),
+                None => "an element is never closed".to_string(),
+            };
+            let close = open
+                .last()
+                .map(|(n, _)| format!("`</{n}>`"))
+                .unwrap_or_default();
+            (
+                last_line,
+                format!("{what}: add {close} or end its start tag with `/>`"),
+            )
+        }
+        E::DtdDetected => (
+            doctype_line(text),
+            "a DTD (`<!DOCTYPE …>` with entity definitions) is not allowed in config.xml; \
+             entities are never expanded, remove the DTD"
+                .into(),
+        ),
+        E::NoRootNode => (
+            last_line,
+            "no element found: expected a `<client …>` element, or a root element such as \
+             `<monitor>` holding `<server>`, `<smtp>`, `<defaults>` and `<client>` elements"
+                .into(),
+        ),
+        E::UnknownEntityReference(name, _) => (
+            line,
+            format!(
+                "unknown entity `&{name};`: only &amp; &lt; &gt; &quot; &apos; and &#…; exist \
+                 (a literal & is written &amp;)"
+            ),
+        ),
+        E::MalformedEntityReference(_) => (
+            line,
+            "a bare `&`: write a literal & as `&amp;` (in a password too)".into(),
+        ),
+        E::InvalidAttributeValue(_) => (
+            line,
+            "`<` inside an attribute value: write it as `&lt;`".into(),
+        ),
+        E::DuplicatedAttribute(name, _) => (
+            line,
+            format!("attribute `{name}` is given twice in one element; keep one"),
+        ),
+        E::InvalidComment(_) => (line, "a comment cannot contain `--` or end with `-`".into()),
+        E::UnexpectedDeclaration(_) => (
+            line,
+            "the XML declaration `<?xml …?>` must be the very first thing in the file".into(),
+        ),
+        E::InvalidChar2(expected, _, _) if expected.contains("quote") => (
+            line,
+            "an attribute value must be in straight quotes, e.g. ip=\"10.0.0.1\" or ip='10.0.0.1'"
+                .into(),
+        ),
+        E::UnexpectedEndOfStream => (
+            last_line,
+            "the file ends inside a tag, comment or attribute value; is a `>` or a quote missing?"
+                .into(),
+        ),
+        other => {
+            // roxmltree's own wording ends with " at ROW:COL"; the line is already in front.
+            let text = other.to_string();
+            let text = match text.rfind(" at ") {
+                Some(i) => text[..i].to_string(),
+                None => text,
+            };
+            (line, format!("malformed XML: {text}"))
+        }
+    };
+    let has_quotes = text
+        .lines()
+        .nth(line.saturating_sub(1) as usize)
+        .is_some_and(|l| l.contains(TYPOGRAPHIC_QUOTES));
+    if has_quotes {
+        message.push_str("; ");
+        message.push_str(QUOTE_HINT);
+    }
+    (line, message)
+}
+
+/// Elements still open when the scan reaches `stop_line`, outermost first, as (name, line).
+///
+/// roxmltree reports an unclosed element only at the end tag that does not match; the line where
+/// the element *opened* is what the person needs, so this re-walks the (well-formed so far) text.
+fn open_elements(text: &str, stop_line: u32) -> Vec<(String, u32)> {
+    let mut stack: Vec<(String, u32)> = Vec::new();
+    let bytes = text.as_bytes();
+    let mut line = 1u32;
+    let mut i = 0;
+    let count_lines =
+        |from: usize, to: usize| bytes[from..to].iter().filter(|&&b| b == b'\n').count() as u32;
+    while i < bytes.len() && line < stop_line {
+        if bytes[i] != b'<' {
+            if bytes[i] == b'\n' {
+                line += 1;
+            }
+            i += 1;
+            continue;
+        }
+        let rest = &text[i..];
+        let end = if rest.starts_with("<!--") {
+            rest.find("-->").map(|e| e + 3)
+        } else if rest.starts_with("<![CDATA[") {
+            rest.find("]]>").map(|e| e + 3)
+        } else if rest.starts_with("<?") {
+            rest.find("?>").map(|e| e + 2)
+        } else if rest.starts_with("</") {
+            stack.pop();
+            rest.find('>').map(|e| e + 1)
+        } else if rest.starts_with("<!") {
+            rest.find('>').map(|e| e + 1)
+        } else {
+            let end = tag_end(rest);
+            if let Some(end) = end {
+                let name: String = rest[1..]
+                    .chars()
+                    .take_while(|c| !c.is_whitespace() && *c != '/' && *c != '>')
+                    .collect();
+                let name = name.rsplit(':').next().unwrap_or_default().to_string();
+                if !rest[..end].ends_with("/>") {
+                    stack.push((name, line));
+                }
+            }
+            end
+        };
+        let Some(end) = end else { break };
+        line += count_lines(i, i + end);
+        i += end;
+    }
+    stack
+}
+
+/// Length of a start tag up to and including its `>`, skipping quoted attribute values.
+fn tag_end(tag: &str) -> Option<usize> {
+    let mut quote = None;
+    for (i, c) in tag.char_indices() {
+        match (quote, c) {
+            (None, '"' | '\'') => quote = Some(c),
+            (Some(q), c) if c == q => quote = None,
+            (None, '>') => return Some(i + 1),
+            _ => {}
+        }
+    }
+    None
+}
+
+fn doctype_line(text: &str) -> u32 {
+    // Skip comments so a commented-out example DOCTYPE is not the one blamed.
+    let mut rest = text;
+    let mut consumed = 0;
+    loop {
+        let doctype = rest.find("<!DOCTYPE");
+        let comment = rest.find("<!--");
+        match (doctype, comment) {
+            (Some(d), Some(c)) if c < d => {
+                let end = rest[c..]
+                    .find("-->")
+                    .map(|e| c + e + 3)
+                    .unwrap_or(rest.len());
+                consumed += end;
+                rest = &rest[end..];
+            }
+            (Some(d), _) => {
+                return 1 + text[..consumed + d].matches('\n').count() as u32;
+            }
+            (None, _) => return 1,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_str(text: &str) -> Result<RawConfig, Invalid> {
+        parse(text.as_bytes(), Path::new("c.xml"))
+    }
+
+    fn error_of(text: &str) -> Diagnostic {
+        parse_str(text).unwrap_err().errors.remove(0)
+    }
+
+    #[test]
+    fn lines_and_attributes_survive_bom_crlf_and_quotes() {
+        let text = "\u{FEFF}<?xml version=\"1.0\"?>\r\n<monitor>\r\n  <!-- c -->\r\n  \
+                    <client ip='a' password=\"x&amp;y&lt;\"/>\r\n</monitor>\r\n";
+        let raw = parse_str(text).unwrap();
+        assert_eq!(raw.root.name, "monitor");
+        assert_eq!(raw.root.line, 2);
+        let client = &raw.root.children[0];
+        assert_eq!(client.line, 4);
+        assert_eq!(client.attr("ip"), Some("a"));
+        assert_eq!(client.attr("password"), Some("x&y<"));
+    }
+
+    #[test]
+    fn unclosed_element_names_both_lines() {
+        let e = error_of("<monitor>\n  <client ip=\"a\">\n    <alert/>\n</monitor>\n");
+        assert_eq!(e.line, 4);
+        assert!(e.message.contains("opened at line 2"), "{}", e.message);
+    }
+
+    #[test]
+    fn never_closed_root_names_its_line() {
+        let e = error_of("<monitor>\n  <client ip=\"a\"/>\n");
+        assert!(
+            e.message.contains("`<monitor>` opened at line 1"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn dtd_is_refused_at_its_line() {
+        let e = error_of(
+            "<?xml version=\"1.0\"?>\n<!-- <!DOCTYPE no> -->\n<!DOCTYPE x [\n<!ENTITY a \"aaaa\">\n]>\n<x>&a;</x>\n",
+        );
+        assert_eq!(e.line, 3);
+        assert!(e.message.contains("DTD"));
+    }
+
+    #[test]
+    fn typographic_quotes_get_a_hint() {
+        let e = error_of("<client ip=’10.0.0.1’ username=\"u\"/>\n");
+        assert_eq!(e.line, 1);
+        assert!(e.message.contains("typographic quotes"), "{}", e.message);
+    }
+
+    #[test]
+    fn utf16_and_bad_utf8_are_named() {
+        assert!(
+            parse(b"\xFF\xFE<\x00", Path::new("c")).unwrap_err().errors[0]
+                .message
+                .contains("UTF-16")
+        );
+        let e = parse(b"<a>\n\xFF</a>", Path::new("c"))
+            .unwrap_err()
+            .errors
+            .remove(0);
+        assert_eq!(e.line, 2);
+    }
+
+    #[test]
+    fn stray_text_is_recorded() {
+        let raw = parse_str("<monitor>\n\n oops\n</monitor>").unwrap();
+        assert_eq!(raw.root.stray_text, Some(3));
+    }
 }
