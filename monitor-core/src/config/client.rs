@@ -49,6 +49,8 @@ pub(super) struct Fields {
     mail: Option<Vec<String>>,
     interval: Option<Duration>,
     alerts: BTreeMap<AlertKind, AlertRule>,
+    /// `username` was written, even if invalid (then already reported, not "missing" again).
+    username_given: bool,
 }
 
 pub(super) type Defaults = Fields;
@@ -170,7 +172,7 @@ fn client(ck: &mut Checker, defaults: &Defaults, el: &RawElement) -> Option<Clie
             .value(el, "ip", v, values::host(v))
             .map(|()| v.to_string()),
     };
-    if el.attr("username").is_none() && defaults.username.is_none() {
+    if el.attr("username").is_none() && !defaults.username_given {
         ck.error(
             el,
             "`username` is missing (and <defaults> gives none): expected the SSH user, \
@@ -220,6 +222,7 @@ fn fields(ck: &mut Checker, el: &RawElement) -> Fields {
         f.port = ck.value(el, "port", v, values::port(v));
     }
     if let Some(v) = el.attr("username") {
+        f.username_given = true;
         f.username = ck
             .value(el, "username", v, values::username(v))
             .map(|()| v.to_string());
@@ -252,7 +255,7 @@ fn auth(ck: &mut Checker, el: &RawElement) -> Option<Auth> {
         .filter(|a| el.attr(a).is_some())
         .collect();
     if el.attr("password").is_some() {
-        ck.saw_password(el.line);
+        ck.saw_password(el);
     }
     match given.as_slice() {
         [] => None,
@@ -403,10 +406,11 @@ fn check_clear_side(
         ck.error(
             el,
             format!(
-                "`clear` {} is {side} `limit` {}: a {kind} alert fires {side} its limit and \
+                "`clear` {} is {side} `limit` {}: {} {kind} alert fires {side} its limit and \
                  resolves once the value is back {back} clear, so clear must be {back} the limit",
                 values::show_limit(kind, clear),
                 values::show_limit(kind, limit),
+                if kind == AlertKind::Uptime { "an" } else { "a" },
             ),
         );
         return None;

@@ -52,24 +52,24 @@ pub(super) const QUOTE_HINT: &str = "hint: typographic quotes (’ ‘ “ ”) 
 
 pub(super) fn parse(bytes: &[u8], path: &Path) -> Result<RawConfig, Invalid> {
     let file = path.display().to_string();
-    let fail = |line: u32, message: String| Invalid {
+    let fail = |line: u32, element: String, message: String| Invalid {
         errors: vec![Diagnostic {
             severity: Severity::Error,
             file: file.clone(),
             line,
-            element: String::new(),
+            element,
             message,
         }],
         warnings: Vec::new(),
     };
-    let text = decode(bytes).map_err(|(line, message)| fail(line, message))?;
+    let text = decode(bytes).map_err(|(line, message)| fail(line, String::new(), message))?;
     let options = ParsingOptions {
         allow_dtd: false,
         ..ParsingOptions::default()
     };
     let doc = Document::parse_with_options(text, options).map_err(|e| {
         let (line, message) = describe(text, &e);
-        fail(line, message)
+        fail(line, element_at(text, &e), message)
     })?;
     let lines = LineIndex::new(text);
     Ok(RawConfig {
@@ -182,8 +182,8 @@ fn describe(text: &str, error: &roxmltree::Error) -> (u32, String) {
         }
         E::DtdDetected => (
             doctype_line(text),
-            "a DTD (`<!DOCTYPE …>` with entity definitions) is not allowed in config.xml; \
-             entities are never expanded, remove the DTD"
+            "a DTD (`<!DOCTYPE …>`) is not allowed in config.xml: entity definitions are \
+             refused, never expanded; remove it"
                 .into(),
         ),
         E::NoRootNode => (
@@ -221,6 +221,12 @@ fn describe(text: &str, error: &roxmltree::Error) -> (u32, String) {
             "an attribute value must be in straight quotes, e.g. ip=\"10.0.0.1\" or ip='10.0.0.1'"
                 .into(),
         ),
+        E::UnknownToken(_) if after_root(text, line) => (
+            line,
+            "content after the root element has closed: config.xml has one root element \
+             (e.g. <monitor>) that holds everything else"
+                .into(),
+        ),
         E::UnexpectedEndOfStream => (
             last_line,
             "the file ends inside a tag, comment or attribute value; is a `>` or a quote missing?"
@@ -245,6 +251,62 @@ fn describe(text: &str, error: &roxmltree::Error) -> (u32, String) {
         message.push_str(QUOTE_HINT);
     }
     (line, message)
+}
+
+/// The element a syntax error is in, for the `element:` part of the message: the one left open
+/// at a bad end tag, else the last start tag before the error; empty for file-level problems.
+fn element_at(text: &str, error: &roxmltree::Error) -> String {
+    use roxmltree::Error as E;
+    match error {
+        E::UnexpectedCloseTag(expected, _, _) => return local(expected).to_string(),
+        E::UnclosedRootNode => {
+            return open_elements(text, u32::MAX)
+                .pop()
+                .map(|(name, _)| name)
+                .unwrap_or_default();
+        }
+        E::DtdDetected | E::NoRootNode | E::UnexpectedEndOfStream | E::InvalidComment(_) => {
+            return String::new();
+        }
+        E::UnknownToken(pos) if after_root(text, pos.row) => return String::new(),
+        _ => {}
+    }
+    let pos = error.pos();
+    let line_start: usize = text
+        .split_inclusive('\n')
+        .take(pos.row.saturating_sub(1) as usize)
+        .map(str::len)
+        .sum();
+    let offset = text[line_start..]
+        .char_indices()
+        .nth(pos.col.saturating_sub(1) as usize)
+        .map_or(text.len(), |(i, _)| line_start + i);
+    let before = &text[..offset];
+    let mut end = before.len();
+    while let Some(lt) = before[..end].rfind('<') {
+        let name: String = before[lt + 1..]
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.' | ':'))
+            .collect();
+        if !name.is_empty() {
+            return local(&name).to_string();
+        }
+        end = lt;
+    }
+    String::new()
+}
+
+/// Whether every element opened before `line` is closed again, and there was one.
+fn after_root(text: &str, line: u32) -> bool {
+    let seen_element = text.lines().take(line.saturating_sub(1) as usize).any(|l| {
+        l.match_indices('<')
+            .any(|(i, _)| l[i + 1..].starts_with(char::is_alphabetic))
+    });
+    seen_element && open_elements(text, line).is_empty()
+}
+
+fn local(name: &str) -> &str {
+    name.rsplit(':').next().unwrap_or(name)
 }
 
 /// Elements still open when the scan reaches `stop_line`, outermost first, as (name, line).
@@ -285,7 +347,7 @@ fn open_elements(text: &str, stop_line: u32) -> Vec<(String, u32)> {
                     .chars()
                     .take_while(|c| !c.is_whitespace() && *c != '/' && *c != '>')
                     .collect();
-                let name = name.rsplit(':').next().unwrap_or_default().to_string();
+                let name = local(&name).to_string();
                 if !rest[..end].ends_with("/>") {
                     stack.push((name, line));
                 }

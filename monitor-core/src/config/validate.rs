@@ -208,7 +208,7 @@ fn smtp_auth(ck: &mut Checker, el: &RawElement, smtp: &mut Smtp) {
             "both `password` and `password-file` are given: keep one (password-file is preferred)",
         ),
         (Some(p), None) => {
-            ck.saw_password(el.line);
+            ck.saw_password(el);
             if p.is_empty() {
                 ck.error(
                     el,
@@ -246,8 +246,8 @@ pub(super) struct Checker {
     warnings: Vec<Diagnostic>,
     /// Files already warned about, so 500 clients sharing one key from `<defaults>` warn once.
     warned_paths: HashSet<PathBuf>,
-    /// Line of the first `password` attribute: the file then holds a secret.
-    password_line: Option<u32>,
+    /// Line and element of the first `password` attribute: the file then holds a secret.
+    password_at: Option<(u32, String)>,
 }
 
 impl Checker {
@@ -258,7 +258,7 @@ impl Checker {
             errors: Vec::new(),
             warnings: Vec::new(),
             warned_paths: HashSet::new(),
-            password_line: None,
+            password_at: None,
         }
     }
 
@@ -332,8 +332,10 @@ impl Checker {
         self.dir.join(path)
     }
 
-    pub fn saw_password(&mut self, line: u32) {
-        self.password_line.get_or_insert(line);
+    pub fn saw_password(&mut self, el: &RawElement) {
+        if self.password_at.is_none() {
+            self.password_at = Some((el.line, el.name.clone()));
+        }
     }
 
     /// Warns (once per file) when a file named by `attr` is missing or unreadable by this user.
@@ -382,8 +384,9 @@ impl Checker {
             None => String::new(),
         };
         let expected = known.iter().map(|k| format!("<{k}>")).collect::<Vec<_>>();
-        self.error(
-            el,
+        self.error_at(
+            el.line,
+            parent,
             format!(
                 "unknown element <{}> inside <{parent}>: {hint}expected {}",
                 el.name,
@@ -395,8 +398,9 @@ impl Checker {
     /// An element that takes neither child elements nor text.
     pub fn check_leaf(&mut self, el: &RawElement) {
         for child in &el.children {
-            self.error(
-                child,
+            self.error_at(
+                child.line,
+                &el.name,
                 format!(
                     "<{}> cannot hold a <{}> element: <{}> takes only attributes",
                     el.name, child.name, el.name
@@ -421,7 +425,7 @@ impl Checker {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let Some(line) = self.password_line else {
+            let Some((line, element)) = self.password_at.clone() else {
                 return;
             };
             let Ok(meta) = std::fs::metadata(path) else {
@@ -431,7 +435,7 @@ impl Checker {
             if mode & 0o004 != 0 {
                 self.warn_at(
                     line,
-                    "",
+                    &element,
                     format!(
                         "the file holds passwords and every user can read it (mode {mode:04o}); \
                          run chmod o-r on it, or use password-file / key"

@@ -102,14 +102,22 @@ pub(super) fn username(text: &str) -> Checked<()> {
 /// A comma-separated list of `local@domain` addresses. Empty items (a trailing comma) are
 /// skipped; an empty list means "no mail".
 pub(super) fn mail_list(text: &str) -> Checked<Vec<String>> {
+    let commas = "separate addresses with commas, e.g. \"ops@example.com, oncall@example.com\"";
+    if text.contains(';') {
+        return Err(format!("uses ';': {commas}"));
+    }
     let mut out = Vec::new();
     for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        if item.contains([';', ' ', '\t', '\n']) {
-            return Err(format!(
-                "has {item:?}: separate addresses with commas, e.g. \"ops@example.com, oncall@example.com\""
-            ));
+        if item.contains(char::is_whitespace) {
+            return Err(format!("has {item:?}: {commas}"));
         }
-        mail_address(item).map_err(|e| format!("has {item:?}, which {e}"))?;
+        mail_address(item).map_err(|problem| {
+            if item == text.trim() {
+                problem
+            } else {
+                format!("has {item:?}, which {problem}")
+            }
+        })?;
         out.push(item.to_string());
     }
     Ok(out)
@@ -353,6 +361,16 @@ mod tests {
         );
         assert!(mail_list("").unwrap().is_empty());
         assert!(mail_list("a@b; c@d").unwrap_err().contains("commas"));
+        assert!(mail_list("a@b c@d").unwrap_err().contains("commas"));
+        assert_eq!(
+            mail_list("nobody").unwrap_err(),
+            mail_address("nobody").unwrap_err()
+        );
+        assert!(
+            mail_list("a@b, nobody")
+                .unwrap_err()
+                .starts_with("has \"nobody\", which has no @")
+        );
     }
 
     #[test]
