@@ -314,3 +314,21 @@ fn unix_now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_benchmark_config_is_valid_and_gives_every_client_the_alert_rules() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.xml");
+        let names = fleet::names(300);
+        std::fs::write(&path, server::config_xml(&clients_xml(&names))).unwrap();
+        let loaded = monitor_core::config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        let clients = &loaded.config.clients;
+        assert_eq!(clients.len(), 300);
+        assert_eq!(clients[299].name, "host0300");
+        assert!(clients.iter().all(|c| c.alerts.len() == 4));
+    }
+}

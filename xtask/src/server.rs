@@ -138,10 +138,7 @@ impl MonitordDir {
         run(Command::new(binary).arg("gen-key").arg(&key))?;
         let master = MasterKey::load(&key).context("reading the key monitord gen-key wrote")?;
         let config = dir.join("config.xml");
-        let xml = format!(
-            "<monitor>\n  <server listen=\"127.0.0.1:0\" database=\"db.sqlite3\" key-file=\"master.key\"/>\n{clients_xml}</monitor>\n"
-        );
-        std::fs::write(&config, xml)
+        std::fs::write(&config, config_xml(clients_xml))
             .with_context(|| format!("cannot write {}", config.display()))?;
         Ok(MonitordDir {
             binary: binary.to_path_buf(),
@@ -173,6 +170,13 @@ impl MonitordDir {
         command.arg(sub).arg("--config").arg(&self.config);
         command
     }
+}
+
+/// A config.xml whose database, key and port-0 listener are all relative to its directory.
+pub fn config_xml(clients_xml: &str) -> String {
+    format!(
+        "<monitor>\n  <server listen=\"127.0.0.1:0\" database=\"db.sqlite3\" key-file=\"master.key\"/>\n{clients_xml}</monitor>\n"
+    )
 }
 
 /// What `monitord stats --json` reports (DESIGN.md's keys).
