@@ -1,1 +1,211 @@
-fn main() {}
+//! `monitor-deploy`: pushes the static agent to the clients listed in config.xml over the system
+//! OpenSSH (one ControlMaster per host, SFTP for the upload), starts it, and tells the user
+//! exactly which host failed at which step and what to check. Exit 0: every host succeeded;
+//! 1: some failed; 2: usage or config error.
+//!
+//! This file is the command line and the run as a whole; the per-host work is in [`deploy`],
+//! SSH in [`ssh`], the password helper in [`askpass`], output in [`report`].
+//!
+//! State of the work (for the next session; see also `monitor-deploy/TODO.md`):
+//! done: CLI, config/master key, one master per host started by us (askpass for passwords),
+//! TOFU / changed / strict host keys, hash-checked SFTP upload, `--once`, default
+//! `--interval --detach` start, `--status`, `--stop`, `--failed`, `--jobs`, summary table.
+//! Not yet: boot persistence (systemd unit / user unit / @reboot crontab), network-namespace
+//! hosts in the tests, the `xtask bench deploy` benchmark, a redrawn live line per host.
+
+mod agentbin;
+mod askpass;
+mod deploy;
+mod remote;
+mod report;
+mod ssh;
+mod state;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use clap::{ArgGroup, Parser};
+use monitor_core::MasterKey;
+use monitor_core::config::{self, Client, Config, DEFAULT_CONFIG_PATH};
+
+/// Push and start monitor-agent on the clients of config.xml over SSH.
+#[derive(Debug, Parser)]
+#[command(name = "monitor-deploy", version)]
+#[command(group(ArgGroup::new("targets").required(true).args(["all", "names", "failed"])))]
+struct Cli {
+    /// Every client in config.xml.
+    #[arg(long)]
+    all: bool,
+    /// Clients by name (as in config.xml: `name`, else `ip`, else `ip:port`).
+    #[arg(value_name = "NAME")]
+    names: Vec<String>,
+    /// config.xml to read.
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_CONFIG_PATH)]
+    config: PathBuf,
+    /// Hosts worked on at the same time.
+    #[arg(long, value_name = "N", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    jobs: u32,
+    /// Run the agent once in the foreground (one sample) and report, instead of starting it.
+    #[arg(long, conflicts_with_all = ["stop", "status"])]
+    once: bool,
+    /// Stop the agent and remove what makes it start at boot.
+    #[arg(long, conflicts_with = "status")]
+    stop: bool,
+    /// Show per host whether the agent runs, its version and its last send.
+    #[arg(long)]
+    status: bool,
+    /// Show what would be done; connect nowhere.
+    #[arg(long)]
+    dry_run: bool,
+    /// Only the hosts that failed in the previous run.
+    #[arg(long)]
+    failed: bool,
+    /// known_hosts file to trust and record host keys in (default: in the state directory).
+    #[arg(long, value_name = "FILE")]
+    known_hosts: Option<PathBuf>,
+    /// Refuse hosts whose key is not in known_hosts yet, instead of trusting on first use.
+    #[arg(long)]
+    strict_host_keys: bool,
+    /// Limit for each step on each host (`30s`, `2m`, a bare number is seconds).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_timeout)]
+    timeout: Duration,
+    /// The agent binary to upload (default: the packaged one matching the host, or the build output).
+    #[arg(long, value_name = "PATH")]
+    agent: Option<PathBuf>,
+}
+
+fn parse_timeout(text: &str) -> Result<Duration, String> {
+    match config::parse_duration(text) {
+        Some(d) if !d.is_zero() => Ok(d),
+        _ => Err(format!(
+            "`{text}` is not a duration above zero (e.g. `30s`, `2m`, `90`)"
+        )),
+    }
+}
+
+/// What to do on every selected host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Upload if needed, (re)start in continuous mode.
+    Deploy,
+    /// Upload if needed, run one sample in the foreground.
+    Once,
+    Stop,
+    Status,
+}
+
+fn main() -> ExitCode {
+    // ssh runs this same binary as its SSH_ASKPASS helper; that mode has no command line.
+    if let Some(code) = askpass::run_as_helper() {
+        return code;
+    }
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("monitor-deploy: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// `Ok(true)`: every host succeeded; `Ok(false)`: some failed; `Err`: usage or config error.
+fn run(cli: Cli) -> anyhow::Result<bool> {
+    let loaded = config::load(&cli.config).map_err(|invalid| {
+        anyhow::anyhow!("{invalid}\n(nothing was deployed: fix config.xml first)")
+    })?;
+    for warning in &loaded.warnings {
+        eprintln!("{warning}");
+    }
+    let config = loaded.config;
+    let action = if cli.status {
+        Action::Status
+    } else if cli.stop {
+        Action::Stop
+    } else if cli.once {
+        Action::Once
+    } else {
+        Action::Deploy
+    };
+    let state = state::StateDir::open(cli.known_hosts.as_deref())?;
+    let clients = select(&cli, &config, &state)?;
+    if clients.is_empty() {
+        println!("nothing to do: the previous run had no failed hosts");
+        return Ok(true);
+    }
+    if cli.dry_run {
+        report::dry_run(&clients, action, &config);
+        return Ok(true);
+    }
+    let master = MasterKey::load(&config.server.key_file).with_context(
+        || "monitor-deploy needs monitord's master key to give each agent its keys",
+    )?;
+    let agents = agentbin::AgentSource::new(cli.agent.clone())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let plan = deploy::Plan {
+        action,
+        master,
+        server_url: config.server.url.clone(),
+        agents,
+        timeout: cli.timeout,
+        jobs: cli.jobs as usize,
+        known_hosts: state.known_hosts.clone(),
+        strict_host_keys: cli.strict_host_keys,
+    };
+    let outcomes = runtime.block_on(deploy::run_all(Arc::new(plan), clients))?;
+    if action != Action::Status {
+        let failed: Vec<&str> = outcomes
+            .iter()
+            .filter(|o| !o.is_ok())
+            .map(|o| o.host.as_str())
+            .collect();
+        state.write_failed(&failed)?;
+    }
+    report::summary(&outcomes, action);
+    Ok(outcomes.iter().all(deploy::Outcome::is_ok))
+}
+
+/// The clients named on the command line, in config order; unknown names are a usage error.
+fn select(cli: &Cli, config: &Config, state: &state::StateDir) -> anyhow::Result<Vec<Client>> {
+    if cli.all {
+        return Ok(config.clients.clone());
+    }
+    let names = if cli.failed {
+        state.read_failed()?
+    } else {
+        cli.names.clone()
+    };
+    let unknown: Vec<&str> = names
+        .iter()
+        .filter(|n| config.client(n).is_none())
+        .map(String::as_str)
+        .collect();
+    if !unknown.is_empty() {
+        let known: Vec<&str> = config
+            .clients
+            .iter()
+            .map(|c| c.name.as_str())
+            .take(10)
+            .collect();
+        bail!(
+            "no client named {} in {} (clients are named by `name`, else `ip`, else `ip:port`; some known: {})",
+            unknown.join(", "),
+            cli.config.display(),
+            known.join(", ")
+        );
+    }
+    Ok(config
+        .clients
+        .iter()
+        .filter(|c| names.contains(&c.name))
+        .cloned()
+        .collect())
+}

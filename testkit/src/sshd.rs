@@ -1,1 +1,411 @@
-//! (being written)
+//! Real OpenSSH servers for the deploy tests: [`Sshd`] runs the system `sshd -D -e` with its own
+//! config, throwaway host key, `AuthorizedKeysFile` and pid file, all in a temporary directory,
+//! on a free loopback port; [`TestUser`] is a login for it; [`SilentPeer`] accepts TCP and never
+//! says a word (what a hung host or a firewall that swallows packets looks like).
+//!
+//! As root, every [`TestUser`] is a fresh system account (`useradd`) with its home in a
+//! temporary directory and, when asked, a password: so tests running in parallel never share a
+//! `~/.cache/monitor-agent`, and password authentication works (`UsePAM no`: sshd checks
+//! `/etc/shadow` itself, which needs root). Without root, sshd runs as the current user and can
+//! only let that user in by key; [`TestUser::current`] covers that (the README demo's case).
+//! Everything is stopped and removed on drop. Not here: anything about monitor-deploy itself.
+
+use std::fs;
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::util::{self, TempDir};
+
+/// Where Debian puts sshd; `PATH` of a non-root user often lacks `/usr/sbin`.
+const SSHD_CANDIDATES: [&str; 2] = ["/usr/sbin/sshd", "/usr/bin/sshd"];
+
+/// What the server offers.
+#[derive(Debug, Clone, Copy)]
+pub struct SshdOptions {
+    /// Offer the SFTP subsystem (monitor-deploy uploads over it).
+    pub sftp: bool,
+    /// Accept passwords (only meaningful as root, see the module doc).
+    pub password: bool,
+}
+
+impl Default for SshdOptions {
+    fn default() -> Self {
+        SshdOptions {
+            sftp: true,
+            password: true,
+        }
+    }
+}
+
+/// The system `sshd`, or `None` when it is not installed.
+pub fn sshd_binary() -> Option<PathBuf> {
+    SSHD_CANDIDATES
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+}
+
+/// A running `sshd` on `127.0.0.1:<port>`; stopped and its files removed on drop.
+#[derive(Debug)]
+pub struct Sshd {
+    child: Child,
+    dir: TempDir,
+    port: u16,
+}
+
+impl Sshd {
+    /// Starts sshd; panics with its log when it does not come up within 10 s.
+    pub fn start(options: SshdOptions) -> Sshd {
+        let binary = sshd_binary().expect("sshd is not installed: apt-get install openssh-server");
+        let mut dir = util::temp_dir("sshd");
+        fs::create_dir(dir.path().join("authorized_keys")).expect("create authorized_keys dir");
+        let host_key = dir.path().join("host_ed25519");
+        keygen(&host_key, "throwaway sshd host key");
+        if util::is_root() {
+            // sshd refuses to start as root without its privilege-separation directory.
+            fs::create_dir_all("/run/sshd").expect("create /run/sshd");
+        }
+        // The port was free a moment ago; another test may take it first, so retry a few times.
+        for _attempt in 0..5 {
+            let port = util::free_port();
+            let config = dir.path().join("sshd_config");
+            fs::write(&config, sshd_config(dir.path(), &host_key, port, options))
+                .expect("write sshd_config");
+            let log = dir.path().join("sshd.log");
+            let child = Command::new(&binary)
+                .args(["-D", "-e", "-f"])
+                .arg(&config)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(fs::File::create(&log).expect("create sshd.log"))
+                .spawn()
+                .expect("spawn sshd");
+            let mut sshd = Sshd { child, dir, port };
+            match sshd.wait_listening() {
+                Ok(()) => return sshd,
+                Err(log) if log.contains("Address already in use") => {
+                    dir = sshd.into_dir();
+                }
+                Err(log) => panic!("sshd did not start:\n{log}"),
+            }
+        }
+        panic!("sshd found no free loopback port after 5 attempts");
+    }
+
+    /// `127.0.0.1:<port>`.
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// What sshd logged so far (`-e`: to stderr, kept in a file); for failure messages.
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("sshd.log")).unwrap_or_default()
+    }
+
+    /// A `known_hosts` line for this server's real host key, as ssh writes it for a
+    /// non-standard port: `[127.0.0.1]:<port> ssh-ed25519 AAAA…`.
+    pub fn known_hosts_line(&self) -> String {
+        let public = fs::read_to_string(self.dir.path().join("host_ed25519.pub"))
+            .expect("read the host public key");
+        known_hosts_line(self.port, &public)
+    }
+
+    /// Lets `user` in with its key.
+    pub fn authorize(&self, user: &TestUser) {
+        let public = fs::read_to_string(user.key.with_extension("pub")).expect("read user pub key");
+        let path = self.dir.path().join("authorized_keys").join(&user.name);
+        fs::write(&path, public).expect("write authorized_keys");
+    }
+
+    fn wait_listening(&mut self) -> Result<(), String> {
+        let needle = format!("Server listening on 127.0.0.1 port {}", self.port);
+        for _ in 0..200 {
+            let log = self.log();
+            if log.contains(&needle) {
+                return Ok(());
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(format!("sshd exited ({status}):\n{log}"));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Err(format!("sshd not listening after 10 s:\n{}", self.log()))
+    }
+
+    fn into_dir(mut self) -> TempDir {
+        self.stop();
+        let dir = util::temp_dir("sshd-unused");
+        std::mem::replace(&mut self.dir, dir)
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn sshd_config(dir: &Path, host_key: &Path, port: u16, options: SshdOptions) -> String {
+    let yes_no = |b: bool| if b { "yes" } else { "no" };
+    let mut config = format!(
+        "ListenAddress 127.0.0.1:{port}\n\
+         HostKey {host_key}\n\
+         PidFile {dir}/sshd.pid\n\
+         AuthorizedKeysFile {dir}/authorized_keys/%u\n\
+         StrictModes no\n\
+         UsePAM no\n\
+         PubkeyAuthentication yes\n\
+         PasswordAuthentication {password}\n\
+         KbdInteractiveAuthentication no\n\
+         PermitRootLogin yes\n\
+         LogLevel VERBOSE\n\
+         MaxStartups 500\n\
+         MaxSessions 100\n",
+        host_key = host_key.display(),
+        dir = dir.display(),
+        password = yes_no(options.password),
+    );
+    if options.sftp {
+        config.push_str("Subsystem sftp internal-sftp\n");
+    }
+    config
+}
+
+fn known_hosts_line(port: u16, public_key: &str) -> String {
+    let mut fields = public_key.split_whitespace();
+    let kind = fields.next().expect("key type");
+    let blob = fields.next().expect("key blob");
+    format!("[127.0.0.1]:{port} {kind} {blob}")
+}
+
+/// A `known_hosts` line for `127.0.0.1:<port>` with a key no server has: what a known_hosts
+/// file looks like after the host was reinstalled (or is being impersonated).
+pub fn foreign_known_hosts_line(port: u16) -> String {
+    let dir = util::temp_dir("foreign-key");
+    let key = dir.path().join("key");
+    keygen(&key, "foreign host key");
+    let public = fs::read_to_string(key.with_extension("pub")).expect("read foreign key");
+    known_hosts_line(port, &public)
+}
+
+fn keygen(path: &Path, comment: &str) {
+    let status = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])
+        .arg(path)
+        .stdin(Stdio::null())
+        .status()
+        .expect("run ssh-keygen (apt-get install openssh-client)");
+    assert!(status.success(), "ssh-keygen failed for {}", path.display());
+}
+
+/// A login for [`Sshd`]: a user name, a private key (authorize it with [`Sshd::authorize`]),
+/// a home directory and, for accounts made as root, an optional password.
+#[derive(Debug)]
+pub struct TestUser {
+    pub name: String,
+    pub home: PathBuf,
+    /// Private key; its public half is next to it with `.pub`.
+    pub key: PathBuf,
+    pub password: Option<String>,
+    /// Created with `useradd`, removed with `userdel` on drop.
+    created: bool,
+    _dir: TempDir,
+    _home_dir: Option<TempDir>,
+}
+
+impl TestUser {
+    /// A fresh system account with its home in a temporary directory; needs root (check with
+    /// [`util::runnable_as_root`] first). `password`: also set this password.
+    pub fn create(password: Option<&str>) -> TestUser {
+        assert!(util::is_root(), "TestUser::create needs root");
+        let dir = util::temp_dir("user");
+        let key = dir.path().join("id_ed25519");
+        keygen(&key, "test user key");
+        // The home must be reachable by the new user, so its parent is world-searchable.
+        let home_parent = util::temp_dir("home");
+        fs::set_permissions(home_parent.path(), fs::Permissions::from_mode(0o755))
+            .expect("chmod home parent");
+        let name = format!("mdt{}", random_suffix());
+        let home = home_parent.path().join(&name);
+        let status = Command::new("useradd")
+            .args(["--create-home", "--shell", "/bin/sh", "--home-dir"])
+            .arg(&home)
+            .arg(&name)
+            .status()
+            .expect("run useradd");
+        assert!(status.success(), "useradd {name} failed");
+        let user = TestUser {
+            name,
+            home,
+            key,
+            password: password.map(str::to_owned),
+            created: true,
+            _dir: dir,
+            _home_dir: Some(home_parent),
+        };
+        if let Some(password) = password {
+            let mut child = Command::new("chpasswd")
+                .stdin(Stdio::piped())
+                .spawn()
+                .expect("run chpasswd");
+            let line = format!("{}:{password}\n", user.name);
+            child
+                .stdin
+                .take()
+                .expect("chpasswd stdin")
+                .write_all(line.as_bytes())
+                .expect("write to chpasswd");
+            assert!(child.wait().expect("wait chpasswd").success(), "chpasswd");
+        }
+        user
+    }
+
+    /// The user running the tests, with a fresh key; no password. Its home is the real one.
+    pub fn current() -> TestUser {
+        let dir = util::temp_dir("user");
+        let key = dir.path().join("id_ed25519");
+        keygen(&key, "test user key");
+        let name = std::env::var("USER")
+            .or_else(|_| std::env::var("LOGNAME"))
+            .unwrap_or_else(|_| whoami());
+        let home = PathBuf::from(std::env::var_os("HOME").expect("HOME is set"));
+        TestUser {
+            name,
+            home,
+            key,
+            password: None,
+            created: false,
+            _dir: dir,
+            _home_dir: None,
+        }
+    }
+
+    /// Pids of this user's processes whose command name is `comm`, read from `/proc`.
+    pub fn processes(&self, comm: &str) -> Vec<u32> {
+        let uid = self.uid();
+        let mut pids = Vec::new();
+        for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse().ok()) else {
+                continue;
+            };
+            let status = fs::read_to_string(entry.path().join("status")).unwrap_or_default();
+            let name = status
+                .lines()
+                .next()
+                .unwrap_or("")
+                .trim_start_matches("Name:");
+            let owner = status
+                .lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|l| l.split_whitespace().next())
+                .and_then(|u| u.parse::<u32>().ok());
+            if name.trim() == comm && owner == Some(uid) {
+                pids.push(pid);
+            }
+        }
+        pids
+    }
+
+    fn uid(&self) -> u32 {
+        let out = Command::new("id")
+            .args(["-u", &self.name])
+            .output()
+            .expect("run id");
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .expect("numeric uid")
+    }
+}
+
+impl Drop for TestUser {
+    fn drop(&mut self) {
+        if !self.created {
+            return;
+        }
+        // Processes the test left behind (a detached agent) would keep the account busy.
+        for pid in self.processes("monitor-agent") {
+            let _ = Command::new("kill").arg(pid.to_string()).status();
+        }
+        let _ = Command::new("userdel").arg(&self.name).status();
+    }
+}
+
+fn whoami() -> String {
+    let out = Command::new("id").arg("-un").output().expect("run id -un");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+fn random_suffix() -> String {
+    let mut bytes = [0u8; 5];
+    getrandom_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn getrandom_bytes(buf: &mut [u8]) {
+    fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(buf))
+        .expect("read /dev/urandom");
+}
+
+/// A loopback TCP listener that accepts connections and never sends a byte: ssh waits for a
+/// banner that does not come. Accepted connections are held open until drop.
+#[derive(Debug)]
+pub struct SilentPeer {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl SilentPeer {
+    pub fn start() -> SilentPeer {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind silent peer");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let addr = listener.local_addr().expect("local addr");
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut held: Vec<TcpStream> = Vec::new();
+            while !flag.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((stream, _)) => held.push(stream),
+                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        });
+        SilentPeer {
+            addr,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl Drop for SilentPeer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

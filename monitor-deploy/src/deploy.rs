@@ -1,0 +1,403 @@
+//! The work on each host, step by step (connect, probe, upload, start / first sample, or stop,
+//! or status), and running up to `--jobs` hosts at once so that one slow or broken host never
+//! delays the others: every step has its own timeout and a failure ends only that host's run.
+//! Not here: how ssh is started ([`crate::ssh`]) or how results are shown ([`crate::report`]).
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use monitor_core::config::{Client, DEFAULT_PORT};
+use monitor_core::{AgentSettings, ClientKeys, MasterKey};
+use openssh_sftp_client::{Sftp, SftpOptions, metadata::Permissions};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::Action;
+use crate::agentbin::{AgentBinary, AgentSource};
+use crate::askpass::{self, AskpassServer};
+use crate::remote::{self, Probe};
+use crate::report;
+use crate::ssh::{self, Connection, SshSetup};
+
+/// Everything a run needs, shared by all hosts.
+#[derive(Debug)]
+pub struct Plan {
+    pub action: Action,
+    pub master: MasterKey,
+    pub server_url: Option<String>,
+    pub agents: AgentSource,
+    pub timeout: Duration,
+    pub jobs: usize,
+    pub known_hosts: PathBuf,
+    pub strict_host_keys: bool,
+}
+
+/// Where on a host something went wrong (names as the user reads them in the summary).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    Resolve,
+    Connect,
+    HostKey,
+    Auth,
+    Upload,
+    Start,
+    FirstSample,
+    Stop,
+    Status,
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Step::Resolve => "resolve",
+            Step::Connect => "connect",
+            Step::HostKey => "host key",
+            Step::Auth => "auth",
+            Step::Upload => "upload",
+            Step::Start => "start",
+            Step::FirstSample => "first sample",
+            Step::Stop => "stop",
+            Step::Status => "status",
+        })
+    }
+}
+
+/// A failed step and what to check.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub step: Step,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(step: Step, message: impl Into<String>) -> Failure {
+        Failure {
+            step,
+            message: message.into(),
+        }
+    }
+}
+
+/// The result for one host.
+#[derive(Debug)]
+pub struct Outcome {
+    pub host: String,
+    /// The step reached: the last one done on success, the failed one otherwise.
+    pub step: Step,
+    /// What was done, or what failed.
+    pub message: String,
+    pub ok: bool,
+    pub duration: Duration,
+}
+
+impl Outcome {
+    pub fn is_ok(&self) -> bool {
+        self.ok
+    }
+}
+
+/// Runs `plan` on every client, `plan.jobs` at a time; outcomes in the clients' order.
+pub async fn run_all(plan: Arc<Plan>, clients: Vec<Client>) -> anyhow::Result<Vec<Outcome>> {
+    let setup = Arc::new(SshSetup {
+        known_hosts: plan.known_hosts.clone(),
+        strict_host_keys: plan.strict_host_keys,
+        timeout: plan.timeout,
+        askpass: AskpassServer::start()?,
+        self_exe: std::env::current_exe().context("cannot find this program's own path")?,
+    });
+    let slots = Arc::new(Semaphore::new(plan.jobs));
+    let progress = Arc::new(report::Progress::new(clients.len()));
+    let mut tasks = JoinSet::new();
+    for (index, client) in clients.into_iter().enumerate() {
+        let (plan, setup, slots, progress) =
+            (plan.clone(), setup.clone(), slots.clone(), progress.clone());
+        tasks.spawn(async move {
+            let _slot = slots.acquire_owned().await.expect("semaphore never closed");
+            let started = Instant::now();
+            let result = run_host(&plan, &setup, &client).await;
+            let outcome = match result {
+                Ok((step, message)) => Outcome {
+                    host: client.name.clone(),
+                    step,
+                    message,
+                    ok: true,
+                    duration: started.elapsed(),
+                },
+                Err(failure) => Outcome {
+                    host: client.name.clone(),
+                    step: failure.step,
+                    message: failure.message,
+                    ok: false,
+                    duration: started.elapsed(),
+                },
+            };
+            progress.done(&outcome);
+            (index, outcome)
+        });
+    }
+    let mut outcomes = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        outcomes.push(joined.context("a host's task panicked")?);
+    }
+    progress.finish();
+    outcomes.sort_by_key(|(index, _)| *index);
+    Ok(outcomes.into_iter().map(|(_, o)| o).collect())
+}
+
+/// One host, start to end; the master is closed whatever happened after connecting.
+async fn run_host(
+    plan: &Plan,
+    setup: &SshSetup,
+    client: &Client,
+) -> Result<(Step, String), Failure> {
+    let conn = ssh::connect(setup, client).await?;
+    let result = match plan.action {
+        Action::Deploy | Action::Once => deploy(plan, &conn, client).await,
+        Action::Stop => stop(plan, &conn).await,
+        Action::Status => status(plan, &conn).await,
+    };
+    conn.close().await;
+    result
+}
+
+async fn deploy(
+    plan: &Plan,
+    conn: &Connection,
+    client: &Client,
+) -> Result<(Step, String), Failure> {
+    let (host_name, port, path) = split_url(plan.server_url.as_deref());
+    let resolve = host_name.as_deref().filter(|h| !is_ip_literal(h));
+    let out = ssh::run_script(&conn.session, &remote::probe(resolve), None, plan.timeout)
+        .await
+        .map_err(|e| Failure::new(Step::Upload, format!("cannot inspect the host: {e}")))?;
+    let probe = Probe::parse(&out.stdout);
+    let (url, host_header) = agent_url(&probe, host_name.as_deref(), port, &path)?;
+    let agent = plan
+        .agents
+        .for_machine(&probe.machine)
+        .map_err(|e| Failure::new(Step::Upload, e))?;
+    let mut did = Vec::new();
+    if probe.has_agent(&agent.version, &agent.sha256) {
+        did.push(format!("agent {} already there", agent.version));
+    } else {
+        upload(conn, &agent, plan.timeout).await?;
+        did.push(format!(
+            "uploaded agent {} ({} KiB)",
+            agent.version,
+            agent.bytes.len() / 1024
+        ));
+    }
+    if conn.key_recorded {
+        did.push("host key trusted on first use".into());
+    }
+    let keys = ClientKeys::derive(&plan.master, &client.name);
+    let settings = AgentSettings::new(&client.name, &keys, &url, host_header.as_deref());
+    let mut input = settings.to_json().into_bytes();
+    input.push(b'\n');
+    let (script, once) = match plan.action {
+        Action::Once => (remote::once(&agent.version), true),
+        _ => (
+            remote::start(&agent.version, client.interval.as_secs().max(1)),
+            false,
+        ),
+    };
+    let out = ssh::run_script(&conn.session, &script, Some(&input), plan.timeout)
+        .await
+        .map_err(|e| Failure::new(Step::Start, format!("starting the agent: {e}")))?;
+    match out.code {
+        Some(0) => {
+            did.push(if once {
+                format!("sent one sample to {url}")
+            } else {
+                format!("running, first sample sent to {url}")
+            });
+            Ok((Step::FirstSample, did.join(", ")))
+        }
+        Some(126 | 127) => Err(Failure::new(
+            Step::Start,
+            format!(
+                "the agent cannot be run on the host ({}); check that {} is not on a noexec file system and that the binary fits the machine ({})",
+                out.stderr,
+                remote::BASE.replace("$HOME", "~"),
+                probe.machine
+            ),
+        )),
+        _ => Err(Failure::new(
+            Step::FirstSample,
+            format!(
+                "the agent could not deliver its first sample to {url}: {}; check that monitord runs and that this host can reach it (firewall, <server url> in config.xml)",
+                if out.stderr.is_empty() {
+                    "no reason given"
+                } else {
+                    &out.stderr
+                }
+            ),
+        )),
+    }
+}
+
+/// Uploads over SFTP to a temporary name, sets 0700, then renames over the old one, so a
+/// running agent or a concurrent reader never sees half a binary.
+async fn upload(conn: &Connection, agent: &AgentBinary, timeout: Duration) -> Result<(), Failure> {
+    let dir = format!(".cache/monitor-agent/{}", agent.version);
+    let tmp = format!("{dir}/.monitor-agent.{}.tmp", askpass::random_token());
+    let target = format!("{dir}/monitor-agent");
+    let work = async {
+        let sftp = Sftp::from_clonable_session(conn.session.clone(), SftpOptions::default())
+            .await
+            .map_err(|e| {
+                format!("{e:#}; check that sshd offers the SFTP subsystem (`Subsystem sftp` in sshd_config)")
+            })?;
+        let mut fs = sftp.fs();
+        for part in [".cache", ".cache/monitor-agent", dir.as_str()] {
+            // Already there is fine; a real problem shows in the write below.
+            let _ = fs.create_dir(part).await;
+        }
+        fs.write(&tmp, &agent.bytes)
+            .await
+            .map_err(|e| format!("writing ~/{tmp}: {e:#}"))?;
+        fs.set_permissions(&tmp, Permissions::from(0o700))
+            .await
+            .map_err(|e| format!("chmod 0700 ~/{tmp}: {e:#}"))?;
+        fs.rename(&tmp, &target)
+            .await
+            .map_err(|e| format!("renaming to ~/{target}: {e:#}"))?;
+        drop(fs);
+        sftp.close().await.map_err(|e| format!("{e:#}"))?;
+        Ok::<(), String>(())
+    };
+    match tokio::time::timeout(timeout, work).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(Failure::new(Step::Upload, e)),
+        Err(_) => Err(Failure::new(
+            Step::Upload,
+            format!(
+                "the upload did not finish within {timeout:?}; check the link to the host, or raise --timeout"
+            ),
+        )),
+    }
+}
+
+async fn stop(plan: &Plan, conn: &Connection) -> Result<(Step, String), Failure> {
+    let out = ssh::run_script(&conn.session, &remote::stop(), None, plan.timeout)
+        .await
+        .map_err(|e| Failure::new(Step::Stop, e))?;
+    let stopped = out.stdout.lines().find_map(|l| l.strip_prefix("stopped="));
+    Ok((
+        Step::Stop,
+        match stopped {
+            Some(pid) => format!("stopped the agent (pid {pid})"),
+            None => "no agent was running".to_owned(),
+        },
+    ))
+}
+
+async fn status(plan: &Plan, conn: &Connection) -> Result<(Step, String), Failure> {
+    let out = ssh::run_script(&conn.session, &remote::status(), None, plan.timeout)
+        .await
+        .map_err(|e| Failure::new(Step::Status, e))?;
+    let field = |key: &str| {
+        out.stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+    };
+    let log = field("log")
+        .map(|l| format!("; last log: {l}"))
+        .unwrap_or_default();
+    match field("pid") {
+        Some(pid) => Ok((
+            Step::Status,
+            format!(
+                "running, pid {pid}, version {}{log}",
+                field("version").unwrap_or("unknown")
+            ),
+        )),
+        None => Err(Failure::new(
+            Step::Status,
+            format!("the agent is not running{log}; start it with monitor-deploy NAME"),
+        )),
+    }
+}
+
+/// `(host, port, path)` of `<server url>`, when given.
+fn split_url(url: Option<&str>) -> (Option<String>, Option<u16>, String) {
+    let Some(rest) = url.and_then(|u| u.strip_prefix("http://")) else {
+        return (None, None, String::new());
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (addr, after) = v6.split_once(']').unwrap_or((v6, ""));
+        (
+            addr.to_owned(),
+            after.strip_prefix(':').and_then(|p| p.parse().ok()),
+        )
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h.to_owned(), p.parse().ok()),
+            None => (authority.to_owned(), None),
+        }
+    };
+    (Some(host), port, path.trim_end_matches('/').to_owned())
+}
+
+fn is_ip_literal(host: &str) -> bool {
+    host.parse::<std::net::IpAddr>().is_ok()
+}
+
+fn url_host(addr: &str) -> String {
+    if addr.contains(':') {
+        format!("[{addr}]")
+    } else {
+        addr.to_owned()
+    }
+}
+
+/// The URL the agent PUTs to, and the `Host` header when the URL named a host.
+fn agent_url(
+    probe: &Probe,
+    host: Option<&str>,
+    port: Option<u16>,
+    path: &str,
+) -> Result<(String, Option<String>), Failure> {
+    let port_suffix = port.map(|p| format!(":{p}")).unwrap_or_default();
+    match host {
+        Some(host) if is_ip_literal(host) => Ok((
+            format!("http://{}{port_suffix}{path}", url_host(host)),
+            None,
+        )),
+        Some(host) => {
+            // Prefer IPv4: the address a name is usually meant by on a LAN.
+            let addr = probe
+                .resolved
+                .iter()
+                .find(|a| !a.contains(':'))
+                .or(probe.resolved.first())
+                .ok_or_else(|| {
+                    Failure::new(
+                        Step::Resolve,
+                        format!(
+                            "the host cannot resolve monitord's name `{host}` (getent ahosts found nothing): fix DNS or /etc/hosts there, or put an address in <server url>"
+                        ),
+                    )
+                })?;
+            Ok((
+                format!("http://{}{port_suffix}{path}", url_host(addr)),
+                Some(format!("{host}{port_suffix}")),
+            ))
+        }
+        None => {
+            let addr = probe.client_addr.as_deref().ok_or_else(|| {
+                Failure::new(
+                    Step::Resolve,
+                    "$SSH_CONNECTION is not set on the host, so the address of monitord is unknown: set <server url> in config.xml",
+                )
+            })?;
+            Ok((format!("http://{}:{DEFAULT_PORT}", url_host(addr)), None))
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Deploys that reach the host: (filled in below)

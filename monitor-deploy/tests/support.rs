@@ -1,0 +1,173 @@
+//! The harness for these tests: a temporary directory with config.xml, a master key and a
+//! known_hosts file; running the real `monitor-deploy` binary against it with a time bound;
+//! logins for testkit's sshd. Not here: starting sshd or monitord (testkit does that).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use monitor_core::MasterKey;
+use testkit::sshd::{Sshd, TestUser};
+use testkit::util::{self, TempDir};
+
+/// What one run of monitor-deploy did.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    pub elapsed: Duration,
+}
+
+impl Run {
+    /// The host's line in the summary table (`HOST  RESULT  STEP …`).
+    pub fn row(&self, host: &str) -> String {
+        let after = self.stdout.rsplit("HOST ").next().unwrap_or("");
+        after
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(host))
+            .unwrap_or_else(|| panic!("no summary row for {host}:\n{self}"))
+            .to_owned()
+    }
+}
+
+impl std::fmt::Display for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {} after {:?}\n--- stdout\n{}--- stderr\n{}",
+            self.code, self.elapsed, self.stdout, self.stderr
+        )
+    }
+}
+
+/// A deployer's working directory: config.xml, master key, known_hosts.
+#[derive(Debug)]
+pub struct Deployer {
+    pub dir: TempDir,
+    key_file: PathBuf,
+}
+
+impl Deployer {
+    /// With a fresh master key of its own (for tests that never reach monitord).
+    pub fn new() -> Deployer {
+        let dir = util::temp_dir("deploy");
+        let key_file = dir.path().join("master.key");
+        MasterKey::generate(&key_file, 0o600).expect("generate master key");
+        Deployer { dir, key_file }
+    }
+
+    /// Sharing monitord's master key, so the agents' samples are accepted.
+    pub fn with_key(key_file: &Path) -> Deployer {
+        Deployer {
+            dir: util::temp_dir("deploy"),
+            key_file: key_file.to_path_buf(),
+        }
+    }
+
+    pub fn known_hosts(&self) -> PathBuf {
+        self.dir.path().join("known_hosts")
+    }
+
+    pub fn config(&self) -> PathBuf {
+        self.dir.path().join("config.xml")
+    }
+
+    /// Writes config.xml: `<server url>` when given, and the `<client>` lines.
+    pub fn write_config(&self, url: Option<&str>, clients: &[String]) {
+        let url = url.map(|u| format!(" url=\"{u}\"")).unwrap_or_default();
+        let mut xml = format!(
+            "<monitor>\n  <server{url} key-file=\"{}\"/>\n",
+            self.key_file.display()
+        );
+        for c in clients {
+            xml.push_str("  ");
+            xml.push_str(c);
+            xml.push('\n');
+        }
+        xml.push_str("</monitor>\n");
+        fs::write(self.config(), xml).expect("write config.xml");
+    }
+
+    /// Runs monitor-deploy with `--config` and `--known-hosts` of this directory.
+    pub fn run(&self, args: &[&str]) -> Run {
+        self.run_watching(args, |_| {})
+    }
+
+    /// Like [`run`](Self::run), calling `watch(pid)` every few milliseconds while it runs.
+    pub fn run_watching(&self, args: &[&str], mut watch: impl FnMut(u32)) -> Run {
+        let started = Instant::now();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_monitor-deploy"))
+            .arg("--config")
+            .arg(self.config())
+            .arg("--known-hosts")
+            .arg(self.known_hosts())
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn monitor-deploy");
+        let limit = Duration::from_secs(180);
+        while child.try_wait().expect("poll monitor-deploy").is_none() {
+            watch(child.id());
+            if started.elapsed() > limit {
+                let _ = child.kill();
+                let out = child.wait_with_output().expect("reap");
+                panic!(
+                    "monitor-deploy {args:?} still running after {limit:?}:\n{}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let out = child.wait_with_output().expect("collect output");
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            elapsed: started.elapsed(),
+        }
+    }
+}
+
+/// A `<client>` line for `sshd` logging in as `user` with its key.
+pub fn key_client(name: &str, sshd: &Sshd, user: &TestUser, interval: &str) -> String {
+    format!(
+        r#"<client name="{name}" ip="127.0.0.1" port="{}" username="{}" key="{}" interval="{interval}"/>"#,
+        sshd.port(),
+        user.name,
+        user.key.display()
+    )
+}
+
+/// A `<client>` line logging in with a password.
+pub fn password_client(name: &str, sshd: &Sshd, user: &str, password: &str) -> String {
+    format!(
+        r#"<client name="{name}" ip="127.0.0.1" port="{}" username="{user}" password="{password}" interval="10s"/>"#,
+        sshd.port()
+    )
+}
+
+/// A login for `sshd` that owns its own home (as root: a fresh account), key authorized.
+/// `None` (after printing why) when this machine cannot provide one.
+pub fn login(sshd: &Sshd, password: Option<&str>) -> Option<TestUser> {
+    if !util::runnable_as_root(
+        "a test account with its own home (parallel deploys must not share ~/.cache/monitor-agent)",
+    ) {
+        return None;
+    }
+    let user = TestUser::create(password);
+    sshd.authorize(&user);
+    Some(user)
+}
+
+/// True when sshd is installed; else prints why the test is skipped (refused in CI).
+pub fn have_sshd() -> bool {
+    util::runnable(
+        testkit::sshd::sshd_binary().is_some(),
+        "sshd is not installed (apt-get install openssh-server)",
+    )
+}

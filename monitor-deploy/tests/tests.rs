@@ -1,0 +1,6 @@
+//! monitor-deploy against real OpenSSH servers (testkit::sshd), the real static agent and a
+//! real monitord. One test binary; the harness is in `support`.
+
+mod connect;
+mod deploy;
+mod support;
