@@ -436,3 +436,72 @@ fn example_limit(kind: AlertKind) -> &'static str {
         _ => "10m",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::super::{AlertKind, Auth, Config, Invalid, parse_bytes};
+
+    fn load(text: &str) -> Result<Config, Invalid> {
+        parse_bytes(text.as_bytes(), Path::new("/srv/mon/config.xml")).map(|l| l.config)
+    }
+
+    #[test]
+    fn own_authentication_replaces_the_default_whole() {
+        let config = load(
+            r#"<m><defaults username="u" key="id_ed25519"/>
+                 <client ip="a"/><client ip="b" password="pw"/><client ip="c" username="v"/></m>"#,
+        )
+        .unwrap();
+        assert_eq!(
+            config.clients[0].auth,
+            Auth::Key("/srv/mon/id_ed25519".into())
+        );
+        assert!(matches!(&config.clients[1].auth, Auth::Password(p) if p.expose() == "pw"));
+        assert_eq!(config.clients[2].username, "v");
+        assert_eq!(config.clients[2].auth, config.clients[0].auth);
+    }
+
+    #[test]
+    fn own_alert_replaces_the_default_of_its_type_only() {
+        let config = load(
+            r#"<m><defaults username="u"><alert type="cpu" limit="90"/><alert type="disk" limit="80"/></defaults>
+                 <client ip="a"><alert type="cpu" limit="50" for="1m"/><alert type="load" limit="4"/></client></m>"#,
+        )
+        .unwrap();
+        let rules: Vec<_> = config.clients[0]
+            .alerts
+            .iter()
+            .map(|r| (r.kind, r.limit, r.hold.as_secs()))
+            .collect();
+        assert_eq!(
+            rules,
+            [
+                (AlertKind::Cpu, 50.0, 60),
+                (AlertKind::Disk, 80.0, 0),
+                (AlertKind::Load, 4.0, 0)
+            ]
+        );
+        assert_eq!(config.alert_rule_count(), 3);
+    }
+
+    #[test]
+    fn the_derived_name_uses_the_inherited_port() {
+        let config = load(
+            r#"<m><defaults username="u" port="2200"/><client ip="::1"/><client ip="h" port="22"/></m>"#,
+        )
+        .unwrap();
+        assert_eq!(config.clients[0].name, "[::1]:2200");
+        assert_eq!(config.clients[1].name, "h");
+    }
+
+    #[test]
+    fn an_invalid_default_username_is_reported_once() {
+        let errors = load(r#"<m><defaults username=""/><client ip="a"/><client ip="b"/></m>"#)
+            .unwrap_err()
+            .errors;
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].element, "defaults");
+    }
+}

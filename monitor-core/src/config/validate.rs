@@ -461,3 +461,65 @@ impl Checker {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::super::{Config, Invalid, Security, parse_bytes};
+
+    fn load(text: &str) -> Result<Config, Invalid> {
+        parse_bytes(text.as_bytes(), Path::new("/srv/mon/config.xml")).map(|l| l.config)
+    }
+
+    #[test]
+    fn smtp_port_follows_security_unless_given() {
+        for (attrs, security, port) in [
+            ("", Security::None, 25),
+            (r#"security="starttls""#, Security::StartTls, 587),
+            (r#"security="tls""#, Security::Tls, 465),
+            (r#"security="tls" port="2465""#, Security::Tls, 2465),
+        ] {
+            let config = load(&format!("<m><smtp host=\"mx\" {attrs}/></m>")).unwrap();
+            assert_eq!(
+                (config.smtp.security, config.smtp.port),
+                (security, port),
+                "{attrs}"
+            );
+            assert_eq!(config.smtp.host, "mx");
+        }
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_the_config_directory() {
+        let config =
+            load(r#"<m><server database="data/db.sqlite3" key-file="/etc/k"/></m>"#).unwrap();
+        assert_eq!(
+            config.server.database,
+            Path::new("/srv/mon/data/db.sqlite3")
+        );
+        assert_eq!(config.server.key_file, Path::new("/etc/k"));
+        assert_eq!(config.server.listen, "127.0.0.1:8750");
+    }
+
+    #[test]
+    fn every_problem_is_reported_in_line_order() {
+        let errors = load(
+            "<m>\n<client ip=\"a\"/>\n<smtp security=\"x\"/>\n<server listen=\"y\"/>\n<bogus/>\n</m>",
+        )
+        .unwrap_err()
+        .errors;
+        let lines: Vec<(u32, &str)> = errors
+            .iter()
+            .map(|e| (e.line, e.element.as_str()))
+            .collect();
+        assert_eq!(lines, [(2, "client"), (3, "smtp"), (4, "server"), (5, "m")]);
+    }
+
+    #[test]
+    fn a_config_without_clients_is_valid() {
+        let config = load("<monitor/>").unwrap();
+        assert!(config.clients.is_empty());
+        assert_eq!(config.summary(), "OK: 0 clients, 0 alert rules");
+    }
+}
