@@ -1,4 +1,202 @@
 //! monitord as a library: `main.rs` is a thin shell over [`serve`], so socket activation,
 //! tests on port 0 and benchmarks take one path.
+//!
+//! A sample's path: [`http`] (open the envelope, validate) → [`store::writer`] (bounded queue,
+//! group commit) → SQLite. [`store::compact`] packs older samples on a timer; [`store::read`]
+//! serves the operator commands. [`state`] holds the running config.xml and its reloads.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::mpsc::{RecvTimeoutError, Sender};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use actix_web::{App, HttpServer, web};
+use monitor_core::MasterKey;
+use monitor_core::config::Config;
+use monitor_core::masterkey::KeyError;
+use sd_notify::NotifyState;
+use tokio::signal::unix::{SignalKind, signal};
 
 pub mod alerts;
+pub mod commands;
+pub mod http;
+pub mod logging;
+pub mod state;
+pub mod store;
+
+use state::{Shared, Snapshot};
+use store::StoreError;
+use store::compact::{self, Policy};
+use store::writer::{Writer, WriterHandle};
+
+/// How often the daemon packs older raw samples.
+pub const COMPACT_EVERY: Duration = Duration::from_secs(5 * 60);
+/// How long SIGTERM waits for in-flight requests.
+const SHUTDOWN_GRACE_SECS: u64 = 30;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot serve on the listening socket: {0}")]
+    Listen(std::io::Error),
+    #[error("cannot start a thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// Serves `PUT /v1/samples/{name}` on `listener` until SIGTERM or SIGINT, then finishes
+/// in-flight requests, stores everything queued and returns. SIGHUP reloads config.xml.
+pub async fn serve(listener: TcpListener, config: Config) -> Result<(), ServeError> {
+    let master = MasterKey::load(&config.server.key_file)?;
+    let database = config.server.database.clone();
+    let conn = store::open_for_writing(&database)?;
+    let shared = Arc::new(Shared::new(Snapshot::new(config, &master)));
+    let writer = Writer::start(conn).map_err(ServeError::Thread)?;
+    let compactor = Compactor::start(database).map_err(ServeError::Thread)?;
+
+    let ingest = web::Data::new(http::Ingest {
+        shared: shared.clone(),
+        writer: writer.handle(),
+    });
+    let addr = listener.local_addr().map_err(ServeError::Listen)?;
+    listener.set_nonblocking(true).map_err(ServeError::Listen)?;
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(ingest.clone())
+            .configure(http::configure)
+    })
+    .disable_signals()
+    .shutdown_timeout(SHUTDOWN_GRACE_SECS)
+    .listen(listener)
+    .map_err(ServeError::Listen)?
+    .run();
+    tracing::info!("listening on {addr}");
+
+    let handle = server.handle();
+    let status = actix_web::rt::spawn(report_status(shared.clone(), writer.handle()));
+    let signals = actix_web::rt::spawn(handle_signals(shared, handle));
+    notify(&[NotifyState::Ready]);
+    server.await.map_err(ServeError::Listen)?;
+
+    status.abort();
+    signals.abort();
+    writer.shutdown();
+    compactor.stop();
+    tracing::info!("stopped; every accepted sample is stored");
+    Ok(())
+}
+
+fn notify(state: &[NotifyState]) {
+    // Outside systemd there is no NOTIFY_SOCKET and this does nothing.
+    if let Err(e) = sd_notify::notify(state) {
+        tracing::debug!("sd_notify failed: {e}");
+    }
+}
+
+async fn handle_signals(shared: Arc<Shared>, server: actix_web::dev::ServerHandle) {
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop monitord with SIGKILL");
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => {
+                notify(&[NotifyState::Reloading]);
+                match shared.reload() {
+                    Ok(warnings) => {
+                        for w in warnings {
+                            tracing::warn!("{w}");
+                        }
+                        tracing::info!("SIGHUP: reloaded config.xml");
+                    }
+                    Err(e) => state::log_reload_error(&e),
+                }
+                notify(&[NotifyState::Ready]);
+            }
+        }
+    }
+    tracing::info!("stopping: finishing requests in flight and flushing the writer");
+    notify(&[NotifyState::Stopping]);
+    server.stop(true).await;
+}
+
+/// `STATUS=` with clients and samples/s, and `WATCHDOG=1` when the unit asks for it.
+async fn report_status(shared: Arc<Shared>, writer: WriterHandle) {
+    let every = sd_notify::watchdog_enabled().map_or(Duration::from_secs(10), |w| {
+        (w / 2).min(Duration::from_secs(10))
+    });
+    let mut tick = tokio::time::interval(every);
+    let (mut last_count, mut last_at) = (writer.stored_total(), Instant::now());
+    loop {
+        tick.tick().await;
+        let (count, at) = (writer.stored_total(), Instant::now());
+        let rate = (count - last_count) as f64 / at.duration_since(last_at).as_secs_f64();
+        (last_count, last_at) = (count, at);
+        let clients = shared.snapshot().config.clients.len();
+        let status = format!("{clients} clients, {rate:.0} samples/s, {count} stored since start");
+        notify(&[NotifyState::Status(&status), NotifyState::Watchdog]);
+    }
+}
+
+/// The compaction timer: its own thread and connection, so packing never runs on the writer.
+struct Compactor {
+    stop: Sender<()>,
+    thread: JoinHandle<()>,
+}
+
+impl Compactor {
+    fn start(database: PathBuf) -> std::io::Result<Compactor> {
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("compactor".into())
+            .spawn(move || {
+                while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(COMPACT_EVERY) {
+                    compact_once(&database);
+                }
+            })?;
+        Ok(Compactor { stop, thread })
+    }
+
+    fn stop(self) {
+        drop(self.stop);
+        let _ = self.thread.join();
+    }
+}
+
+fn compact_once(database: &std::path::Path) {
+    let result = store::open_existing(database).and_then(|mut conn| {
+        let report = compact::compact(&mut conn, Policy::TIMER, now_ms())?;
+        if report.samples > 0 {
+            compact::release_free_pages(&mut conn)?;
+        }
+        Ok(report)
+    });
+    match result {
+        Ok(r) if r.samples > 0 => {
+            tracing::info!(
+                samples = r.samples,
+                blocks = r.blocks,
+                "packed older samples"
+            );
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!("compaction failed (will retry): {e}"),
+    }
+}
+
+/// The server clock in unix milliseconds.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}

@@ -1,0 +1,265 @@
+//! What each `monitord` subcommand does; `main.rs` only parses the command line. Errors carry
+//! context for a person (`anyhow`); the exit codes are listed in `monitord --help`.
+//!
+//! The operator commands (clients, samples, stats, compact) open the database next to a
+//! running monitord: reads go through WAL and never block it, and compact takes the write
+//! lock one block at a time.
+
+use std::io::Write as _;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context as _, anyhow, bail};
+use monitor_core::MasterKey;
+use monitor_core::config::{self, Config, DEFAULT_KEY_FILE, parse_duration};
+use monitor_core::sample::Sample;
+
+use crate::store::{self, compact, read};
+
+/// Loads config.xml, printing every problem (stderr, one per line) when it is invalid.
+fn load_config(path: &Path) -> anyhow::Result<Config> {
+    match config::load(path) {
+        Ok(loaded) => {
+            for w in &loaded.warnings {
+                tracing::warn!("{w}");
+            }
+            Ok(loaded.config)
+        }
+        Err(invalid) => {
+            for e in &invalid.errors {
+                eprintln!("{e}");
+            }
+            bail!(
+                "{} has {} problem(s); nothing started",
+                path.display(),
+                invalid.errors.len()
+            )
+        }
+    }
+}
+
+/// The listening socket: from systemd when socket-activated, else `<server listen>`.
+fn listener(config: &Config) -> anyhow::Result<TcpListener> {
+    let mut fds = listenfd::ListenFd::from_env();
+    if let Some(listener) = fds
+        .take_tcp_listener(0)
+        .context("LISTEN_FDS is set but fd 3 is not a TCP listening socket")?
+    {
+        return Ok(listener);
+    }
+    let listen = &config.server.listen;
+    TcpListener::bind(listen).with_context(|| {
+        format!("cannot listen on {listen} (<server listen> in config.xml): is another monitord running?")
+    })
+}
+
+pub fn serve(config_path: &Path) -> anyhow::Result<ExitCode> {
+    let config = load_config(config_path)?;
+    let listener = listener(&config)?;
+    actix_web::rt::System::new().block_on(crate::serve(listener, config))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The gid of group `monitord` from /etc/group (the packaged system group lives there).
+fn monitord_gid() -> Option<u32> {
+    let groups = std::fs::read_to_string("/etc/group").ok()?;
+    groups.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        (fields.next()? == "monitord").then_some(())?;
+        fields.nth(1)?.parse().ok()
+    })
+}
+
+pub fn gen_key(config_path: &Path, path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let path = match path {
+        Some(p) => p,
+        None => match config::load(config_path) {
+            Ok(loaded) => loaded.config.server.key_file,
+            Err(_) => PathBuf::from(DEFAULT_KEY_FILE),
+        },
+    };
+    MasterKey::generate(&path, 0o600)?;
+    let mut mode = "0600";
+    if let Some(gid) = monitord_gid() {
+        // Only root can hand the file to root:monitord; anyone else keeps a private 0600 key.
+        if std::os::unix::fs::chown(&path, Some(0), Some(gid)).is_ok() {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640))
+                .with_context(|| format!("cannot set the mode of {}", path.display()))?;
+            mode = "0640 root:monitord";
+        }
+    }
+    eprintln!("created master key {} (mode {mode})", path.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn check_config(path: &Path) -> anyhow::Result<ExitCode> {
+    match config::load(path) {
+        Ok(loaded) => {
+            for w in &loaded.warnings {
+                eprintln!("{w}");
+            }
+            println!("{}", loaded.config.summary());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(invalid) => {
+            for w in &invalid.warnings {
+                eprintln!("{w}");
+            }
+            for e in &invalid.errors {
+                eprintln!("{e}");
+            }
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// The database of config.xml, opened for reading next to a running monitord.
+fn open_database(config_path: &Path) -> anyhow::Result<diesel::SqliteConnection> {
+    let config = load_config(config_path)?;
+    Ok(store::open_existing(&config.server.database)?)
+}
+
+/// `YYYY-MM-DD HH:MM:SS` in UTC.
+pub fn format_utc(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+fn opt<T: std::fmt::Display>(value: Option<T>) -> String {
+    value.map_or_else(|| "-".to_owned(), |v| v.to_string())
+}
+
+fn fullest_disk(s: &Sample) -> String {
+    s.fullest_disk().map_or_else(
+        || "-".into(),
+        |d| format!("{:.1}% {}", d.percent(), d.mount),
+    )
+}
+
+pub fn clients(config_path: &Path) -> anyhow::Result<ExitCode> {
+    let mut conn = open_database(config_path)?;
+    let clients = read::clients_latest(&mut conn)?;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "{:<24} {:<19} {:>6} {:>6} {:>6} {:>6}  DISK",
+        "CLIENT", "LAST SAMPLE (UTC)", "CPU%", "MEM%", "SWAP%", "LOAD1"
+    )?;
+    for c in clients {
+        match c.latest {
+            Some(s) => writeln!(
+                out,
+                "{:<24} {:<19} {:>6.2} {:>6.2} {:>6} {:>6}  {}",
+                c.name,
+                format_utc(s.ts),
+                s.cpu_percent,
+                s.memory.percent,
+                opt(s.swap.as_ref().map(|w| format!("{:.2}", w.percent))),
+                opt(s.load.map(|l| format!("{:.2}", l[0]))),
+                fullest_disk(&s)
+            )?,
+            None => writeln!(out, "{:<24} {:<19}", c.name, "never")?,
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn samples(
+    config_path: &Path,
+    name: &str,
+    since: &str,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let since = parse_duration(since)
+        .ok_or_else(|| anyhow!("--since {since:?} is not a duration; use e.g. 30m, 1h, 2d"))?;
+    let mut conn = open_database(config_path)?;
+    let from = crate::now_ms() - i64::try_from(since.as_millis()).unwrap_or(i64::MAX / 2);
+    let Some(samples) = read::samples_since(&mut conn, name, from)? else {
+        bail!("no samples stored for client {name:?}");
+    };
+    let mut out = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer(&mut out, &samples)?;
+        writeln!(out)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    writeln!(
+        out,
+        "{:<19} {:>8} {:>6} {:>6} {:>6} {:>6} {:>6} {:>9}  DISK",
+        "TIME (UTC)", "SEQ", "CPU%", "MEM%", "SWAP%", "LOAD1", "PROCS", "UPTIME"
+    )?;
+    for s in &samples {
+        writeln!(
+            out,
+            "{:<19} {:>8} {:>6.2} {:>6.2} {:>6} {:>6} {:>6} {:>9}  {}",
+            format_utc(s.ts),
+            s.seq,
+            s.cpu_percent,
+            s.memory.percent,
+            opt(s.swap.as_ref().map(|w| format!("{:.2}", w.percent))),
+            opt(s.load.map(|l| format!("{:.2}", l[0]))),
+            opt(s.processes),
+            opt(s
+                .uptime_s
+                .map(|u| config::format_duration(std::time::Duration::from_secs(u as u64)))),
+            fullest_disk(s)
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn stats(config_path: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    let mut conn = open_database(config_path)?;
+    let stats = read::stats(&mut conn)?;
+    if json {
+        println!("{}", serde_json::to_string(&stats)?);
+    } else {
+        println!("clients:          {}", stats.clients);
+        println!("samples:          {}", stats.samples);
+        println!("database bytes:   {}", stats.db_bytes);
+        println!("bytes per sample: {}", stats.bytes_per_sample);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn compact(config_path: &Path) -> anyhow::Result<ExitCode> {
+    let config = load_config(config_path)?;
+    let mut conn = store::open_for_writing(&config.server.database)?;
+    let report = compact::compact(&mut conn, compact::Policy::ALL, crate::now_ms())?;
+    compact::release_free_pages(&mut conn)?;
+    println!(
+        "packed {} samples into {} blocks",
+        report.samples, report.blocks
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_times() {
+        assert_eq!(format_utc(0), "1970-01-01 00:00:00");
+        assert_eq!(format_utc(951_782_400_000), "2000-02-29 00:00:00");
+        assert_eq!(format_utc(1_790_000_000_123), "2026-09-21 14:13:20");
+    }
+}

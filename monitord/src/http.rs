@@ -1,0 +1,166 @@
+//! `PUT /v1/samples/{name}`: the only thing monitord serves.
+//!
+//! The checks run in the order DESIGN.md fixes, and each maps to one status: 413 body over
+//! 64 KiB (from Content-Length before reading, and while reading a chunked body); 400 not an
+//! envelope; 404 unknown client (after re-reading a changed config.xml); 401 bad tag; 400 not a
+//! sample; 422 out of range; 503 + Retry-After when the writer is full or cannot commit; 200
+//! once committed (`stored`, or `duplicate` for a replayed `(instance, seq)`).
+//!
+//! Bodies are short JSON; the reason for the client is short and never holds paths, SQL or
+//! keys. Every refusal is logged once with a `client` field.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{CONTENT_LENGTH, RETRY_AFTER};
+use actix_web::web::{self, BytesMut};
+use actix_web::{HttpRequest, HttpResponse};
+use futures_util::StreamExt as _;
+use monitor_core::Envelope;
+use monitor_core::envelope::MAX_BODY;
+use monitor_core::sample::{Sample, SampleError};
+
+use crate::state::Shared;
+use crate::store::writer::{Outcome, WriterHandle};
+
+/// Seconds a client is asked to wait after a 503.
+pub const RETRY_AFTER_SECS: u32 = 2;
+
+/// What every request handler shares.
+#[derive(Debug, Clone)]
+pub struct Ingest {
+    pub shared: Arc<Shared>,
+    pub writer: WriterHandle,
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/v1/samples/{name}", web::put().to(put_sample));
+}
+
+fn json(status: StatusCode, body: &'static str) -> HttpResponse {
+    HttpResponse::build(status)
+        .content_type("application/json")
+        .body(body)
+}
+
+fn error(status: StatusCode, reason: &str) -> HttpResponse {
+    HttpResponse::build(status)
+        .content_type("application/json")
+        .body(serde_json::json!({ "error": reason }).to_string())
+}
+
+fn unavailable(reason: &str) -> HttpResponse {
+    HttpResponse::ServiceUnavailable()
+        .insert_header((RETRY_AFTER, RETRY_AFTER_SECS.to_string()))
+        .content_type("application/json")
+        .body(serde_json::json!({ "error": reason }).to_string())
+}
+
+fn too_large() -> HttpResponse {
+    error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body is larger than 65536 bytes",
+    )
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Reads the body, refusing it as soon as it is known to exceed [`MAX_BODY`].
+async fn read_body(
+    req: &HttpRequest,
+    payload: &mut web::Payload,
+) -> Result<BytesMut, HttpResponse> {
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY as u64) {
+        return Err(too_large());
+    }
+    let mut body = BytesMut::with_capacity(declared.map_or(4096, |n| n as usize));
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|_| error(StatusCode::BAD_REQUEST, "could not read the body"))?;
+        if body.len() + chunk.len() > MAX_BODY {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+async fn put_sample(
+    req: HttpRequest,
+    name: web::Path<String>,
+    mut payload: web::Payload,
+    ingest: web::Data<Ingest>,
+) -> HttpResponse {
+    let name = name.into_inner();
+    let body = match read_body(&req, &mut payload).await {
+        Ok(body) => body,
+        Err(response) => {
+            tracing::warn!(client = ?name, status = 413, "refused a body over 64 KiB");
+            return response;
+        }
+    };
+    match ingest_body(&ingest, &name, &body).await {
+        Ok(response) | Err(response) => response,
+    }
+}
+
+/// Everything after the body is read; `Err` carries a refusal, already logged.
+async fn ingest_body(
+    ingest: &Ingest,
+    name: &str,
+    body: &[u8],
+) -> Result<HttpResponse, HttpResponse> {
+    let envelope = Envelope::decode(body).map_err(|e| {
+        tracing::warn!(client = ?name, status = 400, "{e}");
+        error(StatusCode::BAD_REQUEST, &e.to_string())
+    })?;
+
+    let mut snapshot = ingest.shared.snapshot();
+    if snapshot.client(name).is_none() && ingest.shared.reload_if_changed() {
+        snapshot = ingest.shared.snapshot();
+    }
+    let Some((client, keys)) = snapshot.client(name) else {
+        tracing::warn!(client = ?name, status = 404, "sample for a client that is not in config.xml");
+        return Err(error(StatusCode::NOT_FOUND, "unknown client"));
+    };
+
+    let plaintext = envelope.open(keys, name).map_err(|e| {
+        tracing::warn!(client = %name, status = 401, "{e}: wrong key or tampered message");
+        error(StatusCode::UNAUTHORIZED, &e.to_string())
+    })?;
+    let sample = Sample::parse(&plaintext)
+        .and_then(|s| s.validate(now_ms()).map(|()| s))
+        .map_err(|e| {
+            let status = match e {
+                SampleError::Malformed(_) => StatusCode::BAD_REQUEST,
+                SampleError::OutOfRange(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            };
+            tracing::warn!(client = %name, status = status.as_u16(), "refused sample: {e}");
+            error(status, &e.to_string())
+        })?;
+
+    let client = client.clone();
+    drop(snapshot);
+    let Ok(done) = ingest.writer.submit(client, sample) else {
+        tracing::debug!(client = %name, status = 503, "writer queue full");
+        return Err(unavailable("overloaded, retry later"));
+    };
+    match done.await {
+        Ok(Outcome::Stored) => Ok(json(StatusCode::OK, r#"{"status":"stored"}"#)),
+        Ok(Outcome::Duplicate) => Ok(json(StatusCode::OK, r#"{"status":"duplicate"}"#)),
+        Ok(Outcome::Unavailable) | Err(_) => {
+            // The writer logs the failed batch once; one line per request would flood the log.
+            tracing::debug!(client = %name, status = 503, "sample not stored: database unavailable");
+            Err(unavailable("storage unavailable, retry later"))
+        }
+    }
+}

@@ -1,0 +1,466 @@
+//! The one writer: a thread that owns the database's write connection, with a bounded queue in
+//! front of it. It takes everything queued (up to [`BATCH_MAX`]), stores it in one
+//! transaction (group commit), and only then answers each request, so a 200 always means
+//! committed. A full queue is refused at once ([`QueueFull`], answered 503); a batch that
+//! cannot commit (the database stays locked past [`super::BUSY_TIMEOUT`], disk full, …) is
+//! rolled back whole and every request in it is answered [`Outcome::Unavailable`] (503): nothing
+//! lost, nothing half-stored.
+//!
+//! Ids of clients, instances, metas and disks are cached in memory. Another connection
+//! (`monitord compact`, the compaction timer) may change what they depend on, so the cache is
+//! dropped whenever `PRAGMA data_version` says someone else committed.
+//!
+//! Not here: HTTP (see [`crate::http`]), reading samples back (see [`super::read`]).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError, sync_channel};
+use std::thread::JoinHandle;
+
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Text};
+use monitor_core::Sample;
+use tokio::sync::oneshot;
+
+use super::schema::{RawRow, clients, disks, instances, metas, packed_seqs, raw_samples};
+use super::stored::{DiskValues, Meta, Quantized};
+
+/// Requests waiting for the writer; one more is answered 503.
+pub const QUEUE_CAPACITY: usize = 16_384;
+/// The most samples one transaction takes.
+pub const BATCH_MAX: usize = 4_096;
+
+/// What became of a submitted sample.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Newly committed.
+    Stored,
+    /// `(instance, seq)` was already stored for this client; nothing new was written.
+    Duplicate,
+    /// The batch could not be committed; the client should retry.
+    Unavailable,
+}
+
+/// The queue is full: monitord is overloaded right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the writer queue is full")]
+pub struct QueueFull;
+
+/// One sample waiting to be stored.
+#[derive(Debug)]
+struct Job {
+    client: Arc<str>,
+    sample: Sample,
+    quantized: Quantized,
+    reply: oneshot::Sender<Outcome>,
+}
+
+#[derive(Debug)]
+enum Msg {
+    /// Boxed: a job is several hundred bytes and the queue holds thousands of slots.
+    Job(Box<Job>),
+    Stop,
+}
+
+/// A newly stored sample, as the rest of the batch transaction sees it.
+#[derive(Debug)]
+pub struct Committed<'a> {
+    pub client_id: i64,
+    pub client: &'a str,
+    pub sample: &'a Sample,
+}
+
+/// Where request handlers hand samples to the writer. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct WriterHandle {
+    tx: SyncSender<Msg>,
+    stored: Arc<AtomicU64>,
+}
+
+impl WriterHandle {
+    /// Queues a validated sample; the receiver resolves once its batch has committed (or failed).
+    pub fn submit(
+        &self,
+        client: Arc<str>,
+        sample: Sample,
+    ) -> Result<oneshot::Receiver<Outcome>, QueueFull> {
+        let (reply, rx) = oneshot::channel();
+        let quantized = Quantized::from_sample(&sample);
+        let job = Job {
+            client,
+            sample,
+            quantized,
+            reply,
+        };
+        match self.tx.try_send(Msg::Job(Box::new(job))) {
+            Ok(()) => Ok(rx),
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => Err(QueueFull),
+        }
+    }
+
+    /// Samples newly stored since start (for `STATUS=`).
+    pub fn stored_total(&self) -> u64 {
+        self.stored.load(Ordering::Relaxed)
+    }
+}
+
+/// The writer thread.
+#[derive(Debug)]
+pub struct Writer {
+    handle: WriterHandle,
+    thread: JoinHandle<()>,
+}
+
+impl Writer {
+    /// Starts the writer on a connection from [`super::open_for_writing`].
+    pub fn start(conn: SqliteConnection) -> std::io::Result<Writer> {
+        let (tx, rx) = sync_channel(QUEUE_CAPACITY);
+        let stored = Arc::new(AtomicU64::new(0));
+        let mut state = WriterState {
+            conn,
+            cache: Cache::default(),
+            data_version: None,
+            stored: stored.clone(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("writer".into())
+            .spawn(move || state.run(&rx))?;
+        Ok(Writer {
+            handle: WriterHandle { tx, stored },
+            thread,
+        })
+    }
+
+    pub fn handle(&self) -> WriterHandle {
+        self.handle.clone()
+    }
+
+    /// Stores everything already queued, then stops. Call once no new requests can arrive.
+    pub fn shutdown(self) {
+        // `send` waits for room: everything queued before Stop is still stored.
+        let _ = self.handle.tx.send(Msg::Stop);
+        if self.thread.join().is_err() {
+            tracing::error!("the writer thread panicked");
+        }
+    }
+}
+
+struct WriterState {
+    conn: SqliteConnection,
+    cache: Cache,
+    data_version: Option<i64>,
+    stored: Arc<AtomicU64>,
+}
+
+#[derive(Default)]
+struct Cache {
+    clients: HashMap<String, ClientCache>,
+}
+
+struct ClientCache {
+    id: i64,
+    instances: Vec<InstanceEntry>,
+    meta: Option<(Meta, i64)>,
+    disks: Vec<(String, String, i64)>,
+}
+
+struct InstanceEntry {
+    name: String,
+    id: i64,
+    packed_max: i64,
+}
+
+/// Instances kept per client in the cache; an agent restart makes a new one.
+const INSTANCES_CACHED: usize = 8;
+
+#[derive(QueryableByName)]
+struct DataVersion {
+    #[diesel(sql_type = BigInt)]
+    data_version: i64,
+}
+
+impl WriterState {
+    fn run(&mut self, rx: &Receiver<Msg>) {
+        let mut batch = Vec::with_capacity(BATCH_MAX);
+        loop {
+            let mut stop = match rx.recv() {
+                Ok(Msg::Job(job)) => {
+                    batch.push(*job);
+                    false
+                }
+                Ok(Msg::Stop) | Err(_) => true,
+            };
+            while !stop && batch.len() < BATCH_MAX {
+                match rx.try_recv() {
+                    Ok(Msg::Job(job)) => batch.push(*job),
+                    Ok(Msg::Stop) | Err(TryRecvError::Disconnected) => stop = true,
+                    Err(TryRecvError::Empty) => break,
+                }
+            }
+            if !batch.is_empty() {
+                self.commit_batch(&mut batch);
+            }
+            if stop {
+                return;
+            }
+        }
+    }
+
+    /// One transaction for the whole batch, then one answer per request.
+    fn commit_batch(&mut self, batch: &mut Vec<Job>) {
+        let mut outcomes = Vec::with_capacity(batch.len());
+        let result = self.conn.immediate_transaction(|conn| {
+            check_data_version(conn, &mut self.data_version, &mut self.cache)?;
+            outcomes.clear();
+            for job in batch.iter() {
+                outcomes.push(store_one(conn, &mut self.cache, job)?);
+            }
+            let committed: Vec<Committed> = batch
+                .iter()
+                .zip(&outcomes)
+                .filter_map(|(job, (outcome, client_id))| {
+                    (*outcome == Outcome::Stored).then_some(Committed {
+                        client_id: *client_id,
+                        client: &job.client,
+                        sample: &job.sample,
+                    })
+                })
+                .collect();
+            update_latest_top(conn, &committed)?;
+            // Alert evaluation goes here, so state changes and outbox rows commit with the
+            // samples that caused them.
+            QueryResult::Ok(())
+        });
+        if let Err(e) = &result {
+            // Ids created inside the rolled-back transaction no longer exist.
+            self.cache = Cache::default();
+            self.data_version = None;
+            tracing::warn!(
+                samples = batch.len(),
+                "could not commit a batch of samples, answering 503: {e}"
+            );
+        }
+        let mut stored = 0;
+        for (i, job) in batch.drain(..).enumerate() {
+            let outcome = match (&result, outcomes.get(i)) {
+                (Ok(()), Some((outcome, _))) => *outcome,
+                _ => Outcome::Unavailable,
+            };
+            stored += u64::from(outcome == Outcome::Stored);
+            // The requester may have gone away; the sample is stored all the same.
+            let _ = job.reply.send(outcome);
+        }
+        self.stored.fetch_add(stored, Ordering::Relaxed);
+    }
+}
+
+/// Drops the id cache when another connection has committed since our last transaction.
+fn check_data_version(
+    conn: &mut SqliteConnection,
+    seen: &mut Option<i64>,
+    cache: &mut Cache,
+) -> QueryResult<()> {
+    let now = diesel::sql_query("PRAGMA data_version")
+        .get_result::<DataVersion>(conn)?
+        .data_version;
+    if *seen != Some(now) {
+        *cache = Cache::default();
+        *seen = Some(now);
+    }
+    Ok(())
+}
+
+fn store_one(
+    conn: &mut SqliteConnection,
+    cache: &mut Cache,
+    job: &Job,
+) -> QueryResult<(Outcome, i64)> {
+    let client = client_cache(conn, cache, &job.client)?;
+    let q = &job.quantized;
+    let (instance_id, packed_max) = instance(conn, client, &q.instance)?;
+    if q.seq <= packed_max && is_packed(conn, instance_id, q.seq)? {
+        return Ok((Outcome::Duplicate, client.id));
+    }
+    let meta_id = meta(conn, client, &q.meta)?;
+    let mut disk_values = Vec::with_capacity(q.disks.len());
+    for d in &q.disks {
+        disk_values.push(DiskValues {
+            disk_id: disk(conn, client, &d.mount, &d.fs)?,
+            total: d.total,
+            used: d.used,
+            avail: d.avail,
+        });
+    }
+    let row = RawRow::new(instance_id, q.seq, meta_id, &q.values, &disk_values);
+    let inserted = diesel::insert_into(raw_samples::table)
+        .values(&row)
+        .on_conflict_do_nothing()
+        .execute(conn)?;
+    let outcome = if inserted == 1 {
+        Outcome::Stored
+    } else {
+        Outcome::Duplicate
+    };
+    Ok((outcome, client.id))
+}
+
+fn client_cache<'c>(
+    conn: &mut SqliteConnection,
+    cache: &'c mut Cache,
+    name: &str,
+) -> QueryResult<&'c mut ClientCache> {
+    if !cache.clients.contains_key(name) {
+        let id = client_id(conn, name)?;
+        cache.clients.insert(
+            name.to_owned(),
+            ClientCache {
+                id,
+                instances: Vec::new(),
+                meta: None,
+                disks: Vec::new(),
+            },
+        );
+    }
+    Ok(cache.clients.get_mut(name).expect("inserted above"))
+}
+
+/// The id of client `name`, created on first sight.
+pub fn client_id(conn: &mut SqliteConnection, name: &str) -> QueryResult<i64> {
+    diesel::insert_into(clients::table)
+        .values(clients::name.eq(name))
+        .on_conflict_do_nothing()
+        .execute(conn)?;
+    clients::table
+        .filter(clients::name.eq(name))
+        .select(clients::id)
+        .first(conn)
+}
+
+fn instance(
+    conn: &mut SqliteConnection,
+    client: &mut ClientCache,
+    name: &str,
+) -> QueryResult<(i64, i64)> {
+    if let Some(i) = client.instances.iter().position(|e| e.name == name) {
+        // Most recently used first: an agent's instance stays at the front.
+        client.instances[..=i].rotate_right(1);
+        let e = &client.instances[0];
+        return Ok((e.id, e.packed_max));
+    }
+    diesel::insert_into(instances::table)
+        .values((instances::client_id.eq(client.id), instances::name.eq(name)))
+        .on_conflict_do_nothing()
+        .execute(conn)?;
+    let (id, packed_max) = instances::table
+        .filter(instances::client_id.eq(client.id))
+        .filter(instances::name.eq(name))
+        .select((instances::id, instances::packed_max))
+        .first::<(i64, i64)>(conn)?;
+    client.instances.truncate(INSTANCES_CACHED - 1);
+    client.instances.insert(
+        0,
+        InstanceEntry {
+            name: name.to_owned(),
+            id,
+            packed_max,
+        },
+    );
+    Ok((id, packed_max))
+}
+
+/// Whether `seq` of this instance was already moved into a packed block.
+fn is_packed(conn: &mut SqliteConnection, instance_id: i64, seq: i64) -> QueryResult<bool> {
+    let hi = packed_seqs::table
+        .filter(packed_seqs::instance_id.eq(instance_id))
+        .filter(packed_seqs::lo.le(seq))
+        .order(packed_seqs::lo.desc())
+        .select(packed_seqs::hi)
+        .first::<i64>(conn)
+        .optional()?;
+    Ok(hi.is_some_and(|hi| hi >= seq))
+}
+
+fn meta(conn: &mut SqliteConnection, client: &mut ClientCache, meta: &Meta) -> QueryResult<i64> {
+    if let Some((cached, id)) = &client.meta {
+        if cached == meta {
+            return Ok(*id);
+        }
+    }
+    let find = |conn: &mut SqliteConnection| {
+        metas::table
+            .filter(metas::hostname.is(&meta.hostname))
+            .filter(metas::os.is(&meta.os))
+            .filter(metas::agent.is(&meta.agent))
+            .select(metas::id)
+            .first::<i64>(conn)
+            .optional()
+    };
+    let id = match find(conn)? {
+        Some(id) => id,
+        None => {
+            diesel::insert_into(metas::table)
+                .values((
+                    metas::hostname.eq(&meta.hostname),
+                    metas::os.eq(&meta.os),
+                    metas::agent.eq(&meta.agent),
+                ))
+                .execute(conn)?;
+            find(conn)?.ok_or(diesel::result::Error::NotFound)?
+        }
+    };
+    client.meta = Some((meta.clone(), id));
+    Ok(id)
+}
+
+fn disk(
+    conn: &mut SqliteConnection,
+    client: &mut ClientCache,
+    mount: &str,
+    fs: &str,
+) -> QueryResult<i64> {
+    if let Some((_, _, id)) = client.disks.iter().find(|(m, f, _)| m == mount && f == fs) {
+        return Ok(*id);
+    }
+    diesel::insert_into(disks::table)
+        .values((
+            disks::client_id.eq(client.id),
+            disks::mount.eq(mount),
+            disks::fs.eq(fs),
+        ))
+        .on_conflict_do_nothing()
+        .execute(conn)?;
+    let id = disks::table
+        .filter(disks::client_id.eq(client.id))
+        .filter(disks::mount.eq(mount))
+        .filter(disks::fs.eq(fs))
+        .select(disks::id)
+        .first(conn)?;
+    client.disks.push((mount.to_owned(), fs.to_owned(), id));
+    Ok(id)
+}
+
+/// Keeps the newest `top` of each client (by the sample's `ts`, since a draining spool sends
+/// old samples late): one upsert per client per batch, not one per sample.
+fn update_latest_top(conn: &mut SqliteConnection, committed: &[Committed]) -> QueryResult<()> {
+    let mut newest: HashMap<i64, &Sample> = HashMap::new();
+    for c in committed.iter().filter(|c| !c.sample.top.is_empty()) {
+        let entry = newest.entry(c.client_id).or_insert(c.sample);
+        if c.sample.ts >= entry.ts {
+            *entry = c.sample;
+        }
+    }
+    for (client_id, sample) in newest {
+        let top = serde_json::to_string(&sample.top).expect("top processes serialize");
+        diesel::sql_query(
+            "INSERT INTO client_top (client_id, ts, top) VALUES (?, ?, ?) \
+             ON CONFLICT (client_id) DO UPDATE SET ts = excluded.ts, top = excluded.top \
+             WHERE excluded.ts >= client_top.ts",
+        )
+        .bind::<BigInt, _>(client_id)
+        .bind::<BigInt, _>(sample.ts)
+        .bind::<Text, _>(top)
+        .execute(conn)?;
+    }
+    Ok(())
+}
