@@ -70,23 +70,8 @@ pub(super) fn defaults(ck: &mut Checker, el: Option<&RawElement>) -> Defaults {
             );
         }
     }
-    for attr in &el.attrs {
-        if !["ip", "name"].contains(&attr.name.as_str())
-            && !DEFAULTS_ATTRS.contains(&attr.name.as_str())
-        {
-            let hint = suggest(&attr.name, &DEFAULTS_ATTRS)
-                .map(|s| format!("did you mean `{s}`? "))
-                .unwrap_or_default();
-            ck.error(
-                el,
-                format!(
-                    "unknown attribute `{}`: {hint}expected one of {}",
-                    attr.name,
-                    DEFAULTS_ATTRS.join(", ")
-                ),
-            );
-        }
-    }
+    // ip and name were reported above, in words that fit <defaults>.
+    ck.check_attrs_except(el, &DEFAULTS_ATTRS, &["ip", "name"]);
     fields(ck, el)
 }
 

@@ -358,8 +358,13 @@ impl Checker {
 
     /// Reports attributes not in `known`, suggesting the closest known name for a likely typo.
     pub fn check_attrs(&mut self, el: &RawElement, known: &[&str]) {
+        self.check_attrs_except(el, known, &[]);
+    }
+
+    /// [`check_attrs`](Self::check_attrs), leaving out `skip`, which the caller reports itself.
+    pub fn check_attrs_except(&mut self, el: &RawElement, known: &[&str], skip: &[&str]) {
         for attr in &el.attrs {
-            if known.contains(&attr.name.as_str()) {
+            if known.contains(&attr.name.as_str()) || skip.contains(&attr.name.as_str()) {
                 continue;
             }
             let hint = match suggest(&attr.name, known) {
