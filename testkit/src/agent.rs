@@ -12,20 +12,25 @@ use std::time::{Duration, Instant};
 /// The static agent: `$CARGO_TARGET_DIR/x86_64-unknown-linux-gnu/agent/monitor-agent`.
 /// Panics naming `scripts/build-agent` when it has not been built.
 pub fn binary() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
+    const REL: &str = "x86_64-unknown-linux-gnu/agent/monitor-agent";
+    // CARGO_TARGET_DIR when cargo runs the tests; else the target directory this test binary
+    // sits in (`<target>/debug/deps/tests-…`), so running it by hand works too.
+    let mut candidates: Vec<PathBuf> = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            // Without CARGO_TARGET_DIR cargo uses <workspace>/target.
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../target")
-        });
-    let path = target.join("x86_64-unknown-linux-gnu/agent/monitor-agent");
-    assert!(
-        path.is_file(),
-        "the static agent {} is missing: build it with `scripts/build-agent` \
+        .into_iter()
+        .collect();
+    if let Ok(exe) = std::env::current_exe() {
+        candidates.extend(exe.ancestors().skip(1).take(4).map(Path::to_path_buf));
+    }
+    candidates.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    if let Some(found) = candidates.iter().map(|t| t.join(REL)).find(|p| p.is_file()) {
+        return found;
+    }
+    panic!(
+        "the static agent ({REL} under {}) is missing: build it with `scripts/build-agent` \
          (with the same CARGO_TARGET_DIR), or run everything with `scripts/test`",
-        path.display()
+        candidates[0].display()
     );
-    path
 }
 
 /// Runs the agent to completion with `settings` (JSON) on stdin, `--dir dir`, and `args`.

@@ -1,0 +1,65 @@
+//! Helpers shared by this crate's test modules (the scaffolding itself is in `testkit`).
+
+use std::collections::BTreeMap;
+
+use testkit::util::Response;
+
+/// The monitord binary cargo built for these tests.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_monitord")
+}
+
+/// `(instance, seq)` of a sample as `monitord samples --json` prints it.
+pub fn identity(sample: &serde_json::Value) -> (String, i64) {
+    let instance = sample["instance"]
+        .as_str()
+        .unwrap_or_else(|| panic!("sample without `instance`: {sample}"));
+    let seq = sample["seq"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("sample without `seq`: {sample}"));
+    (instance.to_owned(), seq)
+}
+
+/// How often each `(instance, seq)` is stored.
+pub fn counts(samples: &[serde_json::Value]) -> BTreeMap<(String, i64), usize> {
+    let mut counts = BTreeMap::new();
+    for s in samples {
+        *counts.entry(identity(s)).or_insert(0) += 1;
+    }
+    counts
+}
+
+/// Asserts the status, that the body is JSON (the contract), and that it leaks none of
+/// `secrets` (key material, paths).
+pub fn expect_status(response: &Response, status: u16, what: &str, secrets: &[String]) {
+    assert_eq!(
+        response.status,
+        status,
+        "{what}: expected {status}, got {} with body {:?}",
+        response.status,
+        response.text()
+    );
+    let _ = response.json();
+    let body = response.text();
+    for secret in secrets {
+        assert!(
+            !body.contains(secret.as_str()),
+            "{what}: response body leaks {secret:?}: {body:?}"
+        );
+    }
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What must never appear in a response or a log line of monitord `m`.
+pub fn secrets_of(m: &testkit::monitord::Monitord, clients: &[&str]) -> Vec<String> {
+    let mut out = vec![hex(m.master_key().bytes()), m.dir().display().to_string()];
+    for name in clients {
+        let keys = m.keys(name);
+        out.push(hex(keys.enc()));
+        out.push(hex(keys.mac()));
+    }
+    out
+}

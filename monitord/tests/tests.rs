@@ -1,0 +1,12 @@
+//! monitord's integration tests: one test binary (fast to link), one module per concern.
+//! Every test runs the real monitord binary (and, where it says so, the real static agent or
+//! the independent Python envelope) on loopback; nothing is mocked.
+
+mod support;
+
+mod busy;
+mod crash;
+mod ingest;
+mod lifecycle;
+mod python_envelope;
+mod statuses;
