@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use roxmltree::{Document, Node, ParsingOptions};
+use roxmltree::{Document, Node, ParsingOptions, TextPos};
 
 use super::{Diagnostic, Invalid, Severity};
 
@@ -151,7 +151,7 @@ fn describe(text: &str, error: &roxmltree::Error) -> (u32, String) {
     let line = error.pos().row;
     let (line, mut message) = match error {
         E::UnexpectedCloseTag(expected, actual, _) => {
-            let opened = open_elements(text, line)
+            let opened = open_elements(text, offset_of(text, error.pos()))
                 .into_iter()
                 .rev()
                 .find(|(name, _)| name == expected)
@@ -166,7 +166,7 @@ fn describe(text: &str, error: &roxmltree::Error) -> (u32, String) {
             )
         }
         E::UnclosedRootNode => {
-            let open = open_elements(text, u32::MAX);
+            let open = open_elements(text, text.len());
             let what = match open.last() {
                 Some((name, l)) => format!("`<{name}>` opened at line {l} is never closed"),
                 None => "an element is never closed".to_string(),
@@ -221,7 +221,7 @@ fn describe(text: &str, error: &roxmltree::Error) -> (u32, String) {
             "an attribute value must be in straight quotes, e.g. ip=\"10.0.0.1\" or ip='10.0.0.1'"
                 .into(),
         ),
-        E::UnknownToken(_) if after_root(text, line) => (
+        E::UnknownToken(pos) if after_root(text, *pos) => (
             line,
             "content after the root element has closed: config.xml has one root element \
              (e.g. <monitor>) that holds everything else"
@@ -260,7 +260,7 @@ fn element_at(text: &str, error: &roxmltree::Error) -> String {
     match error {
         E::UnexpectedCloseTag(expected, _, _) => return local(expected).to_string(),
         E::UnclosedRootNode => {
-            return open_elements(text, u32::MAX)
+            return open_elements(text, text.len())
                 .pop()
                 .map(|(name, _)| name)
                 .unwrap_or_default();
@@ -268,19 +268,10 @@ fn element_at(text: &str, error: &roxmltree::Error) -> String {
         E::DtdDetected | E::NoRootNode | E::UnexpectedEndOfStream | E::InvalidComment(_) => {
             return String::new();
         }
-        E::UnknownToken(pos) if after_root(text, pos.row) => return String::new(),
+        E::UnknownToken(pos) if after_root(text, *pos) => return String::new(),
         _ => {}
     }
-    let pos = error.pos();
-    let line_start: usize = text
-        .split_inclusive('\n')
-        .take(pos.row.saturating_sub(1) as usize)
-        .map(str::len)
-        .sum();
-    let offset = text[line_start..]
-        .char_indices()
-        .nth(pos.col.saturating_sub(1) as usize)
-        .map_or(text.len(), |(i, _)| line_start + i);
+    let offset = offset_of(text, error.pos());
     let before = &text[..offset];
     let mut end = before.len();
     while let Some(lt) = before[..end].rfind('<') {
@@ -296,31 +287,45 @@ fn element_at(text: &str, error: &roxmltree::Error) -> String {
     String::new()
 }
 
-/// Whether every element opened before `line` is closed again, and there was one.
-fn after_root(text: &str, line: u32) -> bool {
-    let seen_element = text.lines().take(line.saturating_sub(1) as usize).any(|l| {
-        l.match_indices('<')
-            .any(|(i, _)| l[i + 1..].starts_with(char::is_alphabetic))
-    });
-    seen_element && open_elements(text, line).is_empty()
+/// Whether the root element has opened and closed before `pos`.
+fn after_root(text: &str, pos: TextPos) -> bool {
+    let offset = offset_of(text, pos);
+    let before = &text[..offset];
+    let seen_element = before
+        .match_indices('<')
+        .any(|(i, _)| before[i + 1..].starts_with(char::is_alphabetic));
+    seen_element && open_elements(text, offset).is_empty()
+}
+
+/// Byte offset of roxmltree's 1-based row and (character) column.
+fn offset_of(text: &str, pos: TextPos) -> usize {
+    let line_start: usize = text
+        .split_inclusive('\n')
+        .take(pos.row.saturating_sub(1) as usize)
+        .map(str::len)
+        .sum();
+    text[line_start..]
+        .char_indices()
+        .nth(pos.col.saturating_sub(1) as usize)
+        .map_or(text.len(), |(i, _)| line_start + i)
 }
 
 fn local(name: &str) -> &str {
     name.rsplit(':').next().unwrap_or(name)
 }
 
-/// Elements still open when the scan reaches `stop_line`, outermost first, as (name, line).
+/// Elements still open at byte offset `stop`, outermost first, as (name, line).
 ///
 /// roxmltree reports an unclosed element only at the end tag that does not match; the line where
 /// the element *opened* is what the person needs, so this re-walks the (well-formed so far) text.
-fn open_elements(text: &str, stop_line: u32) -> Vec<(String, u32)> {
+fn open_elements(text: &str, stop: usize) -> Vec<(String, u32)> {
     let mut stack: Vec<(String, u32)> = Vec::new();
     let bytes = text.as_bytes();
     let mut line = 1u32;
     let mut i = 0;
     let count_lines =
         |from: usize, to: usize| bytes[from..to].iter().filter(|&&b| b == b'\n').count() as u32;
-    while i < bytes.len() && line < stop_line {
+    while i < stop.min(bytes.len()) {
         if bytes[i] != b'<' {
             if bytes[i] == b'\n' {
                 line += 1;
@@ -429,6 +434,15 @@ mod tests {
         let e = error_of("<monitor>\n  <client ip=\"a\">\n    <alert/>\n</monitor>\n");
         assert_eq!(e.line, 4);
         assert!(e.message.contains("opened at line 2"), "{}", e.message);
+        assert_eq!(e.element, "client");
+        // Opened and mis-closed on one line, after another element on that line.
+        let e = error_of("<monitor>\n<client ip=\"a\"><alert type=\"cpu\"></client>\n</monitor>");
+        assert_eq!((e.line, e.element.as_str()), (2, "alert"));
+        assert!(
+            e.message.contains("`<alert>` (opened at line 2)"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]
