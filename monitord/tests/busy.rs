@@ -62,7 +62,6 @@ fn sqlite(db: &std::path::Path, sql: &str) -> String {
 }
 
 #[test]
-#[ignore = "monitord's serve path has not landed yet"]
 fn a_locked_database_answers_503_with_retry_after_then_recovers() {
     if !util::runnable(
         Command::new("sqlite3").arg("-version").output().is_ok(),

@@ -46,7 +46,6 @@ fn send_until_dead(m: &Monitord, name: &str, instance: &str) -> Sent {
 }
 
 #[test]
-#[ignore = "monitord's serve path has not landed yet"]
 fn kill_9_loses_no_acknowledged_sample_and_duplicates_none() {
     let names: Vec<String> = (0..SENDERS).map(|i| format!("crash{i}")).collect();
     let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();

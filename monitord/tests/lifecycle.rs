@@ -12,7 +12,6 @@ use testkit::{agent, util};
 use crate::support::{bin, counts, expect_status, hex, secrets_of};
 
 #[test]
-#[ignore = "monitord's serve path has not landed yet"]
 fn a_client_added_while_running_is_accepted_without_reload() {
     let mut m = Monitord::start(bin(), &["web1"]);
     let s = sample("new", 1, now_ms());
@@ -80,7 +79,6 @@ fn sigterm_answers_requests_in_flight_and_exits_0() {
 }
 
 #[test]
-#[ignore = "monitord's serve path has not landed yet"]
 fn sigterm_while_senders_put_exits_0_and_keeps_every_200() {
     let mut m = Monitord::start(bin(), &["web1", "web2", "web3"]);
     let names = ["web1", "web2", "web3"];
@@ -146,7 +144,6 @@ fn assert_refused(m: &Monitord, what: &str, expect_in_stderr: &[&str], secrets: 
 }
 
 #[test]
-#[ignore = "monitord's serve path has not landed yet"]
 fn bad_start_up_input_is_refused_clearly() {
     let m = Monitord::prepare(bin(), &["web1"]);
     let key = hex(m.master_key().bytes());

@@ -86,7 +86,6 @@ fn our_sealed_bodies_open_in_python() {
 }
 
 #[test]
-#[ignore = "monitord's serve path has not landed yet"]
 fn python_sealed_samples_are_stored_by_monitord() {
     if !python_ready() {
         return;

@@ -26,7 +26,6 @@ fn body_of_length(m: &Monitord, name: &str, seq: i64, len: usize) -> String {
 }
 
 #[test]
-#[ignore = "monitord's serve path has not landed yet"]
 fn oversized_bodies_are_413_before_being_read_whole() {
     let m = Monitord::start(bin(), &["web1"]);
     let secrets = secrets_of(&m, &["web1"]);
@@ -77,7 +76,6 @@ fn oversized_bodies_are_413_before_being_read_whole() {
 }
 
 #[test]
-#[ignore = "monitord's serve path has not landed yet"]
 fn bodies_that_are_not_envelopes_are_400() {
     let m = Monitord::start(bin(), &["web1"]);
     let secrets = secrets_of(&m, &["web1"]);
@@ -106,7 +104,6 @@ fn bodies_that_are_not_envelopes_are_400() {
 }
 
 #[test]
-#[ignore = "monitord's serve path has not landed yet"]
 fn unknown_clients_are_404_and_bad_tags_401() {
     let m = Monitord::start(bin(), &["web1", "web2"]);
     let secrets = secrets_of(&m, &["web1", "web2"]);
@@ -156,7 +153,6 @@ fn unknown_clients_are_404_and_bad_tags_401() {
 }
 
 #[test]
-#[ignore = "monitord's serve path has not landed yet"]
 fn authentic_non_samples_are_400_and_impossible_values_422() {
     let m = Monitord::start(bin(), &["web1"]);
     let secrets = secrets_of(&m, &["web1"]);
@@ -219,7 +215,6 @@ fn authentic_non_samples_are_400_and_impossible_values_422() {
 }
 
 #[test]
-#[ignore = "monitord's serve path has not landed yet"]
 fn a_sample_is_stored_once_however_often_it_is_sent() {
     let m = Monitord::start(bin(), &["web1"]);
     let secrets = secrets_of(&m, &["web1"]);
