@@ -1,10 +1,11 @@
 //! config.xml: the model every program reads, and [`load`], which builds it.
 //!
-//! Reading is two stages: [`parse`](self::parse) walks a position-aware XML tree (roxmltree;
-//! DTDs and entity definitions refused, never expanded) into raw elements, and
-//! [`validate`](self::validate) checks the whole file and reports **every** problem at once, each
-//! as `file:line: element: what is wrong, what is expected`. Only a file without errors becomes
-//! a [`Config`]; warnings (no clients, a client without mail, an unreadable key file, a
+//! Reading is two stages: `parse.rs` walks a position-aware XML tree (roxmltree; DTDs and
+//! entity definitions refused, never expanded) into raw elements, and `validate.rs` (with
+//! `client.rs` for clients, `<defaults>` and alerts, `values.rs` for single values) checks the
+//! whole file and reports **every** problem at once, each as
+//! `file:line: element: what is wrong, what is expected`. Only a file without errors becomes a
+//! [`Config`]; warnings (no clients, a client without mail, an unreadable key file, a
 //! world-readable file holding passwords) come back beside it.
 //!
 //! `<defaults>` is applied here, so the rest of the code sees each client complete.
