@@ -106,7 +106,10 @@ pub(super) fn clients(ck: &mut Checker, defaults: &Defaults, els: &[&RawElement]
         }
         out.push(client);
     }
-    warn_without_mail(ck, &without_mail);
+    // With errors to fix first, a list of clients without mail is only noise.
+    if !ck.has_errors() {
+        warn_without_mail(ck, &without_mail);
+    }
     out
 }
 
