@@ -11,15 +11,23 @@ pub const BASE: &str = "$HOME/.cache/monitor-agent";
 
 /// Stops the agent named by `agent.pid` (only if that pid really is a monitor-agent) and waits
 /// up to 5 s for it to go; prints `stopped=<pid>` when it stopped one.
+/// Stops the agent named by `agent.pid` (only if that pid really is a live monitor-agent) and
+/// waits up to 5 s for it to go; prints `stopped=<pid>` when it stopped one. A zombie counts as
+/// gone: where nobody reaps orphans (containers) it would otherwise look alive forever.
 const STOP_FN: &str = r#"
+alive_agent() {
+  [ "$(cat /proc/$1/comm 2>/dev/null)" = monitor-agent ] || return 1
+  state=$(sed 's/.*) //' /proc/$1/stat 2>/dev/null | cut -d' ' -f1)
+  [ -n "$state" ] && [ "$state" != Z ]
+}
 stop_agent() {
   p=$(cat "$base/agent.pid" 2>/dev/null) || return 0
   [ -n "$p" ] || return 0
-  if [ "$(cat /proc/$p/comm 2>/dev/null)" = monitor-agent ]; then
+  if alive_agent "$p"; then
     kill "$p" 2>/dev/null
     i=0
-    while kill -0 "$p" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
-    kill -9 "$p" 2>/dev/null
+    while alive_agent "$p" && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
+    alive_agent "$p" && kill -9 "$p" 2>/dev/null
     echo "stopped=$p"
   fi
   rm -f "$base/agent.pid"
@@ -115,8 +123,9 @@ pub fn stop() -> String {
 pub fn status() -> String {
     format!(
         r#"base="{BASE}"
+{STOP_FN}
 p=$(cat "$base/agent.pid" 2>/dev/null)
-if [ -n "$p" ] && [ "$(cat /proc/$p/comm 2>/dev/null)" = monitor-agent ]; then
+if [ -n "$p" ] && alive_agent "$p"; then
   echo "pid=$p"
   exe=$(readlink "/proc/$p/exe")
   echo "exe=$exe"

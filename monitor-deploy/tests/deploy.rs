@@ -1,1 +1,277 @@
-//! Deploys that reach the host: (filled in below)
+//! Deploys that reach the host, with the real static agent sending to a real monitord: key and
+//! password logins, re-deploy without upload, replacing the running agent, `--status`,
+//! `--stop`, `--failed`, a fleet with broken hosts, and the failures after login (no SFTP,
+//! monitord unreachable).
+
+use std::fs;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use testkit::monitord::Monitord;
+use testkit::sshd::{SilentPeer, Sshd, SshdOptions, TestUser};
+use testkit::util;
+
+use crate::support::{self, Deployer};
+
+/// Everything a deploy test needs, or `None` when this machine cannot run it (printed).
+fn setup(names: &[&str]) -> Option<(Monitord, Sshd, Deployer, PathBuf)> {
+    if !support::have_sshd() {
+        return None;
+    }
+    let (monitord_bin, agent) = support::monitord_and_agent()?;
+    if !util::runnable_as_root("test accounts for deploys") {
+        return None;
+    }
+    let monitord = Monitord::start(&monitord_bin, names);
+    let server = Sshd::start(SshdOptions::default());
+    let deployer = Deployer::with_key(&monitord.key_path());
+    Some((monitord, server, deployer, agent))
+}
+
+/// For failures that happen before the agent talks to monitord: sshd, a deployer with its
+/// own key, the agent.
+fn setup_without_monitord() -> Option<(Deployer, PathBuf)> {
+    if !support::have_sshd() {
+        return None;
+    }
+    let (_, agent) = support::monitord_and_agent()?;
+    if !util::runnable_as_root("test accounts for deploys") {
+        return None;
+    }
+    Some((Deployer::new(), agent))
+}
+
+fn agent_arg(agent: &std::path::Path) -> String {
+    agent.display().to_string()
+}
+
+#[test]
+#[ignore = "needs monitord serving PUTs (testkit::monitord); un-ignore once monitord lands"]
+fn key_deploy_then_redeploy_status_and_stop() {
+    let Some((monitord, server, d, agent)) = setup(&["web"]) else {
+        return;
+    };
+    let user = support::login(&server, None).expect("root checked");
+    d.write_config(
+        Some(&monitord.url()),
+        &[support::key_client("web", &server, &user, "2s")],
+    );
+    let agent = agent_arg(&agent);
+
+    let run = d.run(&["--all", "--agent", &agent]);
+    assert_eq!(run.code, 0, "{run}");
+    let row = run.row("web");
+    assert!(
+        row.contains("uploaded agent") && row.contains("first sample sent"),
+        "{run}"
+    );
+    assert!(row.contains("trusted on first use"), "{run}");
+    let known = fs::read_to_string(d.known_hosts()).unwrap();
+    assert!(
+        known.contains(&format!("[127.0.0.1]:{}", server.port())),
+        "{known}"
+    );
+    let first = user.processes("monitor-agent");
+    assert_eq!(first.len(), 1, "one agent runs: {first:?}");
+    util::wait_until(
+        Duration::from_secs(30),
+        "samples from the deployed agent",
+        || monitord.samples("web").len() >= 2,
+    );
+    let binary = user
+        .home
+        .join(".cache/monitor-agent")
+        .read_dir()
+        .unwrap()
+        .flatten()
+        .map(|e| e.path().join("monitor-agent"))
+        .find(|p| p.is_file())
+        .expect("agent uploaded under ~/.cache/monitor-agent/<ver>/");
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(
+        fs::metadata(&binary).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+    let uploaded = fs::metadata(&binary).unwrap().modified().unwrap();
+
+    // Same version again: nothing uploaded, the running agent replaced by exactly one.
+    let run = d.run(&["web", "--agent", &agent]);
+    assert_eq!(run.code, 0, "{run}");
+    assert!(run.row("web").contains("already there"), "{run}");
+    assert_eq!(fs::metadata(&binary).unwrap().modified().unwrap(), uploaded);
+    let second = user.processes("monitor-agent");
+    assert_eq!(second.len(), 1, "still one agent: {second:?}");
+    assert_ne!(first, second, "the agent was restarted");
+
+    let run = d.run(&["--status", "--all"]);
+    assert_eq!(run.code, 0, "{run}");
+    assert!(
+        run.row("web").contains(&format!("pid {}", second[0])),
+        "{run}"
+    );
+
+    let run = d.run(&["--stop", "web"]);
+    assert_eq!(run.code, 0, "{run}");
+    assert!(run.row("web").contains("stopped the agent"), "{run}");
+    util::wait_until(Duration::from_secs(10), "the agent to exit", || {
+        user.processes("monitor-agent").is_empty()
+    });
+    let run = d.run(&["--status", "--all"]);
+    assert_eq!(run.code, 1, "{run}");
+    assert!(run.row("web").contains("not running"), "{run}");
+}
+
+#[test]
+#[ignore = "needs monitord serving PUTs (testkit::monitord); un-ignore once monitord lands"]
+fn password_deploy_never_shows_the_password() {
+    let Some((monitord, server, d, agent)) = setup(&["pw"]) else {
+        return;
+    };
+    let password = format!("pw-{}-secret", std::process::id());
+    let user = support::login(&server, Some(&password)).expect("root checked");
+    d.write_config(
+        Some(&monitord.url()),
+        &[support::password_client(
+            "pw", &server, &user.name, &password,
+        )],
+    );
+    let mut leaks = Vec::new();
+    let mut scans = 0;
+    let run = d.run_watching(&["--all", "--agent", &agent_arg(&agent)], |_| {
+        scans += 1;
+        leaks.extend(processes_showing(&password));
+    });
+    assert_eq!(run.code, 0, "{run}");
+    assert!(run.row("pw").contains("first sample sent"), "{run}");
+    assert!(scans > 3, "the run was watched ({scans} scans)");
+    assert!(leaks.is_empty(), "password visible in: {leaks:?}");
+    assert!(!run.stdout.contains(&password) && !run.stderr.contains(&password));
+}
+
+/// Processes whose command line, or whose environment, holds `secret`.
+fn processes_showing(secret: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
+        if !entry
+            .file_name()
+            .to_string_lossy()
+            .chars()
+            .all(|c| c.is_ascii_digit())
+        {
+            continue;
+        }
+        for file in ["cmdline", "environ"] {
+            let bytes = fs::read(entry.path().join(file)).unwrap_or_default();
+            if String::from_utf8_lossy(&bytes).contains(secret) {
+                let cmd = fs::read(entry.path().join("cmdline")).unwrap_or_default();
+                found.push(format!("{file} of {}", String::from_utf8_lossy(&cmd)));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn no_sftp_subsystem_fails_at_upload() {
+    let Some((d, agent)) = setup_without_monitord() else {
+        return;
+    };
+    let server = Sshd::start(SshdOptions {
+        sftp: false,
+        ..SshdOptions::default()
+    });
+    let user = support::login(&server, None).expect("root checked");
+    d.write_config(
+        Some("http://127.0.0.1:9"),
+        &[support::key_client("nosftp", &server, &user, "10s")],
+    );
+    let run = d.run(&["nosftp", "--agent", &agent_arg(&agent)]);
+    assert_eq!(run.code, 1, "{run}");
+    let row = run.row("nosftp");
+    assert!(
+        row.contains("upload") && row.contains("SFTP subsystem"),
+        "{run}"
+    );
+}
+
+#[test]
+fn unreachable_monitord_fails_at_first_sample() {
+    let Some((d, agent)) = setup_without_monitord() else {
+        return;
+    };
+    let server = Sshd::start(SshdOptions::default());
+    let user = support::login(&server, None).expect("root checked");
+    let closed = format!("http://127.0.0.1:{}", util::free_port());
+    d.write_config(
+        Some(&closed),
+        &[support::key_client("lost", &server, &user, "10s")],
+    );
+    let run = d.run(&["lost", "--agent", &agent_arg(&agent)]);
+    assert_eq!(run.code, 1, "{run}");
+    let row = run.row("lost");
+    assert!(
+        row.contains("first sample") && row.contains(&closed),
+        "{run}"
+    );
+}
+
+#[test]
+#[ignore = "needs monitord serving PUTs (testkit::monitord); un-ignore once monitord lands"]
+fn fleet_with_broken_hosts_then_failed_reruns_only_those() {
+    let names: Vec<String> = (0..20).map(|i| format!("h{i:02}")).collect();
+    let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let Some((monitord, server, d, agent)) = setup(&name_refs) else {
+        return;
+    };
+    let peer = SilentPeer::start();
+    let refused = util::free_port();
+    let mut users: Vec<TestUser> = Vec::new();
+    let mut clients = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        clients.push(match i {
+            3 => format!(r#"<client name="{name}" ip="{name}.invalid" username="x"/>"#),
+            9 => format!(r#"<client name="{name}" ip="127.0.0.1" port="{refused}" username="x"/>"#),
+            15 => format!(
+                r#"<client name="{name}" ip="127.0.0.1" port="{}" username="x"/>"#,
+                peer.addr().port()
+            ),
+            _ => {
+                let user = support::login(&server, None).expect("root checked");
+                let line = support::key_client(name, &server, &user, "10s");
+                users.push(user);
+                line
+            }
+        });
+    }
+    d.write_config(Some(&monitord.url()), &clients);
+    let run = d.run(&["--all", "--timeout", "5s", "--agent", &agent_arg(&agent)]);
+    assert_eq!(run.code, 1, "{run}");
+    for (i, name) in names.iter().enumerate() {
+        let row = run.row(name);
+        let broken = matches!(i, 3 | 9 | 15);
+        assert_eq!(row.contains("FAILED"), broken, "{name}: {run}");
+    }
+    assert!(
+        run.stdout.contains("17 of 20 hosts deployed, 3 failed"),
+        "{run}"
+    );
+    for user in &users {
+        assert_eq!(
+            user.processes("monitor-agent").len(),
+            1,
+            "{}: {run}",
+            user.name
+        );
+    }
+
+    let rerun = d.run(&["--failed", "--timeout", "5s", "--agent", &agent_arg(&agent)]);
+    assert_eq!(rerun.code, 1, "{rerun}");
+    assert!(
+        rerun.stdout.contains("0 of 3 hosts deployed, 3 failed"),
+        "{rerun}"
+    );
+    for name in ["h03", "h09", "h15"] {
+        assert!(rerun.row(name).contains("FAILED"), "{rerun}");
+    }
+    assert!(!rerun.stdout.contains("h00"), "{rerun}");
+}

@@ -171,3 +171,29 @@ pub fn have_sshd() -> bool {
         "sshd is not installed (apt-get install openssh-server)",
     )
 }
+
+/// The monitord binary the workspace build left next to this test binary's target directory,
+/// and the static agent; `None` (after printing why) when either is missing.
+pub fn monitord_and_agent() -> Option<(String, PathBuf)> {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let monitord = target.join("debug/monitord");
+    if !util::runnable(
+        monitord.is_file(),
+        &format!(
+            "{} is missing (cargo build -p monitord, or run scripts/test)",
+            monitord.display()
+        ),
+    ) {
+        return None;
+    }
+    let agent = std::panic::catch_unwind(testkit::agent::binary);
+    if !util::runnable(
+        agent.is_ok(),
+        "the static agent is not built (scripts/build-agent)",
+    ) {
+        return None;
+    }
+    Some((monitord.display().to_string(), agent.ok()?))
+}

@@ -65,6 +65,8 @@ impl Sshd {
     pub fn start(options: SshdOptions) -> Sshd {
         let binary = sshd_binary().expect("sshd is not installed: apt-get install openssh-server");
         let mut dir = util::temp_dir("sshd");
+        // sshd reads AuthorizedKeysFile as the logging-in user: the path must be reachable.
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod sshd dir");
         fs::create_dir(dir.path().join("authorized_keys")).expect("create authorized_keys dir");
         let host_key = dir.path().join("host_ed25519");
         keygen(&host_key, "throwaway sshd host key");
@@ -259,6 +261,15 @@ impl TestUser {
             _dir: dir,
             _home_dir: Some(home_parent),
         };
+        // Without a password useradd leaves the account locked (`!`), and sshd without PAM
+        // refuses locked accounts even for keys; `*` means "no password login" instead.
+        if password.is_none() {
+            let status = Command::new("usermod")
+                .args(["-p", "*", &user.name])
+                .status()
+                .expect("run usermod");
+            assert!(status.success(), "usermod -p '*' {}", user.name);
+        }
         if let Some(password) = password {
             let mut child = Command::new("chpasswd")
                 .stdin(Stdio::piped())
