@@ -1,0 +1,108 @@
+//! The agent's log: short human lines, `2026-11-28T04:10:00Z message`, on stderr in the
+//! foreground and in `agent.log` in the state directory once detached.
+//!
+//! The file is bounded: past [`MAX_LOG_BYTES`] it is renamed to `agent.log.1` (replacing the
+//! previous one) and a new file starts, so a host where monitord stays unreachable for months
+//! never fills its disk with our lines. Not a logging framework: the agent writes a few lines an
+//! hour, from one thread.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Size at which `agent.log` is rotated to `agent.log.1`.
+pub const MAX_LOG_BYTES: u64 = 512 * 1024;
+
+enum Sink {
+    Stderr,
+    File {
+        path: PathBuf,
+        file: File,
+        size: u64,
+    },
+}
+
+static SINK: Mutex<Sink> = Mutex::new(Sink::Stderr);
+
+/// Sends every following line to `path` (appending), rotated at [`MAX_LOG_BYTES`].
+pub fn to_file(path: PathBuf) -> std::io::Result<()> {
+    let file = open_append(&path)?;
+    let size = file.metadata()?.len();
+    *SINK.lock().unwrap_or_else(|e| e.into_inner()) = Sink::File { path, file, size };
+    Ok(())
+}
+
+fn open_append(path: &PathBuf) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+}
+
+/// Writes one line. Failing to log is not worth stopping the agent for, so errors are dropped.
+pub fn line(args: std::fmt::Arguments<'_>) {
+    let text = format!("{} {args}\n", timestamp(SystemTime::now()));
+    let mut sink = SINK.lock().unwrap_or_else(|e| e.into_inner());
+    match &mut *sink {
+        Sink::Stderr => {
+            let _ = std::io::stderr().write_all(text.as_bytes());
+        }
+        Sink::File { path, file, size } => {
+            if *size + text.len() as u64 > MAX_LOG_BYTES {
+                let _ = std::fs::rename(&*path, path.with_extension("log.1"));
+                if let Ok(fresh) = open_append(path) {
+                    *file = fresh;
+                    *size = 0;
+                }
+            }
+            if file.write_all(text.as_bytes()).is_ok() {
+                *size += text.len() as u64;
+            }
+        }
+    }
+}
+
+/// `log!("sent {n} samples")`: one line to the current sink.
+macro_rules! log {
+    ($($arg:tt)*) => { $crate::log::line(format_args!($($arg)*)) };
+}
+pub(crate) use log;
+
+/// RFC 3339 UTC to the second, without a date crate: the civil-from-days algorithm.
+pub fn timestamp(at: SystemTime) -> String {
+    let secs = at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn timestamps_are_utc_rfc3339() {
+        let at = |s| UNIX_EPOCH + Duration::from_secs(s);
+        assert_eq!(timestamp(at(0)), "1970-01-01T00:00:00Z");
+        assert_eq!(timestamp(at(951_782_400)), "2000-02-29T00:00:00Z");
+        assert_eq!(timestamp(at(1_795_838_399)), "2026-11-28T03:59:59Z");
+    }
+}

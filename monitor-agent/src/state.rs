@@ -1,0 +1,154 @@
+//! The state directory (`~/.cache/monitor-agent/` or `--dir`): where the settings, the pid of
+//! the detached agent, the spool and the log live.
+//!
+//! | file | what |
+//! |---|---|
+//! | `settings.json` | the settings last received on stdin (mode 0600: it holds the keys) |
+//! | `agent.pid` | pid of the detached agent (what monitor-deploy reads) |
+//! | `spool`, `spool.head` | unsent samples (see `spool`) |
+//! | `agent.log`, `agent.log.1` | the detached agent's log, size-bounded |
+//!
+//! Not here: what the files hold beyond reading and writing them.
+
+use std::fs;
+use std::io::{IsTerminal, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use monitor_core::AgentSettings;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+#[derive(Debug, Clone)]
+pub struct StateDir {
+    dir: PathBuf,
+}
+
+impl StateDir {
+    /// `--dir PATH`, else `$HOME/.cache/monitor-agent`; created (0700) when missing.
+    pub fn open(dir: Option<PathBuf>) -> anyhow::Result<StateDir> {
+        let dir = match dir {
+            Some(dir) => dir,
+            None => match std::env::var_os("HOME") {
+                Some(home) if !home.is_empty() => PathBuf::from(home).join(".cache/monitor-agent"),
+                _ => bail!("HOME is not set: pass the state directory with --dir PATH"),
+            },
+        };
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .with_context(|| format!("creating the state directory {}", dir.display()))?;
+        // An absolute path, so a re-executed detached agent finds it whatever its cwd.
+        let dir = fs::canonicalize(&dir)
+            .with_context(|| format!("resolving the state directory {}", dir.display()))?;
+        Ok(StateDir { dir })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// The settings from stdin, or from `settings.json` when stdin is a terminal or empty.
+    /// With `keep`, settings that arrived on stdin are saved for later starts (a reboot).
+    pub fn settings(&self, keep: bool) -> anyhow::Result<AgentSettings> {
+        let mut input = Vec::new();
+        let stdin = std::io::stdin();
+        if !stdin.is_terminal() {
+            stdin
+                .lock()
+                .read_to_end(&mut input)
+                .context("reading settings from stdin")?;
+        }
+        if !input.iter().all(u8::is_ascii_whitespace) {
+            let settings = AgentSettings::parse(&input).context("settings on stdin")?;
+            if keep {
+                self.save_settings(&settings)?;
+            }
+            return Ok(settings);
+        }
+        let path = self.file("settings.json");
+        let text = match fs::read(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
+                "no settings: pipe the settings JSON ({{\"name\", \"enc\", \"mac\", \"url\"}}) \
+                 to stdin, or deploy with monitor-deploy ({} does not exist)",
+                path.display()
+            ),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        };
+        AgentSettings::parse(&text).with_context(|| format!("settings file {}", path.display()))
+    }
+
+    fn save_settings(&self, settings: &AgentSettings) -> anyhow::Result<()> {
+        let path = self.file("settings.json");
+        write_private(&path, settings.to_json().as_bytes())
+            .with_context(|| format!("saving settings to {}", path.display()))
+    }
+
+    /// Records the detached agent's pid.
+    pub fn write_pid(&self, pid: u32) -> anyhow::Result<()> {
+        let path = self.file("agent.pid");
+        write_private(&path, format!("{pid}\n").as_bytes())
+            .with_context(|| format!("writing {}", path.display()))
+    }
+
+    /// Stops the agent `agent.pid` names, if it is a live monitor-agent other than this
+    /// process: SIGTERM, then SIGKILL after 5 s. Returns its pid when one was stopped.
+    pub fn stop_previous(&self) -> anyhow::Result<Option<u32>> {
+        let Some(pid) = fs::read_to_string(self.file("agent.pid"))
+            .ok()
+            .and_then(|t| t.trim().parse::<u32>().ok())
+        else {
+            return Ok(None);
+        };
+        if pid == std::process::id() || !is_agent(pid) {
+            return Ok(None);
+        }
+        let target = Pid::from_raw(pid as i32);
+        kill(target, Signal::SIGTERM)
+            .with_context(|| format!("stopping the previous agent (pid {pid})"))?;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while is_agent(pid) {
+            if Instant::now() > deadline {
+                let _ = kill(target, Signal::SIGKILL);
+                std::thread::sleep(Duration::from_millis(100));
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(Some(pid))
+    }
+}
+
+/// Whether `pid` is a live (not zombie) process with our command name, so a pid file left by
+/// a crash and reused by some unrelated process never gets that process killed.
+fn is_agent(pid: u32) -> bool {
+    let comm = |p: &str| fs::read_to_string(format!("/proc/{p}/comm")).ok();
+    let alive = fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| !rest.starts_with('Z')))
+        .unwrap_or(false);
+    alive && comm(&pid.to_string()).is_some() && comm(&pid.to_string()) == comm("self")
+}
+
+/// Writes a file readable by its owner only, replacing it atomically.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let _ = fs::remove_file(&tmp); // a leftover could carry a wider mode
+    let mut file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    fs::rename(&tmp, path)
+}
