@@ -192,6 +192,12 @@ fn the_real_agent_is_understood_by_python() {
             "{line}"
         );
     }
-    assert_ne!(lines[0]["sample"]["seq"], lines[1]["sample"]["seq"]);
+    let identity =
+        |l: &serde_json::Value| (l["sample"]["instance"].clone(), l["sample"]["seq"].clone());
+    assert_ne!(
+        identity(&lines[0]),
+        identity(&lines[1]),
+        "two distinct samples"
+    );
     drop(server);
 }
