@@ -23,7 +23,6 @@ fn check_plausible(s: &serde_json::Value) {
 }
 
 #[test]
-#[ignore = "monitord and the agent have not landed yet"]
 fn agent_samples_are_stored_and_survive_a_restart() {
     let mut m = Monitord::start(bin(), &["web1"]);
     let state = util::temp_dir("agent");
@@ -91,7 +90,6 @@ fn agent_samples_are_stored_and_survive_a_restart() {
 }
 
 #[test]
-#[ignore = "monitord and the agent have not landed yet"]
 fn clients_lists_the_client_with_its_last_sample() {
     let m = Monitord::start(bin(), &["web1"]);
     let state = util::temp_dir("agent");

@@ -194,7 +194,6 @@ fn bad_start_up_input_is_refused_clearly() {
 }
 
 #[test]
-#[ignore = "the agent has not landed yet"]
 fn the_agent_reports_bad_settings_and_refusals_without_secrets() {
     let m = Monitord::start(bin(), &["web1"]);
     let state = util::temp_dir("agent");

@@ -155,7 +155,6 @@ impl Drop for PythonServer {
 }
 
 #[test]
-#[ignore = "the agent has not landed yet"]
 fn the_real_agent_is_understood_by_python() {
     if !python_ready() {
         return;
