@@ -55,7 +55,11 @@ pub async fn serve(listener: TcpListener, config: Config) -> Result<(), ServeErr
     let database = config.server.database.clone();
     let conn = store::open_for_writing(&database)?;
     let shared = Arc::new(Shared::new(Snapshot::new(config, &master)));
-    let writer = Writer::start(conn).map_err(ServeError::Thread)?;
+    let alerts = Arc::new(alerts::Alerts::new(shared.clone()));
+    let writer =
+        Writer::start_with_alerts(conn, Some(alerts.clone())).map_err(ServeError::Thread)?;
+    let alert_tasks =
+        alerts::AlertTasks::start(alerts, database.clone()).map_err(ServeError::Thread)?;
     let compactor = Compactor::start(database).map_err(ServeError::Thread)?;
 
     let ingest = web::Data::new(http::Ingest {
@@ -85,6 +89,8 @@ pub async fn serve(listener: TcpListener, config: Config) -> Result<(), ServeErr
     status.abort();
     signals.abort();
     writer.shutdown();
+    // A delivery in flight is cut off and stays in the outbox for the next start.
+    alert_tasks.shutdown();
     compactor.stop();
     tracing::info!("stopped; every accepted sample is stored");
     Ok(())

@@ -62,6 +62,10 @@ enum Command {
     },
     /// Pack every raw sample into dense blocks now (the daemon also does this on a timer).
     Compact,
+    /// Every alert rule's state (ok, pending, firing) and the mail outbox.
+    Alerts,
+    /// Send one test mail with the <smtp> settings (exit 0 once the server accepted it).
+    SendTestMail { address: String },
 }
 
 fn main() -> ExitCode {
@@ -80,6 +84,10 @@ fn main() -> ExitCode {
         }
         Some(Command::Stats { json }) => commands::stats(&config, json),
         Some(Command::Compact) => commands::compact(&config),
+        Some(Command::Alerts) => monitord::alerts::cli::alerts_command(&config),
+        Some(Command::SendTestMail { address }) => {
+            monitord::alerts::cli::send_test_mail_command(&config, &address)
+        }
     };
     match result {
         Ok(code) => code,

@@ -4,6 +4,7 @@
 
 mod support;
 
+mod alerts;
 mod busy;
 mod crash;
 mod ingest;

@@ -1,1 +1,358 @@
-//! (being written)
+//! A real SMTP server on loopback for tests: Python's `aiosmtpd` (installed by the test
+//! command) driven by a small script written into a temporary directory. It binds
+//! `127.0.0.1:0` and reports its port; each accepted message is written as one JSON file
+//! (envelope, raw data, whether the session was under TLS, when it was accepted), which
+//! [`SmtpServer::messages`] reads back.
+//!
+//! Options: STARTTLS with a certificate made at start (a throwaway CA signs a server
+//! certificate for `127.0.0.1` and `localhost`; the CA's PEM is what a test names in
+//! `<smtp ca-file>`), and recipients refused with `550`. [`SmtpServer::stop`] and
+//! [`SmtpServer::start_again`] simulate an outage on the same port.
+//!
+//! Not here: anything about what monitord sends — the tests assert on that.
+
+use std::fs;
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::util::{self, TempDir};
+
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+const SERVER_PY: &str = r#"
+import asyncio, email, email.policy, json, os, ssl, sys, time
+from aiosmtpd.smtp import SMTP
+
+port, outdir, reject = int(sys.argv[1]), sys.argv[2], set(filter(None, sys.argv[3].split(",")))
+cert = sys.argv[4] if len(sys.argv) > 5 else None
+key = sys.argv[5] if len(sys.argv) > 5 else None
+
+class Handler:
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address in reject:
+            return "550 5.1.1 <%s>: mailbox unavailable" % address
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        now = time.time()
+        name = "%d-%d.json" % (time.time_ns(), os.getpid())
+        msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        part = msg.get_body(("plain",))
+        record = {
+            "subject": str(msg["subject"] or ""),
+            "body": part.get_content() if part is not None else "",
+            "mail_from": envelope.mail_from,
+            "rcpt_tos": envelope.rcpt_tos,
+            "data": envelope.content.decode("utf-8", "replace"),
+            "tls": session.ssl is not None,
+            "accepted_at": now,
+        }
+        tmp = os.path.join(outdir, name + ".tmp")
+        with open(tmp, "w") as f:
+            json.dump(record, f)
+        os.rename(tmp, os.path.join(outdir, name))
+        return "250 OK queued"
+
+async def main():
+    ctx = None
+    if cert:
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(cert, key)
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(
+        lambda: SMTP(Handler(), hostname="localhost", tls_context=ctx,
+                     require_starttls=ctx is not None, auth_require_tls=False),
+        host="127.0.0.1", port=port, reuse_address=True)
+    print("listening on %d" % server.sockets[0].getsockname()[1], flush=True)
+    await server.serve_forever()
+
+asyncio.run(main())
+"#;
+
+/// What the server is told to do.
+#[derive(Debug, Clone, Default)]
+pub struct SmtpOptions {
+    /// Offer STARTTLS (and require it before MAIL) with a certificate made at start.
+    pub starttls: bool,
+    /// Recipients answered `550` at RCPT.
+    pub reject: Vec<String>,
+}
+
+/// One message the server accepted.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub mail_from: String,
+    pub rcpt_tos: Vec<String>,
+    /// Headers and body as transmitted.
+    pub data: String,
+    /// The Subject header, decoded (`≤` and `≥` are not ASCII).
+    pub subject: String,
+    /// The plain-text body, decoded from its transfer encoding.
+    pub body: String,
+    /// Whether the session had switched to TLS.
+    pub tls: bool,
+    pub accepted_at: SystemTime,
+}
+
+impl Received {
+    /// The first header named `name` (case-insensitive), unfolded.
+    pub fn header(&self, name: &str) -> Option<String> {
+        let lines = self.data.split("\r\n").flat_map(|l| l.split('\n'));
+        let mut found: Option<String> = None;
+        for line in lines {
+            if line.is_empty() {
+                break;
+            }
+            if let Some(value) = &mut found {
+                if line.starts_with([' ', '\t']) {
+                    value.push(' ');
+                    value.push_str(line.trim());
+                    continue;
+                }
+                break;
+            }
+            match line.split_once(':') {
+                Some((n, v)) if n.eq_ignore_ascii_case(name) => found = Some(v.trim().to_owned()),
+                _ => {}
+            }
+        }
+        found
+    }
+}
+
+/// A running (or stopped) SMTP server with its own directory.
+#[derive(Debug)]
+pub struct SmtpServer {
+    dir: TempDir,
+    options: SmtpOptions,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl SmtpServer {
+    pub fn start(options: SmtpOptions) -> SmtpServer {
+        let dir = util::temp_dir("smtp");
+        fs::create_dir(dir.path().join("mail")).expect("create the mail directory");
+        fs::write(dir.path().join("server.py"), SERVER_PY).expect("write the SMTP script");
+        if options.starttls {
+            make_certificates(dir.path());
+        }
+        let mut server = SmtpServer {
+            dir,
+            options,
+            port: 0,
+            child: None,
+        };
+        server.spawn();
+        server
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The CA certificate (PEM) that signed the server's certificate, for `<smtp ca-file>`.
+    pub fn ca_file(&self) -> Option<PathBuf> {
+        self.options
+            .starttls
+            .then(|| self.dir.path().join("ca.pem"))
+    }
+
+    /// Kills the server: connections are refused until [`start_again`](Self::start_again).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port, with the same certificate.
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "the SMTP server is already running");
+        self.spawn();
+    }
+
+    fn spawn(&mut self) {
+        let dir = self.dir.path();
+        let mut cmd = Command::new("python3");
+        cmd.arg(dir.join("server.py"))
+            .arg(self.port.to_string())
+            .arg(dir.join("mail"))
+            .arg(self.options.reject.join(","));
+        if self.options.starttls {
+            cmd.arg(dir.join("server.pem")).arg(dir.join("server.key"));
+        }
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("run python3 (the test command installs it with aiosmtpd)");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(port) = line.strip_prefix("listening on ") {
+                    let _ = tx.send(port.trim().parse::<u16>().ok());
+                }
+            }
+        });
+        let port = rx.recv_timeout(START_TIMEOUT).ok().flatten();
+        let Some(port) = port else {
+            let _ = child.kill();
+            let status = child.wait();
+            panic!(
+                "the test SMTP server did not start ({status:?}); is aiosmtpd installed \
+                 (`pip install aiosmtpd`, done by scripts/test)?"
+            );
+        };
+        self.port = port;
+        self.child = Some(child);
+    }
+
+    /// Every message accepted so far, in the order accepted.
+    pub fn messages(&self) -> Vec<Received> {
+        let mut names: Vec<PathBuf> = fs::read_dir(self.dir.path().join("mail"))
+            .expect("read the mail directory")
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "json"))
+            .collect();
+        names.sort();
+        names.iter().map(|p| read_message(p)).collect()
+    }
+
+    /// Waits until at least `count` messages were accepted; returns them all.
+    pub fn wait_for(&self, count: usize, timeout: Duration) -> Vec<Received> {
+        util::wait_for(
+            timeout,
+            &format!("{count} mail(s) at the test SMTP server"),
+            || {
+                let all = self.messages();
+                (all.len() >= count).then_some(all)
+            },
+        )
+    }
+
+    /// Waits `quiet` and returns what arrived, for asserting that nothing (more) came.
+    pub fn settle(&self, quiet: Duration) -> Vec<Received> {
+        std::thread::sleep(quiet);
+        self.messages()
+    }
+}
+
+impl Drop for SmtpServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn read_message(path: &Path) -> Received {
+    let text = fs::read_to_string(path).expect("read a received message");
+    let v: serde_json::Value = serde_json::from_str(&text).expect("a received message is JSON");
+    let secs = v["accepted_at"].as_f64().unwrap_or(0.0);
+    Received {
+        mail_from: v["mail_from"].as_str().unwrap_or("").to_owned(),
+        rcpt_tos: v["rcpt_tos"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|r| r.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        data: v["data"].as_str().unwrap_or("").to_owned(),
+        subject: v["subject"].as_str().unwrap_or("").to_owned(),
+        body: v["body"].as_str().unwrap_or("").to_owned(),
+        tls: v["tls"].as_bool().unwrap_or(false),
+        accepted_at: UNIX_EPOCH + Duration::from_secs_f64(secs),
+    }
+}
+
+/// A throwaway CA and a server certificate it signs, for `127.0.0.1` and `localhost`.
+fn make_certificates(dir: &Path) {
+    fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=critical,CA:FALSE\n\
+         keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )
+    .expect("write the certificate extensions");
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let steps: Vec<Vec<&str>> = vec![
+        [
+            &["req", "-x509"][..],
+            &ec,
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=monitord test CA",
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+            ],
+        ]
+        .concat(),
+        [
+            &["req"][..],
+            &ec,
+            &[
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=localhost",
+            ],
+        ]
+        .concat(),
+        vec![
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+        ],
+    ];
+    for args in steps {
+        let out = Command::new("openssl")
+            .args(&args)
+            .current_dir(dir)
+            .output()
+            .expect("run openssl (the test command installs it)");
+        assert!(
+            out.status.success(),
+            "openssl {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// Seconds between `earlier` and `later`, for latency figures.
+pub fn seconds_between(earlier: SystemTime, later: SystemTime) -> f64 {
+    later
+        .duration_since(earlier)
+        .map_or_else(|e| -e.duration().as_secs_f64(), |d| d.as_secs_f64())
+}

@@ -5,14 +5,29 @@
 //! - [`measure`]: the value a rule reads from a sample, and how values read in subjects.
 //! - [`machine`]: the pure state machine (ok → pending → firing → resolved), host down.
 //! - [`mail`]: subjects and bodies.
+//! - [`store`]: the `alert_states` and `outbox` tables.
+//! - [`evaluate`]: [`Alerts`], the states in memory over the table, changed only inside the
+//!   transaction of whoever holds the write lock (the writer's batch, the host-down timer).
+//! - [`smtp`]: one SMTP session (mail-send), TLS and the verdict per recipient.
+//! - [`sender`]: the alerts thread: outbox delivery with backoff, and the host-down timer.
+//! - [`cli`]: `monitord alerts` and `monitord send-test-mail`.
 //!
-//! Not here: storing samples (the writer calls in here inside its batch transaction).
+//! Not here: storing samples (the writer calls [`Alerts::evaluate`] inside its batch
+//! transaction and [`Alerts::committed`] after it).
 //!
 //! Not done yet (for the next session):
-//! - persistence (state + outbox tables), the evaluator inside the writer's transaction
-//! - the sender task (mail-send), the host-down timer, `monitord alerts`, `send-test-mail`
+//! - wiring into `serve` (writer call, AlertTasks start/stop, set_config on reload)
+//! - `monitord alerts`, `monitord send-test-mail ADDRESS`
 //! - integration tests with a real SMTP server (`testkit::smtp`, `monitord/tests/alerts.rs`)
 
+pub mod cli;
+pub mod evaluate;
 pub mod machine;
 pub mod mail;
 pub mod measure;
+pub mod sender;
+pub mod smtp;
+pub mod store;
+
+pub use evaluate::Alerts;
+pub use sender::AlertTasks;

@@ -25,6 +25,7 @@ use tokio::sync::oneshot;
 
 use super::schema::{RawRow, clients, disks, instances, metas, packed_seqs, raw_samples};
 use super::stored::{DiskValues, Meta, Quantized};
+use crate::alerts::Alerts;
 
 /// Requests waiting for the writer; one more is answered 503.
 pub const QUEUE_CAPACITY: usize = 16_384;
@@ -115,6 +116,14 @@ pub struct Writer {
 impl Writer {
     /// Starts the writer on a connection from [`super::open_for_writing`].
     pub fn start(conn: SqliteConnection) -> std::io::Result<Writer> {
+        Writer::start_with_alerts(conn, None)
+    }
+
+    /// Like [`Writer::start`], evaluating alerts inside each batch transaction.
+    pub fn start_with_alerts(
+        conn: SqliteConnection,
+        alerts: Option<Arc<Alerts>>,
+    ) -> std::io::Result<Writer> {
         let (tx, rx) = sync_channel(QUEUE_CAPACITY);
         let stored = Arc::new(AtomicU64::new(0));
         let mut state = WriterState {
@@ -122,6 +131,7 @@ impl Writer {
             cache: Cache::default(),
             data_version: None,
             stored: stored.clone(),
+            alerts,
         };
         let thread = std::thread::Builder::new()
             .name("writer".into())
@@ -151,6 +161,7 @@ struct WriterState {
     cache: Cache,
     data_version: Option<i64>,
     stored: Arc<AtomicU64>,
+    alerts: Option<Arc<Alerts>>,
 }
 
 #[derive(Default)]
@@ -228,10 +239,15 @@ impl WriterState {
                 })
                 .collect();
             update_latest_top(conn, &committed)?;
-            // Alert evaluation goes here, so state changes and outbox rows commit with the
-            // samples that caused them.
+            // Alert state changes and outbox rows commit with the samples that caused them.
+            if let Some(alerts) = &self.alerts {
+                alerts.evaluate(conn, committed.iter().map(|c| (c.client, c.sample)))?;
+            }
             QueryResult::Ok(())
         });
+        if let (Ok(()), Some(alerts)) = (&result, &self.alerts) {
+            alerts.committed();
+        }
         if let Err(e) = &result {
             // Ids created inside the rolled-back transaction no longer exist.
             self.cache = Cache::default();

@@ -1,0 +1,223 @@
+//! The alerts thread: delivers the outbox and runs the host-down timer.
+//!
+//! It wakes when a commit wrote outbox rows (so a mail leaves within moments of the sample
+//! that caused it), when the next retry is due, and every few seconds for the host-down
+//! check. Each row is tried on its own: a 5xx for one recipient marks that row failed
+//! (logged once) and the others still go; a temporary failure retries with backoff, 5 s
+//! doubling to 10 min, until the row is two days old. A row is marked sent only after the
+//! server accepted it, so a delivery cut off by SIGTERM or a crash is sent again after a
+//! restart, with the same Message-ID.
+//!
+//! The thread has its own single-threaded runtime and its own database connection: its few
+//! writes never wait behind HTTP work, and diesel's blocking calls never stall actix.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use diesel::prelude::*;
+use tokio::sync::Notify;
+
+use super::evaluate::{Alerts, now_ms};
+use super::smtp::{DeliveryError, Outgoing, Session, from_address};
+use super::store::{self, OutboxRow};
+
+/// How often the host-down check runs.
+pub const HOST_DOWN_TICK: Duration = Duration::from_secs(5);
+/// The first retry delay; it doubles per attempt up to [`RETRY_MAX`].
+pub const RETRY_FIRST: Duration = Duration::from_secs(5);
+pub const RETRY_MAX: Duration = Duration::from_secs(600);
+/// Temporary failures are retried this long before the row is given up.
+pub const GIVE_UP_AFTER: Duration = Duration::from_secs(2 * 86_400);
+/// Delivered and failed rows are kept this long for `monitord alerts`.
+const KEEP_DONE: Duration = Duration::from_secs(30 * 86_400);
+/// Rows taken per pass; the pass repeats while rows are due.
+const BATCH: i64 = 100;
+
+/// The running alerts thread.
+#[derive(Debug)]
+pub struct AlertTasks {
+    stop: Arc<Notify>,
+    thread: JoinHandle<()>,
+}
+
+impl AlertTasks {
+    /// Starts the thread over the database at `db_path` (already migrated by the writer).
+    pub fn start(alerts: Arc<Alerts>, db_path: PathBuf) -> std::io::Result<AlertTasks> {
+        let stop = Arc::new(Notify::new());
+        let stop_rx = stop.clone();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let thread = std::thread::Builder::new()
+            .name("alerts".into())
+            .spawn(move || runtime.block_on(run(alerts, db_path, stop_rx)))?;
+        Ok(AlertTasks { stop, thread })
+    }
+
+    /// Stops at the next await point; a delivery in flight is abandoned and stays pending.
+    pub fn shutdown(self) {
+        self.stop.notify_one();
+        if self.thread.join().is_err() {
+            tracing::error!("the alerts thread panicked");
+        }
+    }
+}
+
+async fn run(alerts: Arc<Alerts>, db_path: PathBuf, stop: Arc<Notify>) {
+    let mut conn = loop {
+        match crate::store::open_existing(&db_path) {
+            Ok(conn) => break conn,
+            Err(e) => {
+                tracing::error!("alerts cannot open the database, retrying in 5 s: {e}");
+                tokio::select! {
+                    () = stop.notified() => return,
+                    () = tokio::time::sleep(RETRY_FIRST) => {}
+                }
+            }
+        }
+    };
+    super::smtp::prepare_tls(&alerts.snapshot().config.smtp);
+    let mut next_check = tokio::time::Instant::now();
+    loop {
+        if tokio::time::Instant::now() >= next_check {
+            host_down_pass(&mut conn, &alerts);
+            next_check = tokio::time::Instant::now() + HOST_DOWN_TICK;
+        }
+        let next_due = tokio::select! {
+            () = stop.notified() => return,
+            next = deliver_due(&mut conn, &alerts) => next,
+        };
+        let mut wake_at = next_check;
+        if let Some(due_ms) = next_due {
+            let wait = Duration::from_millis((due_ms - now_ms()).max(0) as u64);
+            wake_at = wake_at.min(tokio::time::Instant::now() + wait);
+        }
+        tokio::select! {
+            () = stop.notified() => return,
+            () = alerts.mail_written() => {}
+            () = tokio::time::sleep_until(wake_at) => {}
+        }
+    }
+}
+
+fn host_down_pass(conn: &mut SqliteConnection, alerts: &Alerts) {
+    match conn.immediate_transaction(|conn| alerts.check_host_down(conn)) {
+        Ok(()) => alerts.committed(),
+        Err(e) => tracing::warn!("host-down check failed, trying again shortly: {e}"),
+    }
+    let before = now_ms() - KEEP_DONE.as_millis() as i64;
+    if let Err(e) = store::prune(conn, before) {
+        tracing::warn!("could not prune old outbox rows: {e}");
+    }
+}
+
+/// Delivers every due row; returns when the next pending row is due.
+async fn deliver_due(conn: &mut SqliteConnection, alerts: &Alerts) -> Option<i64> {
+    loop {
+        let rows = match store::due(conn, now_ms(), BATCH) {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::warn!("cannot read the outbox, trying again in 5 s: {e}");
+                return Some(now_ms() + RETRY_FIRST.as_millis() as i64);
+            }
+        };
+        if rows.is_empty() {
+            break;
+        }
+        deliver_rows(conn, alerts, &rows).await;
+    }
+    store::next_due(conn).ok().flatten()
+}
+
+async fn deliver_rows(conn: &mut SqliteConnection, alerts: &Alerts, rows: &[OutboxRow]) {
+    let snapshot = alerts.snapshot();
+    let smtp = &snapshot.config.smtp;
+    let from = from_address(smtp, alerts.host());
+    let mut session: Option<Session> = None;
+    let mut unreachable: Option<DeliveryError> = None;
+    for row in rows {
+        if session.as_ref().is_none_or(Session::is_broken) && unreachable.is_none() {
+            match Session::connect(smtp, from.clone()).await {
+                Ok(s) => session = Some(s),
+                Err(e) => unreachable = Some(e),
+            }
+        }
+        let result = match (&mut session, &unreachable) {
+            (_, Some(e)) => Err(e.clone()),
+            (Some(s), None) => s.deliver(&outgoing(row)).await,
+            (None, None) => unreachable!("connected above"),
+        };
+        record(conn, row, result);
+    }
+    if let Some(s) = session.filter(|s| !s.is_broken()) {
+        s.quit().await;
+    }
+}
+
+fn outgoing(row: &OutboxRow) -> Outgoing<'_> {
+    Outgoing {
+        message_id: &row.message_id,
+        created_ms: row.created_ms,
+        to: &row.recipient,
+        subject: &row.subject,
+        body: &row.body,
+    }
+}
+
+/// Writes the attempt's outcome to the row, and logs it with `client=` and `rule=`.
+fn record(conn: &mut SqliteConnection, row: &OutboxRow, result: Result<(), DeliveryError>) {
+    let now = now_ms();
+    let attempt = row.attempts + 1;
+    let (client, rule, to) = (&row.client, &row.rule, &row.recipient);
+    let written = match result {
+        Ok(()) => {
+            tracing::info!(client = %client, rule = %rule, to = %to, attempt,
+                message_id = %row.message_id, after_ms = now - row.created_ms,
+                "alert mail delivered");
+            store::mark_sent(conn, row.id, now)
+        }
+        Err(e) if e.is_permanent() => {
+            tracing::error!(client = %client, rule = %rule, to = %to, attempt,
+                "alert mail refused for good, not retrying: {e}");
+            store::mark_failed(conn, row.id, now, &e.to_string())
+        }
+        Err(e) if now - row.created_ms >= GIVE_UP_AFTER.as_millis() as i64 => {
+            tracing::error!(client = %client, rule = %rule, to = %to, attempt,
+                "alert mail given up after {} of temporary failures: {e}",
+                monitor_core::config::format_duration(GIVE_UP_AFTER));
+            store::mark_failed(conn, row.id, now, &format!("given up: {e}"))
+        }
+        Err(e) => {
+            let delay = retry_delay(attempt);
+            tracing::warn!(client = %client, rule = %rule, to = %to, attempt,
+                retry_in_s = delay.as_secs(), "alert mail not delivered yet: {e}");
+            store::mark_retry(conn, row.id, now + delay.as_millis() as i64, &e.to_string())
+        }
+    };
+    if let Err(e) = written {
+        // The row stays as it was: at worst it is tried again (same Message-ID).
+        tracing::warn!(client = %client, rule = %rule, "cannot record a delivery attempt: {e}");
+    }
+}
+
+/// 5 s after the first failure, doubling, at most 10 min.
+pub fn retry_delay(attempt: i32) -> Duration {
+    let doublings = attempt.saturating_sub(1).clamp(0, 16) as u32;
+    (RETRY_FIRST * 2u32.pow(doublings)).min(RETRY_MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_five_seconds_to_ten_minutes() {
+        let secs: Vec<u64> = (1..=9).map(|a| retry_delay(a).as_secs()).collect();
+        assert_eq!(secs, [5, 10, 20, 40, 80, 160, 320, 600, 600]);
+        assert_eq!(retry_delay(1000), RETRY_MAX);
+        // At 10 min a try, 24 h of outage is well within the give-up horizon.
+        assert!(GIVE_UP_AFTER >= Duration::from_secs(86_400));
+    }
+}
