@@ -111,13 +111,24 @@ pub async fn run_all(plan: Arc<Plan>, clients: Vec<Client>) -> anyhow::Result<Ve
     let slots = Arc::new(Semaphore::new(plan.jobs));
     let progress = Arc::new(report::Progress::new(clients.len()));
     let mut tasks = JoinSet::new();
+    let ticker = progress.is_tty().then(|| {
+        let progress = progress.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_millis(250));
+            loop {
+                every.tick().await;
+                progress.tick();
+            }
+        })
+    });
     for (index, client) in clients.into_iter().enumerate() {
         let (plan, setup, slots, progress) =
             (plan.clone(), setup.clone(), slots.clone(), progress.clone());
         tasks.spawn(async move {
             let _slot = slots.acquire_owned().await.expect("semaphore never closed");
             let started = Instant::now();
-            let result = run_host(&plan, &setup, &client).await;
+            progress.step(&client.name, Step::Connect);
+            let result = run_host(&plan, &setup, &client, &progress).await;
             let outcome = match result {
                 Ok((step, message)) => Outcome {
                     host: client.name.clone(),
@@ -142,6 +153,9 @@ pub async fn run_all(plan: Arc<Plan>, clients: Vec<Client>) -> anyhow::Result<Ve
     while let Some(joined) = tasks.join_next().await {
         outcomes.push(joined.context("a host's task panicked")?);
     }
+    if let Some(ticker) = ticker {
+        ticker.abort();
+    }
     progress.finish();
     outcomes.sort_by_key(|(index, _)| *index);
     Ok(outcomes.into_iter().map(|(_, o)| o).collect())
@@ -152,10 +166,11 @@ async fn run_host(
     plan: &Plan,
     setup: &SshSetup,
     client: &Client,
+    progress: &report::Progress,
 ) -> Result<(Step, String), Failure> {
     let conn = ssh::connect(setup, client).await?;
     let result = match plan.action {
-        Action::Deploy | Action::Once => deploy(plan, &conn, client).await,
+        Action::Deploy | Action::Once => deploy(plan, &conn, client, progress).await,
         Action::Stop => stop(plan, &conn).await,
         Action::Status => status(plan, &conn).await,
     };
@@ -167,6 +182,7 @@ async fn deploy(
     plan: &Plan,
     conn: &Connection,
     client: &Client,
+    progress: &report::Progress,
 ) -> Result<(Step, String), Failure> {
     let (host_name, port, path) = split_url(plan.server_url.as_deref());
     let resolve = host_name.as_deref().filter(|h| !is_ip_literal(h));
@@ -183,6 +199,7 @@ async fn deploy(
     if probe.has_agent(&agent.version, &agent.sha256) {
         did.push(format!("agent {} already there", agent.version));
     } else {
+        progress.step(&client.name, Step::Upload);
         upload(conn, &agent, plan.timeout).await?;
         did.push(format!(
             "uploaded agent {} ({} KiB)",
@@ -204,6 +221,7 @@ async fn deploy(
             false,
         ),
     };
+    progress.step(&client.name, Step::FirstSample);
     let out = ssh::run_script(&conn.session, &script, Some(&input), plan.timeout)
         .await
         .map_err(|e| Failure::new(Step::Start, format!("starting the agent: {e}")))?;
@@ -214,6 +232,9 @@ async fn deploy(
             } else {
                 format!("running, first sample sent to {url}")
             });
+            if !once {
+                did.push(boot_note(&out.stdout));
+            }
             Ok((Step::FirstSample, did.join(", ")))
         }
         Some(126 | 127) => Err(Failure::new(
@@ -236,6 +257,16 @@ async fn deploy(
                 }
             ),
         )),
+    }
+}
+
+/// What the start script said about coming back after a reboot.
+fn boot_note(stdout: &str) -> String {
+    match stdout.lines().find_map(|l| l.strip_prefix("persist=")) {
+        Some("systemd") => "starts at boot (systemd unit monitor-agent.service)".into(),
+        Some("user-unit") => "starts at boot (systemd user unit, lingering)".into(),
+        Some("crontab") => "starts at boot (@reboot crontab line)".into(),
+        _ => "WARNING: the agent will not come back after a reboot (no systemd for this user, no lingering, no crontab on the host)".into(),
     }
 }
 
@@ -286,13 +317,18 @@ async fn stop(plan: &Plan, conn: &Connection) -> Result<(Step, String), Failure>
         .await
         .map_err(|e| Failure::new(Step::Stop, e))?;
     let stopped = out.stdout.lines().find_map(|l| l.strip_prefix("stopped="));
-    Ok((
-        Step::Stop,
-        match stopped {
-            Some(pid) => format!("stopped the agent (pid {pid})"),
-            None => "no agent was running".to_owned(),
-        },
-    ))
+    let mut message = match stopped {
+        Some(pids) => format!("stopped the agent (pid {pids})"),
+        None => "no agent was running".to_owned(),
+    };
+    for how in out
+        .stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("unpersisted="))
+    {
+        message.push_str(&format!(", removed its {how} boot hook"));
+    }
+    Ok((Step::Stop, message))
 }
 
 async fn status(plan: &Plan, conn: &Connection) -> Result<(Step, String), Failure> {

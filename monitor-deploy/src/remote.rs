@@ -9,11 +9,10 @@
 /// The agent's state directory on the host, parent of the per-version directories.
 pub const BASE: &str = "$HOME/.cache/monitor-agent";
 
-/// Stops the agent named by `agent.pid` (only if that pid really is a monitor-agent) and waits
-/// up to 5 s for it to go; prints `stopped=<pid>` when it stopped one.
-/// Stops the agent named by `agent.pid` (only if that pid really is a live monitor-agent) and
-/// waits up to 5 s for it to go; prints `stopped=<pid>` when it stopped one. A zombie counts as
-/// gone: where nobody reaps orphans (containers) it would otherwise look alive forever.
+/// Stops this user's agent: the one `agent.pid` names and any other live monitor-agent of the
+/// user (one started by a boot hook, or left by an older deploy), so a restart never leaves
+/// two. SIGTERM, up to 5 s, then SIGKILL; prints `stopped=<pids>` when it stopped any. A zombie
+/// counts as gone: where nobody reaps orphans (containers) it would look alive forever.
 const STOP_FN: &str = r#"
 alive_agent() {
   [ "$(cat /proc/$1/comm 2>/dev/null)" = monitor-agent ] || return 1
@@ -21,16 +20,18 @@ alive_agent() {
   [ -n "$state" ] && [ "$state" != Z ]
 }
 stop_agent() {
-  p=$(cat "$base/agent.pid" 2>/dev/null) || return 0
-  [ -n "$p" ] || return 0
-  if alive_agent "$p"; then
-    kill "$p" 2>/dev/null
+  found=""
+  for p in $(cat "$base/agent.pid" 2>/dev/null) $(for d in /proc/[0-9]*; do [ -O "$d" ] && echo "${d#/proc/}"; done); do
+    case " $found " in *" $p "*) continue;; esac
+    alive_agent "$p" && kill "$p" 2>/dev/null && found="$found $p"
+  done
+  for p in $found; do
     i=0
     while alive_agent "$p" && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
     alive_agent "$p" && kill -9 "$p" 2>/dev/null
-    echo "stopped=$p"
-  fi
+  done
   rm -f "$base/agent.pid"
+  [ -z "$found" ] || echo "stopped=${found# }"
 }
 "#;
 
@@ -102,10 +103,71 @@ impl Probe {
     }
 }
 
-/// Replaces a running agent with `version` in continuous mode (settings on stdin).
+/// How the agent comes back after a reboot, chosen on the host in this order: a system unit
+/// when the SSH user is root and systemd runs; a user unit when the user lingers; an `@reboot`
+/// crontab line; else nothing (`persist=none`, the summary warns). Each starts the agent in the
+/// foreground with `</dev/null`, so it reads the settings file the deploy left. Prints
+/// `persist=<how>`. `unpersist` removes whatever an earlier deploy installed.
+const PERSIST_FN: &str = r#"
+unit_text() {
+  printf '[Unit]\nDescription=monitord agent (installed by monitor-deploy)\nWants=network-online.target\nAfter=network-online.target\n\n'
+  printf '[Service]\nExecStart="%s" --interval %s --dir "%s"\nStandardInput=null\nRestart=on-failure\nRestartSec=10\n\n' "$1" "$2" "$base"
+  printf '[Install]\nWantedBy=%s\n' "$3"
+}
+crontab_without_agent() {
+  crontab -l 2>/dev/null | grep -v '# monitor-agent$'
+}
+persist() {
+  if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ]; then
+      unit_text "$1" "$2" multi-user.target > /etc/systemd/system/monitor-agent.service &&
+        systemctl daemon-reload && systemctl enable monitor-agent.service >/dev/null 2>&1 &&
+        { echo persist=systemd; return; }
+    elif [ "$(loginctl show-user "$(id -un)" -p Linger --value 2>/dev/null)" = yes ]; then
+      mkdir -p "$HOME/.config/systemd/user" &&
+        unit_text "$1" "$2" default.target > "$HOME/.config/systemd/user/monitor-agent.service" &&
+        systemctl --user daemon-reload && systemctl --user enable monitor-agent.service >/dev/null 2>&1 &&
+        { echo persist=user-unit; return; }
+    fi
+  fi
+  if command -v crontab >/dev/null 2>&1; then
+    { crontab_without_agent; echo "@reboot \"$1\" --interval $2 --dir \"$base\" </dev/null >/dev/null 2>&1 # monitor-agent"; } | crontab - &&
+      { echo persist=crontab; return; }
+  fi
+  echo persist=none
+}
+unpersist() {
+  if [ -f /etc/systemd/system/monitor-agent.service ] && [ "$(id -u)" = 0 ]; then
+    systemctl disable monitor-agent.service >/dev/null 2>&1
+    rm -f /etc/systemd/system/monitor-agent.service && systemctl daemon-reload 2>/dev/null
+    echo unpersisted=systemd
+  fi
+  if [ -f "$HOME/.config/systemd/user/monitor-agent.service" ]; then
+    systemctl --user disable monitor-agent.service >/dev/null 2>&1
+    rm -f "$HOME/.config/systemd/user/monitor-agent.service"
+    echo unpersisted=user-unit
+  fi
+  if command -v crontab >/dev/null 2>&1 && crontab -l 2>/dev/null | grep -q '# monitor-agent$'; then
+    crontab_without_agent | crontab - && echo unpersisted=crontab
+  fi
+}
+"#;
+
+/// Replaces a running agent with `version` in continuous mode (settings on stdin); once its
+/// first sample is stored, makes it come back after a reboot.
 pub fn start(version: &str, interval_secs: u64) -> String {
     format!(
-        "base=\"{BASE}\"\n{STOP_FN}\nstop_agent >/dev/null\nexec \"$base/{version}/monitor-agent\" --interval {interval_secs} --detach\n"
+        r#"base="{BASE}"
+{STOP_FN}
+{PERSIST_FN}
+stop_agent >/dev/null
+exe="$base/{version}/monitor-agent"
+"$exe" --interval {interval_secs} --detach
+rc=$?
+[ $rc = 0 ] || exit $rc
+persist "$exe" {interval_secs}
+exit 0
+"#
     )
 }
 
@@ -116,7 +178,7 @@ pub fn once(version: &str) -> String {
 
 /// Stops the agent.
 pub fn stop() -> String {
-    format!("base=\"{BASE}\"\n{STOP_FN}\nstop_agent\nexit 0\n")
+    format!("base=\"{BASE}\"\n{STOP_FN}\n{PERSIST_FN}\nunpersist\nstop_agent\nexit 0\n")
 }
 
 /// Whether the agent runs, its binary and version, and the last line of its log.

@@ -1,45 +1,69 @@
-//! What the user sees: one line per host as it finishes (on a terminal, also a counter line
-//! redrawn in place), then a summary table (host, result, step, duration, message). With many
+//! What the user sees: one line per host as it finishes (on a terminal, also a block redrawn
+//! in place with each running host's step and elapsed time), then a summary table (host, result, step, duration, message). With many
 //! hosts the table keeps to the ones that need attention, so 500 hosts stay readable. Not here:
 //! deciding what succeeded (see [`crate::deploy`]).
 
-use std::io::{IsTerminal as _, Write as _};
+use std::io::{IsTerminal as _, Write};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use monitor_core::config::{Auth, Client, Config};
 
 use crate::Action;
-use crate::deploy::Outcome;
+use crate::deploy::{Outcome, Step};
 
 /// Above this many hosts, successful ones are counted instead of listed in the summary.
 const LIST_ALL_UP_TO: usize = 50;
 
-/// Live per-host lines while the run goes on.
+/// At most this many running hosts are shown live; the rest are counted.
+const LIVE_LINES: usize = 12;
+
+/// Live output while the run goes on: a permanent line per finished host, and on a terminal a
+/// block below it, redrawn in place, with each running host's step and elapsed time.
 #[derive(Debug)]
 pub struct Progress {
     total: usize,
-    done: Mutex<usize>,
     tty: bool,
+    state: Mutex<Live>,
+}
+
+#[derive(Debug, Default)]
+struct Live {
+    done: usize,
+    /// Running hosts in start order: name, step, when it started.
+    running: Vec<(String, Step, Instant)>,
+    /// Lines of the live block currently on screen.
+    drawn: usize,
 }
 
 impl Progress {
     pub fn new(total: usize) -> Progress {
         Progress {
             total,
-            done: Mutex::new(0),
             tty: std::io::stdout().is_terminal(),
+            state: Mutex::default(),
+        }
+    }
+
+    pub fn is_tty(&self) -> bool {
+        self.tty
+    }
+
+    /// `host` has reached `step`.
+    pub fn step(&self, host: &str, step: Step) {
+        let mut live = self.state.lock().expect("progress lock");
+        match live.running.iter_mut().find(|(h, _, _)| h == host) {
+            Some(entry) => entry.1 = step,
+            None => live.running.push((host.to_owned(), step, Instant::now())),
         }
     }
 
     pub fn done(&self, outcome: &Outcome) {
-        let mut done = self.done.lock().expect("progress lock");
-        *done += 1;
+        let mut live = self.state.lock().expect("progress lock");
+        live.done += 1;
+        live.running.retain(|(h, _, _)| *h != outcome.host);
         let mut out = std::io::stdout().lock();
-        if self.tty {
-            // Clear the counter line, print the host's line, redraw the counter below it.
-            let _ = write!(out, "\r\x1b[2K");
-        }
+        self.erase(&mut live, &mut out);
         let _ = writeln!(
             out,
             "{} {} [{}, {}] {}",
@@ -49,17 +73,55 @@ impl Progress {
             seconds(outcome.duration),
             outcome.message
         );
-        if self.tty && *done < self.total {
-            let _ = write!(out, "  {}/{} hosts done…", *done, self.total);
-        }
-        let _ = out.flush();
+        self.draw(&mut live, &mut out);
+    }
+
+    /// Redraws the live block (called on a timer, on a terminal only).
+    pub fn tick(&self) {
+        let mut live = self.state.lock().expect("progress lock");
+        let mut out = std::io::stdout().lock();
+        self.erase(&mut live, &mut out);
+        self.draw(&mut live, &mut out);
     }
 
     pub fn finish(&self) {
-        if self.tty {
-            print!("\r\x1b[2K");
-            let _ = std::io::stdout().flush();
+        let mut live = self.state.lock().expect("progress lock");
+        let mut out = std::io::stdout().lock();
+        self.erase(&mut live, &mut out);
+    }
+
+    fn erase(&self, live: &mut Live, out: &mut impl Write) {
+        if self.tty && live.drawn > 0 {
+            let _ = write!(out, "\x1b[{}A\r\x1b[J", live.drawn);
+            live.drawn = 0;
         }
+    }
+
+    fn draw(&self, live: &mut Live, out: &mut impl Write) {
+        if !self.tty || live.done == self.total {
+            let _ = out.flush();
+            return;
+        }
+        let mut lines = vec![format!(
+            "  {}/{} hosts done, {} running",
+            live.done,
+            self.total,
+            live.running.len()
+        )];
+        for (host, step, started) in live.running.iter().take(LIVE_LINES) {
+            lines.push(format!("    {host}: {step} {}", seconds(started.elapsed())));
+        }
+        if live.running.len() > LIVE_LINES {
+            lines.push(format!(
+                "    … and {} more",
+                live.running.len() - LIVE_LINES
+            ));
+        }
+        for line in &lines {
+            let _ = writeln!(out, "{line}");
+        }
+        live.drawn = lines.len();
+        let _ = out.flush();
     }
 }
 

@@ -333,7 +333,13 @@ pub async fn run_script(
         Ok(RemoteOutput {
             code: out.status.code(),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+            // One line, so it fits the summary table's message column.
+            stderr: String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect::<Vec<_>>()
+                .join("; "),
         })
     };
     match tokio::time::timeout(timeout, run).await {

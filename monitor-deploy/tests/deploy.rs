@@ -275,3 +275,94 @@ fn fleet_with_broken_hosts_then_failed_reruns_only_those() {
     }
     assert!(!rerun.stdout.contains("h00"), "{rerun}");
 }
+
+#[test]
+#[ignore = "needs monitord serving PUTs (testkit::monitord); un-ignore once monitord lands"]
+fn new_binary_replaces_the_agent_and_the_boot_hook_brings_it_back() {
+    let Some((monitord, server, d, agent)) = setup(&["boot"]) else {
+        return;
+    };
+    if !util::runnable(
+        std::process::Command::new("crontab")
+            .arg("-V")
+            .output()
+            .is_ok(),
+        "crontab is not installed (apt-get install cron)",
+    ) {
+        return;
+    }
+    let user = support::login(&server, None).expect("root checked");
+    d.write_config(
+        Some(&monitord.url()),
+        &[support::key_client("boot", &server, &user, "2s")],
+    );
+    let run = d.run(&["boot", "--agent", &agent_arg(&agent)]);
+    assert_eq!(run.code, 0, "{run}");
+    assert!(run.row("boot").contains("@reboot crontab"), "{run}");
+    let before = user.processes("monitor-agent");
+    assert_eq!(before.len(), 1, "{run}");
+
+    // Same version, different bytes: uploaded again, and the old process replaced by one new.
+    let newer = d.dir.path().join("monitor-agent");
+    let mut bytes = fs::read(&agent).unwrap();
+    bytes.extend_from_slice(b"\0rebuilt");
+    fs::write(&newer, bytes).unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    fs::set_permissions(&newer, fs::Permissions::from_mode(0o755)).unwrap();
+    let run = d.run(&["boot", "--agent", &agent_arg(&newer)]);
+    assert_eq!(run.code, 0, "{run}");
+    assert!(run.row("boot").contains("uploaded agent"), "{run}");
+    let after = user.processes("monitor-agent");
+    assert_eq!(
+        after.len(),
+        1,
+        "exactly one agent after the upgrade: {after:?}"
+    );
+    assert_ne!(before, after);
+
+    // A reboot, as far as the agent can tell: it is killed, then started by its @reboot line
+    // with nothing on stdin; it must find its settings and keep sending.
+    let crontab = std::process::Command::new("crontab")
+        .args(["-l", "-u", &user.name])
+        .output()
+        .unwrap();
+    let crontab = String::from_utf8_lossy(&crontab.stdout).into_owned();
+    let hook = crontab
+        .lines()
+        .find_map(|l| l.strip_prefix("@reboot "))
+        .unwrap_or_else(|| panic!("no @reboot line in {crontab:?}"))
+        .to_owned();
+    for pid in after {
+        std::process::Command::new("kill")
+            .arg(pid.to_string())
+            .status()
+            .unwrap();
+    }
+    util::wait_until(Duration::from_secs(10), "the agent to exit", || {
+        user.processes("monitor-agent").is_empty()
+    });
+    let stored = monitord.samples("boot").len();
+    let mut booted = std::process::Command::new("su")
+        .args([&user.name, "-s", "/bin/sh", "-c", &hook])
+        .spawn()
+        .unwrap();
+    util::wait_until(
+        Duration::from_secs(30),
+        "samples from the agent the hook started",
+        || monitord.samples("boot").len() >= stored + 2,
+    );
+    let _ = booted.kill();
+    let _ = booted.wait();
+
+    let run = d.run(&["--stop", "boot"]);
+    assert_eq!(run.code, 0, "{run}");
+    assert!(
+        run.row("boot").contains("removed its crontab boot hook"),
+        "{run}"
+    );
+    let crontab = std::process::Command::new("crontab")
+        .args(["-l", "-u", &user.name])
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&crontab.stdout).contains("monitor-agent"));
+}
