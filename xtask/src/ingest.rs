@@ -284,7 +284,7 @@ fn summary(output: &str) -> String {
 /// evaluation window of 2 × interval. No `mail`: nothing is sent anywhere.
 fn clients_xml(names: &[String]) -> String {
     let mut xml = String::from(
-        "  <defaults username=\"bench\" interval=\"1d\">\n\
+        "  <defaults username=\"bench\" interval=\"1d\" mail=\"\">\n\
          \x20   <alert type=\"cpu\" limit=\"95%\" for=\"5m\"/>\n\
          \x20   <alert type=\"memory\" limit=\"90%\"/>\n\
          \x20   <alert type=\"disk\" limit=\"90%\"/>\n\
