@@ -1,9 +1,13 @@
-//! The SQLite database: opening it the way monitord needs it (WAL, `synchronous = FULL`,
+//! The SQLite database: opening it the way monitord needs it (WAL, `synchronous = NORMAL`,
 //! `busy_timeout`), the embedded migrations, and the Diesel table definitions.
 //!
-//! Durability: in WAL mode with `synchronous = FULL` every commit is fsynced before it
-//! returns, so a sample answered 200 survives `kill -9` *and* a power loss (on a disk that
-//! honours fsync). Group commit makes that one fsync per batch, not per sample.
+//! Durability: WAL mode with `synchronous = NORMAL`. A commit has written its frames to the
+//! WAL file (the kernel's page cache) before it returns, so a sample answered 200 survives
+//! `kill -9` of monitord. The WAL is fsynced at checkpoints, not at every commit, so a power
+//! loss or kernel crash can lose the last moments of commits (the database itself stays
+//! consistent; agents resend what they did not get a 200 for, not what they did). FULL would
+//! close that gap at the price of an fsync per batch, which on shared or virtual disks (4 ms
+//! and up) caps ingest far below the 50,000 samples/s goal.
 //!
 //! Submodules: [`stored`] (stored precision), [`codec`] (byte layouts), [`writer`] (the one
 //! connection that ingests), [`compact`] (packing the raw tier), [`read`] (queries for the
@@ -76,7 +80,7 @@ pub fn open_for_writing(path: &Path) -> Result<SqliteConnection, StoreError> {
     // auto_vacuum only takes effect on a new, empty database: it lets `compact` hand freed
     // pages back to the file system.
     conn.batch_execute(
-        "PRAGMA auto_vacuum = INCREMENTAL; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;",
+        "PRAGMA auto_vacuum = INCREMENTAL; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;",
     )
     .map_err(|e| StoreError::Open {
         path: path.to_path_buf(),
@@ -100,3 +104,6 @@ pub fn open_existing(path: &Path) -> Result<SqliteConnection, StoreError> {
     }
     connect(path)
 }
+
+#[cfg(test)]
+mod tests;

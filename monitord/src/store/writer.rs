@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError, sync_channel};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
@@ -174,6 +175,8 @@ struct ClientCache {
     instances: Vec<InstanceEntry>,
     meta: Option<(Meta, i64)>,
     disks: Vec<(String, String, i64)>,
+    /// When this writer last wrote the client's `client_top` row.
+    top_written: Option<Instant>,
 }
 
 struct InstanceEntry {
@@ -238,7 +241,7 @@ impl WriterState {
                     })
                 })
                 .collect();
-            update_latest_top(conn, &committed)?;
+            update_latest_top(conn, &mut self.cache, &committed)?;
             // Alert state changes and outbox rows commit with the samples that caused them.
             if let Some(alerts) = &self.alerts {
                 alerts.evaluate(conn, committed.iter().map(|c| (c.client, c.sample)))?;
@@ -335,6 +338,7 @@ fn client_cache<'c>(
                 instances: Vec::new(),
                 meta: None,
                 disks: Vec::new(),
+                top_written: None,
             },
         );
     }
@@ -456,17 +460,37 @@ fn disk(
     Ok(id)
 }
 
+/// How often at most a client's row in `client_top` is rewritten. Agents send every 10 s
+/// or more, so each of their samples still lands; a flood (a spool draining, a benchmark)
+/// does not turn every sample into a second, larger write. Alert mail takes `top` from the
+/// samples of the batch itself, so it is never behind.
+const TOP_EVERY: Duration = Duration::from_secs(5);
+
 /// Keeps the newest `top` of each client (by the sample's `ts`, since a draining spool sends
-/// old samples late): one upsert per client per batch, not one per sample.
-fn update_latest_top(conn: &mut SqliteConnection, committed: &[Committed]) -> QueryResult<()> {
-    let mut newest: HashMap<i64, &Sample> = HashMap::new();
+/// old samples late): at most one upsert per client per batch.
+fn update_latest_top(
+    conn: &mut SqliteConnection,
+    cache: &mut Cache,
+    committed: &[Committed],
+) -> QueryResult<()> {
+    let mut newest: HashMap<&str, (i64, &Sample)> = HashMap::new();
     for c in committed.iter().filter(|c| !c.sample.top.is_empty()) {
-        let entry = newest.entry(c.client_id).or_insert(c.sample);
-        if c.sample.ts >= entry.ts {
-            *entry = c.sample;
+        let entry = newest.entry(c.client).or_insert((c.client_id, c.sample));
+        if c.sample.ts >= entry.1.ts {
+            *entry = (c.client_id, c.sample);
         }
     }
-    for (client_id, sample) in newest {
+    let now = Instant::now();
+    for (name, (client_id, sample)) in newest {
+        if let Some(client) = cache.clients.get_mut(name) {
+            if client
+                .top_written
+                .is_some_and(|at| now.duration_since(at) < TOP_EVERY)
+            {
+                continue;
+            }
+            client.top_written = Some(now);
+        }
         let top = serde_json::to_string(&sample.top).expect("top processes serialize");
         diesel::sql_query(
             "INSERT INTO client_top (client_id, ts, top) VALUES (?, ?, ?) \

@@ -1,0 +1,195 @@
+//! The store end to end on a real SQLite file: writer → raw tier → compact → read back.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use diesel::connection::SimpleConnection as _;
+use monitor_core::Sample;
+use monitor_core::sample::{Disk, Memory, Swap, TopProcess};
+
+use super::compact::{self, Policy};
+use super::read;
+use super::stored::{Quantized, to_sample};
+use super::writer::{Outcome, Writer};
+
+fn temp_db(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("monitord-store-{}-{tag}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join("db.sqlite3")
+}
+
+/// Samples of `hosts` hosts whose values wander like real ones, `per_host` each, 10 s apart.
+fn fleet(hosts: usize, per_host: usize) -> Vec<(String, Sample)> {
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut rnd = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        (x % 10_000) as f64 / 10_000.0 - 0.5
+    };
+    let start = crate::now_ms() - 3 * 86_400_000;
+    let mut out = Vec::new();
+    for h in 0..hosts {
+        let (mut cpu, mut used, mut load, mut disk) = (20.0, 4e9, 1.0, 40e9);
+        for i in 0..per_host {
+            cpu = f64::clamp(cpu + rnd() * 10.0, 0.0, 100.0);
+            used = f64::clamp(used + rnd() * 5e7, 1e9, 7e9);
+            load = f64::max(load + rnd() * 0.2, 0.0);
+            disk = f64::clamp(disk + rnd() * 1e6, 1e9, 90e9);
+            let total = 8_000_000_000i64;
+            let used_b = (used as i64) / 4096 * 4096;
+            let disk_used = (disk as i64) / 4096 * 4096;
+            out.push((
+                format!("host{h}"),
+                Sample {
+                    v: 1,
+                    agent: Some("0.1.0".into()),
+                    instance: format!("inst{h}-{}", i / 5000),
+                    seq: i as i64,
+                    ts: start + i as i64 * 10_000 + (rnd() * 20.0) as i64,
+                    hostname: Some(format!("host{h}")),
+                    os: Some("Debian 12".into()),
+                    cpu_percent: (cpu * 100.0).round() / 100.0,
+                    memory: Memory {
+                        total,
+                        used: used_b,
+                        available: total - used_b,
+                        percent: (used_b as f64 * 10_000.0 / total as f64).round() / 100.0,
+                    },
+                    swap: Some(Swap {
+                        total: 1 << 30,
+                        used: 0,
+                        percent: 0.0,
+                    }),
+                    uptime_s: Some(86_400 + i as i64 * 10),
+                    load: Some([load, load * 0.9, load * 0.8]),
+                    disks: vec![
+                        Disk {
+                            mount: "/".into(),
+                            fs: "ext4".into(),
+                            total: 100_000_000_000,
+                            used: disk_used,
+                            avail: Some(100_000_000_000 - disk_used - 5_000_000_000),
+                        },
+                        Disk {
+                            mount: "/boot/efi".into(),
+                            fs: "vfat".into(),
+                            total: 536_834_048,
+                            used: 6_221_824,
+                            avail: None,
+                        },
+                    ],
+                    processes: Some(150 + (rnd() * 4.0) as i64),
+                    top: vec![TopProcess {
+                        pid: 1000 + i as i64,
+                        name: "postgres".into(),
+                        cpu_percent: 12.5,
+                        rss: 1 << 27,
+                    }],
+                },
+            ));
+        }
+    }
+    out
+}
+
+fn submit_all(writer: &Writer, samples: &[(String, Sample)]) -> Vec<Outcome> {
+    let handle = writer.handle();
+    let pending: Vec<_> = samples
+        .iter()
+        .map(|(client, s)| {
+            handle
+                .submit(Arc::from(client.as_str()), s.clone())
+                .unwrap()
+        })
+        .collect();
+    pending
+        .into_iter()
+        .map(|rx| rx.blocking_recv().unwrap())
+        .collect()
+}
+
+/// What reading back must give: the sample at stored precision, without `top`.
+fn as_stored(s: &Sample) -> Sample {
+    let q = Quantized::from_sample(s);
+    to_sample(q.instance, q.seq, &q.meta, &q.values, q.disks)
+}
+
+fn read_back(path: &std::path::Path, client: &str) -> Vec<Sample> {
+    let mut conn = super::open_existing(path).unwrap();
+    read::samples_since(&mut conn, client, 0).unwrap().unwrap()
+}
+
+#[test]
+fn every_value_survives_writing_and_compaction() {
+    let path = temp_db("roundtrip");
+    let samples = fleet(4, 3000);
+    let writer = Writer::start(super::open_for_writing(&path).unwrap()).unwrap();
+    let outcomes = submit_all(&writer, &samples);
+    assert!(outcomes.iter().all(|o| *o == Outcome::Stored));
+
+    let expected = |client: &str| -> Vec<Sample> {
+        let mut v: Vec<Sample> = samples
+            .iter()
+            .filter(|(c, _)| c == client)
+            .map(|(_, s)| as_stored(s))
+            .collect();
+        v.sort_by_key(|s| s.ts);
+        v
+    };
+    assert_eq!(read_back(&path, "host1"), expected("host1"));
+
+    let mut conn = super::open_existing(&path).unwrap();
+    let report = compact::compact(&mut conn, Policy::ALL, crate::now_ms()).unwrap();
+    compact::release_free_pages(&mut conn).unwrap();
+    assert_eq!(report.samples, samples.len() as i64);
+    for h in 0..4 {
+        let client = format!("host{h}");
+        assert_eq!(read_back(&path, &client), expected(&client), "{client}");
+    }
+
+    // Replays of packed and of raw samples store nothing new; a new seq does.
+    let again = submit_all(&writer, &samples[..10]);
+    assert!(again.iter().all(|o| *o == Outcome::Duplicate), "{again:?}");
+    let mut next = samples[samples.len() - 1].clone();
+    next.1.seq += 1;
+    next.1.ts += 10_000;
+    assert_eq!(submit_all(&writer, &[next.clone()]), vec![Outcome::Stored]);
+    assert_eq!(submit_all(&writer, &[next]), vec![Outcome::Duplicate]);
+
+    let stats = read::stats(&mut conn).unwrap();
+    assert_eq!(stats.samples, samples.len() as i64 + 1);
+    assert_eq!(stats.clients, 4);
+    eprintln!("after compaction: {stats:?}");
+    assert!(stats.bytes_per_sample <= 24.0, "{stats:?}");
+
+    let (ts, top) = read::latest_top(&mut conn, "host3").unwrap().unwrap();
+    assert_eq!(ts, samples.last().unwrap().1.ts + 10_000);
+    assert_eq!(top[0].name, "postgres");
+    writer.shutdown();
+}
+
+#[test]
+fn a_locked_database_answers_unavailable_and_loses_nothing() {
+    let path = temp_db("locked");
+    let samples = fleet(1, 3);
+    let writer = Writer::start(super::open_for_writing(&path).unwrap()).unwrap();
+    assert_eq!(submit_all(&writer, &samples[..1]), vec![Outcome::Stored]);
+
+    let mut other = super::open_existing(&path).unwrap();
+    other.batch_execute("BEGIN EXCLUSIVE;").unwrap();
+    assert_eq!(
+        submit_all(&writer, &samples[1..2]),
+        vec![Outcome::Unavailable]
+    );
+    other.batch_execute("COMMIT;").unwrap();
+
+    assert_eq!(
+        submit_all(&writer, &samples[1..]),
+        vec![Outcome::Stored, Outcome::Stored]
+    );
+    let stored: Vec<i64> = read_back(&path, "host0").iter().map(|s| s.seq).collect();
+    assert_eq!(stored, vec![0, 1, 2]);
+    writer.shutdown();
+}
