@@ -13,10 +13,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use monitor_core::sample::{Memory, SAMPLE_VERSION, Sample, Swap, TopProcess};
+use nix::unistd::{SysconfVar, sysconf};
 use psutil::cpu::CpuTimes;
-use psutil::process::os::linux::procfs_stat;
 
 use crate::disks;
+use crate::proc_stat;
 
 /// How many processes `top` names by CPU, and how many by RSS (the union is sent).
 const TOP_N: usize = 5;
@@ -24,8 +25,8 @@ const TOP_N: usize = 5;
 /// A process as of the previous sample: enough to tell a reused pid and to take a CPU delta.
 #[derive(Debug, Clone, Copy)]
 struct ProcCounters {
-    start_ticks: u128,
-    busy: Duration,
+    start_ticks: u64,
+    busy_ticks: u64,
 }
 
 pub struct Collector {
@@ -34,6 +35,9 @@ pub struct Collector {
     cpu: CpuTimes,
     procs: HashMap<u32, ProcCounters>,
     at: Instant,
+    reader: proc_stat::Reader,
+    ticks_per_second: f64,
+    page_size: i64,
 }
 
 impl std::fmt::Debug for Collector {
@@ -55,6 +59,9 @@ impl Collector {
             cpu: psutil::cpu::cpu_times().context("reading /proc/stat")?,
             procs: HashMap::new(),
             at: Instant::now(),
+            reader: proc_stat::Reader::new(),
+            ticks_per_second: sysconf_or(SysconfVar::CLK_TCK, 100) as f64,
+            page_size: sysconf_or(SysconfVar::PAGE_SIZE, 4096),
         };
         collector.processes(Duration::ZERO);
         Ok(collector)
@@ -126,16 +133,19 @@ impl Collector {
         let pids = psutil::process::pids().unwrap_or_default();
         let mut seen = HashMap::with_capacity(pids.len());
         let mut all = Vec::with_capacity(pids.len());
+        let seconds = elapsed.as_secs_f64();
         for pid in pids {
-            let Ok(stat) = procfs_stat(pid) else { continue };
+            let Some(stat) = self.reader.read(pid) else {
+                continue;
+            };
             let now = ProcCounters {
-                start_ticks: stat.starttime_ticks,
-                busy: stat.utime + stat.stime,
+                start_ticks: stat.start_ticks,
+                busy_ticks: stat.busy_ticks,
             };
             let cpu = match self.procs.get(&pid) {
-                Some(before) if before.start_ticks == now.start_ticks && !elapsed.is_zero() => {
-                    let busy = now.busy.saturating_sub(before.busy);
-                    round2(busy.as_secs_f64() * 100.0 / elapsed.as_secs_f64())
+                Some(before) if before.start_ticks == now.start_ticks && seconds > 0.0 => {
+                    let busy = now.busy_ticks.saturating_sub(before.busy_ticks) as f64;
+                    round2(busy / self.ticks_per_second * 100.0 / seconds)
                 }
                 // New since the previous sample (or first pass): no rate yet.
                 _ => 0.0,
@@ -143,9 +153,9 @@ impl Collector {
             seen.insert(pid, now);
             all.push(TopProcess {
                 pid: i64::from(pid),
-                name: stat.comm,
+                name: stat.name,
                 cpu_percent: cpu,
-                rss: stat.rss.max(0),
+                rss: stat.rss_pages.max(0) * self.page_size,
             });
         }
         self.procs = seen;
@@ -170,6 +180,13 @@ fn top(mut all: Vec<TopProcess>) -> Vec<TopProcess> {
             .then(b.rss.cmp(&a.rss))
     });
     chosen
+}
+
+fn sysconf_or(var: SysconfVar, default: i64) -> i64 {
+    match sysconf(var) {
+        Ok(Some(v)) if v > 0 => v,
+        _ => default,
+    }
 }
 
 /// The host's busy share between two readings of `/proc/stat`, 0–100.

@@ -276,17 +276,26 @@ pub fn detach(state: &StateDir, endpoint: Endpoint, interval: Duration) -> anyho
 
 /// `--detach`, the background part: leaves the SSH session's session (so its end sends no
 /// SIGHUP), logs to `agent.log`, and runs the loop; the first sample was sent by the
-/// foreground part, so the next is due one interval from now.
-pub fn detached(state: &StateDir, endpoint: Endpoint, interval: Duration) -> anyhow::Result<()> {
-    // Fails only if this process leads a process group, which a spawned child does not.
-    nix::unistd::setsid().context("starting a new session")?;
+/// foreground part, so the next is due one interval from now. The foreground part writes
+/// `agent.pid`. Errors are logged, since stderr leads nowhere now.
+pub fn detached(state: &StateDir, interval: Duration) -> anyhow::Result<()> {
     let log_path: PathBuf = state.file("agent.log");
     crate::log::to_file(log_path.clone())
         .with_context(|| format!("opening {}", log_path.display()))?;
     std::panic::set_hook(Box::new(|info| log!("panic: {info}")));
-    state.write_pid(std::process::id())?;
-    let agent = Agent::new(endpoint, state, interval)?;
-    agent.run(Instant::now() + interval)
+    let start = || -> anyhow::Result<Agent> {
+        // Fails only if this process leads a process group, which a spawned child does not.
+        nix::unistd::setsid().context("starting a new session")?;
+        let settings = state.settings(false)?;
+        Agent::new(Endpoint::new(&settings)?, state, interval)
+    };
+    match start() {
+        Ok(agent) => agent.run(Instant::now() + interval),
+        Err(e) => {
+            log!("the background agent cannot start: {e:#}");
+            Err(e)
+        }
+    }
 }
 
 #[cfg(test)]

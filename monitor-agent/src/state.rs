@@ -140,7 +140,8 @@ fn is_agent(pid: u32) -> bool {
 
 /// Writes a file readable by its owner only, replacing it atomically.
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
+    // Per-process temporary name: two agents starting at once never share it.
+    let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
     let _ = fs::remove_file(&tmp); // a leftover could carry a wider mode
     let mut file = fs::OpenOptions::new()
         .create(true)
