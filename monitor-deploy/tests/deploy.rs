@@ -46,7 +46,6 @@ fn agent_arg(agent: &std::path::Path) -> String {
 }
 
 #[test]
-#[ignore = "needs monitord serving PUTs (testkit::monitord); un-ignore once monitord lands"]
 fn key_deploy_then_redeploy_status_and_stop() {
     let Some((monitord, server, d, agent)) = setup(&["web"]) else {
         return;
@@ -122,7 +121,6 @@ fn key_deploy_then_redeploy_status_and_stop() {
 }
 
 #[test]
-#[ignore = "needs monitord serving PUTs (testkit::monitord); un-ignore once monitord lands"]
 fn password_deploy_never_shows_the_password() {
     let Some((monitord, server, d, agent)) = setup(&["pw"]) else {
         return;
@@ -216,7 +214,6 @@ fn unreachable_monitord_fails_at_first_sample() {
 }
 
 #[test]
-#[ignore = "needs monitord serving PUTs (testkit::monitord); un-ignore once monitord lands"]
 fn fleet_with_broken_hosts_then_failed_reruns_only_those() {
     let names: Vec<String> = (0..20).map(|i| format!("h{i:02}")).collect();
     let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
@@ -277,7 +274,6 @@ fn fleet_with_broken_hosts_then_failed_reruns_only_those() {
 }
 
 #[test]
-#[ignore = "needs monitord serving PUTs (testkit::monitord); un-ignore once monitord lands"]
 fn new_binary_replaces_the_agent_and_the_boot_hook_brings_it_back() {
     let Some((monitord, server, d, agent)) = setup(&["boot"]) else {
         return;

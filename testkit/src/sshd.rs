@@ -326,7 +326,12 @@ impl TestUser {
                 .find_map(|l| l.strip_prefix("Uid:"))
                 .and_then(|l| l.split_whitespace().next())
                 .and_then(|u| u.parse::<u32>().ok());
-            if name.trim() == comm && owner == Some(uid) {
+            // A zombie has exited; where nobody reaps orphans (containers) it lingers.
+            let zombie = status
+                .lines()
+                .find_map(|l| l.strip_prefix("State:"))
+                .is_some_and(|state| state.trim_start().starts_with('Z'));
+            if name.trim() == comm && owner == Some(uid) && !zombie {
                 pids.push(pid);
             }
         }
@@ -352,9 +357,14 @@ impl Drop for TestUser {
         }
         // Processes the test left behind (a detached agent) would keep the account busy.
         for pid in self.processes("monitor-agent") {
-            let _ = Command::new("kill").arg(pid.to_string()).status();
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
         }
-        let _ = Command::new("userdel").arg(&self.name).status();
+        // -f: an exited-but-unreaped process of the account must not keep it alive.
+        let _ = Command::new("userdel")
+            .arg("-f")
+            .arg(&self.name)
+            .stderr(Stdio::null())
+            .status();
     }
 }
 
