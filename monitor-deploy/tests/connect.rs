@@ -166,3 +166,48 @@ fn unauthorized_key_fails_at_auth() {
         "{run}"
     );
 }
+
+#[test]
+fn dry_run_connects_nowhere() {
+    let d = Deployer::new();
+    let port = util::free_port();
+    d.write_config(
+        None,
+        &[
+            r#"<client name="ghost" ip="ghost.invalid" username="nobody"/>"#.into(),
+            format!(
+                r#"<client name="closed" ip="127.0.0.1" port="{port}" username="u" password="pw"/>"#
+            ),
+        ],
+    );
+    let run = d.run(&["--all", "--dry-run"]);
+    assert_eq!(run.code, 0, "{run}");
+    assert!(
+        run.stdout.contains("ghost: nobody@ghost.invalid port 22"),
+        "{run}"
+    );
+    assert!(
+        run.stdout
+            .contains(&format!("closed: u@127.0.0.1 port {port}, password,")),
+        "{run}"
+    );
+    assert!(
+        !d.known_hosts().exists(),
+        "a dry run touches no host: {run}"
+    );
+}
+
+#[test]
+fn unknown_name_is_a_usage_error() {
+    let d = Deployer::new();
+    d.write_config(
+        None,
+        &[r#"<client name="web1" ip="ghost.invalid" username="nobody"/>"#.into()],
+    );
+    let run = d.run(&["web2"]);
+    assert_eq!(run.code, 2, "{run}");
+    assert!(
+        run.stderr.contains("no client named web2") && run.stderr.contains("web1"),
+        "{run}"
+    );
+}

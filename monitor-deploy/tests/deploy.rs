@@ -122,16 +122,26 @@ fn key_deploy_then_redeploy_status_and_stop() {
 
 #[test]
 fn password_deploy_never_shows_the_password() {
-    let Some((monitord, server, d, agent)) = setup(&["pw"]) else {
+    let Some((monitord, server, d, agent)) = setup(&["pw", "pwfile"]) else {
         return;
     };
     let password = format!("pw-{}-secret", std::process::id());
     let user = support::login(&server, Some(&password)).expect("root checked");
+    // The second host reads its password from a file, as config.xml prefers.
+    let other = support::login(&server, Some(&password)).expect("root checked");
+    let file = d.dir.path().join("pw-file.pass");
+    fs::write(&file, format!("{password}\n")).unwrap();
     d.write_config(
         Some(&monitord.url()),
-        &[support::password_client(
-            "pw", &server, &user.name, &password,
-        )],
+        &[
+            support::password_client("pw", &server, &user.name, &password),
+            format!(
+                r#"<client name="pwfile" ip="127.0.0.1" port="{}" username="{}" password-file="{}" interval="10s"/>"#,
+                server.port(),
+                other.name,
+                file.display()
+            ),
+        ],
     );
     let mut leaks = Vec::new();
     let mut scans = 0;
@@ -141,6 +151,7 @@ fn password_deploy_never_shows_the_password() {
     });
     assert_eq!(run.code, 0, "{run}");
     assert!(run.row("pw").contains("first sample sent"), "{run}");
+    assert!(run.row("pwfile").contains("first sample sent"), "{run}");
     assert!(scans > 3, "the run was watched ({scans} scans)");
     assert!(leaks.is_empty(), "password visible in: {leaks:?}");
     assert!(!run.stdout.contains(&password) && !run.stderr.contains(&password));
@@ -361,4 +372,21 @@ fn new_binary_replaces_the_agent_and_the_boot_hook_brings_it_back() {
         .output()
         .unwrap();
     assert!(!String::from_utf8_lossy(&crontab.stdout).contains("monitor-agent"));
+}
+
+#[test]
+fn once_sends_one_sample_and_leaves_nothing_running() {
+    let Some((monitord, server, d, agent)) = setup(&["one"]) else {
+        return;
+    };
+    let user = support::login(&server, None).expect("root checked");
+    d.write_config(
+        Some(&monitord.url()),
+        &[support::key_client("one", &server, &user, "10s")],
+    );
+    let run = d.run(&["--once", "one", "--agent", &agent_arg(&agent)]);
+    assert_eq!(run.code, 0, "{run}");
+    assert!(run.row("one").contains("sent one sample"), "{run}");
+    assert_eq!(monitord.samples("one").len(), 1, "{run}");
+    assert!(user.processes("monitor-agent").is_empty(), "{run}");
 }
