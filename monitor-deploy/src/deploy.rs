@@ -16,7 +16,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::Action;
-use crate::agentbin::{AgentBinary, AgentSource};
+use crate::agentbin::{self, AgentBinary, AgentSource};
 use crate::askpass::{self, AskpassServer};
 use crate::remote::{self, Probe};
 use crate::report;
@@ -195,7 +195,26 @@ async fn deploy(
         .agents
         .for_machine(&probe.machine)
         .map_err(|e| Failure::new(Step::Upload, e))?;
+    let keys = ClientKeys::derive(&plan.master, &client.name);
+    let settings = AgentSettings::new(&client.name, &keys, &url, host_header.as_deref());
+    let interval_secs = client.interval.as_secs().max(1);
     let mut did = Vec::new();
+    if conn.key_recorded {
+        did.push("host key trusted on first use".to_owned());
+    }
+    let unchanged = probe.has_agent(&agent.version, &agent.sha256).then(|| {
+        let digest = agentbin::sha256_hex(settings.to_json().as_bytes());
+        probe.running_unchanged(&agent.version, interval_secs, &digest)
+    });
+    if let (Action::Deploy, Some(Some(pid))) = (plan.action, unchanged) {
+        // Same binary, settings and interval: restarting would only cost time (the re-deploy
+        // of an unchanged fleet is one round trip per host).
+        did.push(format!(
+            "agent {} already running (pid {pid}) with these settings",
+            agent.version
+        ));
+        return Ok((Step::Start, did.join(", ")));
+    }
     if probe.has_agent(&agent.version, &agent.sha256) {
         did.push(format!("agent {} already there", agent.version));
     } else {
@@ -207,19 +226,11 @@ async fn deploy(
             agent.bytes.len() / 1024
         ));
     }
-    if conn.key_recorded {
-        did.push("host key trusted on first use".into());
-    }
-    let keys = ClientKeys::derive(&plan.master, &client.name);
-    let settings = AgentSettings::new(&client.name, &keys, &url, host_header.as_deref());
     let mut input = settings.to_json().into_bytes();
     input.push(b'\n');
     let (script, once) = match plan.action {
         Action::Once => (remote::once(&agent.version), true),
-        _ => (
-            remote::start(&agent.version, client.interval.as_secs().max(1)),
-            false,
-        ),
+        _ => (remote::start(&agent.version, interval_secs), false),
     };
     progress.step(&client.name, Step::FirstSample);
     let out = ssh::run_script(&conn.session, &script, Some(&input), plan.timeout)

@@ -39,6 +39,14 @@ stop_agent() {
 pub fn probe(resolve: Option<&str>) -> String {
     let mut script = format!(
         r#"base="{BASE}"
+{STOP_FN}
+p=$(cat "$base/agent.pid" 2>/dev/null)
+if [ -n "$p" ] && alive_agent "$p"; then
+  echo "running=$p"
+  echo "running_exe=$(readlink "/proc/$p/exe")"
+  echo "running_cmd=$(tr '\0' ' ' < "/proc/$p/cmdline") "
+fi
+[ -f "$base/settings.json" ] && echo "settings=$(sha256sum "$base/settings.json" | cut -d' ' -f1)"
 echo "machine=$(uname -m)"
 echo "conn=${{SSH_CONNECTION:-}}"
 for f in "$base"/*/monitor-agent; do
@@ -66,6 +74,10 @@ pub struct Probe {
     pub agents: Vec<(String, String)>,
     /// Addresses `getent ahosts` gave for the server's host name.
     pub resolved: Vec<String>,
+    /// The live agent `agent.pid` names: pid, executable, command line.
+    pub running: Option<(String, String, String)>,
+    /// SHA-256 of the settings file the agent keeps.
+    pub settings_sha256: Option<String>,
 }
 
 impl Probe {
@@ -85,6 +97,18 @@ impl Probe {
                         probe.agents.push((hash.to_owned(), path.to_owned()));
                     }
                 }
+                "running" => probe.running = Some((value.to_owned(), String::new(), String::new())),
+                "running_exe" => {
+                    if let Some(running) = &mut probe.running {
+                        running.1 = value.to_owned();
+                    }
+                }
+                "running_cmd" => {
+                    if let Some(running) = &mut probe.running {
+                        running.2 = value.to_owned();
+                    }
+                }
+                "settings" => probe.settings_sha256 = Some(value.trim().to_owned()),
                 "addr" if !probe.resolved.iter().any(|a| a == value) => {
                     probe.resolved.push(value.to_owned());
                 }
@@ -92,6 +116,21 @@ impl Probe {
             }
         }
         probe
+    }
+
+    /// The pid of an agent already running `version` every `interval_secs` with settings
+    /// whose hash is `settings_sha256`: then a deploy has nothing to do.
+    pub fn running_unchanged(
+        &self,
+        version: &str,
+        interval_secs: u64,
+        settings_sha256: &str,
+    ) -> Option<&str> {
+        let (pid, exe, cmd) = self.running.as_ref()?;
+        let same_binary = exe.ends_with(&format!("/.cache/monitor-agent/{version}/monitor-agent"));
+        let same_interval = cmd.contains(&format!(" --interval {interval_secs} "));
+        let same_settings = self.settings_sha256.as_deref() == Some(settings_sha256);
+        (same_binary && same_interval && same_settings).then_some(pid.as_str())
     }
 
     /// True when the agent of `version` on the host has `sha256`.
@@ -220,6 +259,16 @@ mod tests {
         assert!(!p.has_agent("0.1.0", "abd"));
         assert!(!p.has_agent("0.2.0", "abc"));
         assert_eq!(p.resolved, ["10.0.0.5", "fe80::1"]);
+        assert!(p.running_unchanged("0.1.0", 10, "s").is_none());
+        let p = Probe::parse(
+            "running=42\nrunning_exe=/h/.cache/monitor-agent/0.1.0/monitor-agent\n\
+             running_cmd=/h/.cache/monitor-agent/0.1.0/monitor-agent --interval 10 --dir /h/.cache/monitor-agent \n\
+             settings=s\n",
+        );
+        assert_eq!(p.running_unchanged("0.1.0", 10, "s"), Some("42"));
+        assert!(p.running_unchanged("0.1.0", 10, "t").is_none());
+        assert!(p.running_unchanged("0.1.0", 1, "s").is_none());
+        assert!(p.running_unchanged("0.2.0", 10, "s").is_none());
     }
 
     #[test]

@@ -93,10 +93,22 @@ fn key_deploy_then_redeploy_status_and_stop() {
     );
     let uploaded = fs::metadata(&binary).unwrap().modified().unwrap();
 
-    // Same version again: nothing uploaded, the running agent replaced by exactly one.
+    // Same agent, same settings: nothing uploaded, nothing restarted.
+    let run = d.run(&["web", "--agent", &agent]);
+    assert_eq!(run.code, 0, "{run}");
+    assert!(run.row("web").contains("already running"), "{run}");
+    assert_eq!(fs::metadata(&binary).unwrap().modified().unwrap(), uploaded);
+    assert_eq!(user.processes("monitor-agent"), first, "{run}");
+
+    // Changed settings (the interval): nothing uploaded, the agent replaced by exactly one.
+    d.write_config(
+        Some(&monitord.url()),
+        &[support::key_client("web", &server, &user, "3s")],
+    );
     let run = d.run(&["web", "--agent", &agent]);
     assert_eq!(run.code, 0, "{run}");
     assert!(run.row("web").contains("already there"), "{run}");
+    assert!(run.row("web").contains("first sample sent"), "{run}");
     assert_eq!(fs::metadata(&binary).unwrap().modified().unwrap(), uploaded);
     let second = user.processes("monitor-agent");
     assert_eq!(second.len(), 1, "still one agent: {second:?}");
