@@ -33,7 +33,7 @@ fn a_client_added_while_running_is_accepted_without_reload() {
 }
 
 #[test]
-#[ignore = "product bug: monitord exits on SIGTERM without answering a request whose body is still arriving"]
+#[ignore = "product bug, ~4 runs in 10: on SIGTERM monitord exits within ms, closing a request whose body is still arriving"]
 fn sigterm_answers_requests_in_flight_and_exits_0() {
     let mut m = Monitord::start(bin(), &["web1"]);
     // Requests whose head is in and whose body is still arriving when SIGTERM comes.
@@ -56,7 +56,12 @@ fn sigterm_answers_requests_in_flight_and_exits_0() {
     std::thread::sleep(Duration::from_millis(300));
     for (stream, rest) in &mut in_flight {
         stream.write_all(rest).unwrap();
-        let r = util::read_response(stream).expect("an answer to a request in flight");
+        let r = util::read_response(stream).unwrap_or_else(|e| {
+            panic!(
+                "no answer to a request in flight ({e}); monitord's stderr:\n{}",
+                m.stderr()
+            )
+        });
         expect_status(&r, 200, "request in flight at SIGTERM", &[]);
     }
     let status = m.wait_exit(Duration::from_secs(30));
