@@ -6,12 +6,7 @@
 //! This file is the command line and the run as a whole; the per-host work is in [`deploy`],
 //! SSH in [`ssh`], the password helper in [`askpass`], output in [`report`].
 //!
-//! State of the work (for the next session; see also `monitor-deploy/TODO.md`):
-//! done: CLI, config/master key, one master per host started by us (askpass for passwords),
-//! TOFU / changed / strict host keys, hash-checked SFTP upload, `--once`, default
-//! `--interval --detach` start, `--status`, `--stop`, `--failed`, `--jobs`, summary table.
-//! Not yet: boot persistence (systemd unit / user unit / @reboot crontab), network-namespace
-//! hosts in the tests, the `xtask bench deploy` benchmark, a redrawn live line per host.
+//! State of the work and what is left: `monitor-deploy/TODO.md`.
 
 mod agentbin;
 mod askpass;

@@ -46,15 +46,17 @@ pub struct Connection {
 impl Connection {
     /// Ends the master (and with it every channel).
     pub async fn close(self) {
-        let _ = Command::new("ssh")
+        let exit = Command::new("ssh")
             .arg("-S")
             .arg(&self.ctl)
             .args(["-O", "exit", "monitor-deploy-master"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
-            .status()
-            .await;
+            .kill_on_drop(true)
+            .status();
+        // A wedged master must not hold up the run; ControlPersist ends it later anyway.
+        let _ = tokio::time::timeout(Duration::from_secs(5), exit).await;
     }
 }
 
