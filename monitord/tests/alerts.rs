@@ -114,6 +114,8 @@ fn fires_once_resolves_once_and_names_the_top_process() {
         "stress-ng",
         "4242",
         "Since",
+        "Last samples",
+        "   95.0 ",
     ] {
         assert!(
             fired.body.contains(needle),
@@ -402,4 +404,74 @@ fn host_down_fires_after_three_minutes_of_silence_and_the_next_sample_resolves_i
         "[monitord] RESOLVED web1: up again after 3m"
     );
     assert_eq!(smtp.settle(QUIET).len(), 2);
+}
+
+#[test]
+fn late_samples_from_a_spool_are_stored_but_not_evaluated() {
+    let smtp = SmtpServer::start(SmtpOptions::default());
+    let m = monitord(
+        &smtp,
+        "",
+        &client("ops@test.example", r#"<alert type="cpu" limit="90%"/>"#),
+    );
+    let mut f = Feeder::new("web1");
+    // Interval 10 s: a sample collected 60 s ago is history (older than 2 × interval).
+    f.send(&m, |s| {
+        s["cpu_percent"] = 99.0.into();
+        s["ts"] = (now_ms() - 60_000).into();
+    });
+    assert!(smtp.settle(QUIET).is_empty(), "a drained sample fired");
+    f.cpu(&m, 99.0);
+    let mail = smtp.wait_for(1, MAIL_WAIT);
+    assert_eq!(mail[0].subject, "[monitord] FIRING web1: cpu 99.0% > 90%");
+}
+
+#[test]
+fn a_rule_removed_by_a_reload_resolves_quietly() {
+    let smtp = SmtpServer::start(SmtpOptions::default());
+    let m = monitord(
+        &smtp,
+        "",
+        &client("ops@test.example", r#"<alert type="cpu" limit="90%"/>"#),
+    );
+    Feeder::new("web1").cpu(&m, 99.0);
+    smtp.wait_for(1, MAIL_WAIT);
+    assert!(m.command_ok(&["alerts"]).contains("firing"));
+
+    write_config(
+        &m,
+        &smtp,
+        "",
+        &client("ops@test.example", r#"<alert type="memory" limit="90%"/>"#),
+    );
+    m.signal("HUP");
+    testkit::util::wait_until(MAIL_WAIT, "the removed rule's state to go", || {
+        !m.command_ok(&["alerts"]).contains("firing")
+    });
+    let mail = smtp.settle(QUIET);
+    assert_eq!(mail.len(), 1, "{:?}", subjects(&mail));
+}
+
+#[test]
+fn send_test_mail_checks_the_smtp_settings() {
+    let mut smtp = SmtpServer::start(SmtpOptions::default());
+    let m = monitord(&smtp, "", &client("ops@test.example", ""));
+    let out = m.command(&["send-test-mail", "admin@test.example"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mail = smtp.wait_for(1, MAIL_WAIT);
+    assert_eq!(mail[0].rcpt_tos, ["admin@test.example"]);
+    assert_eq!(mail[0].subject, "[monitord] test mail");
+
+    smtp.stop();
+    let out = m.command(&["send-test-mail", "admin@test.example"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("admin@test.example") && err.contains("<smtp>"),
+        "{err}"
+    );
 }

@@ -6,13 +6,13 @@
 //!
 //! Locking: a caller holds SQLite's write lock (an immediate transaction) before it takes
 //! the in-memory lock, always in that order, so the two never deadlock. The memory copy is
-//! marked tentative until the caller reports the commit; whoever next finds it tentative
-//! (while holding the write lock) reloads it from the database, which is right whether the
-//! last transaction committed or rolled back.
+//! marked tentative (per caller) until that caller reports its commit; whoever next finds
+//! any mark (while holding the write lock) reloads it from the database, which is right
+//! whether the marked transaction committed or rolled back.
 //!
 //! Not here: SMTP (see [`super::sender`]), the timer loop (see [`super::sender::run`]).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -27,9 +27,13 @@ use super::mail::{self, ClientInfo, HostDownMail, Mail, ThresholdMail};
 use super::measure::measure;
 use super::store::{self, HOST_DOWN_RULE, NewOutboxRow};
 use crate::state::{Shared, Snapshot};
+use crate::store::read;
 
-/// Samples kept per client for the "last samples" table of a mail.
-const RECENT_KEPT: usize = 5;
+/// Samples shown in the "last samples" table of a mail.
+const RECENT_SHOWN: usize = 5;
+/// How many intervals back those samples are looked for (bounded, as this runs inside the
+/// writer's transaction).
+const RECENT_INTERVALS: u32 = 10;
 
 /// The alert side of monitord, shared by the writer, the timer and the sender.
 #[derive(Debug)]
@@ -46,24 +50,72 @@ pub struct Alerts {
 
 #[derive(Debug, Default)]
 struct Book {
-    /// Not-ok states by (client, rule name).
-    states: HashMap<(String, String), Entry>,
+    /// Not-ok states by client, then rule name (a handful per client: a list beats a map,
+    /// and a lookup by `&str` allocates nothing on the per-sample path).
+    states: HashMap<String, Vec<(String, Entry)>>,
+    /// Index of each client in the running config, rebuilt when a reload swaps it.
+    clients: ClientIndex,
     /// When each client's last sample arrived (server clock).
     last_seen: HashMap<String, i64>,
-    recent: HashMap<String, VecDeque<Sample>>,
-    top: HashMap<String, Vec<TopProcess>>,
-    /// Changed by a transaction whose commit has not been reported yet.
-    tentative: bool,
+    /// Changed by a transaction of [`Caller`] whose commit has not been reported yet.
+    tentative: [bool; 2],
     /// Loaded from the database at least once.
     loaded: bool,
-    /// The tentative changes include outbox rows.
+    /// Outbox rows were written since the sender was last woken (a spurious wake after a
+    /// rollback costs one query; a missed one would delay mail).
     wrote_mail: bool,
+}
+
+/// Who changes the states, each on its own connection.
+#[derive(Debug, Clone, Copy)]
+enum Caller {
+    Writer = 0,
+    Timer = 1,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 struct Entry {
     state: RuleState,
     detail: Option<String>,
+}
+
+impl Entry {
+    /// Whether `other` differs in what is stored: the value alone changes with every sample
+    /// and is kept in memory only (the table holds the value at the last change).
+    fn same_stored(&self, other: &Entry) -> bool {
+        let (a, b) = (&self.state, &other.state);
+        a.phase == b.phase
+            && a.since_ms == b.since_ms
+            && a.notified_ms == b.notified_ms
+            && self.detail == other.detail
+    }
+}
+
+#[derive(Debug, Default)]
+struct ClientIndex {
+    /// The snapshot the index was built for (by address; a reload makes a new one).
+    built_for: usize,
+    by_name: HashMap<String, usize>,
+}
+
+impl ClientIndex {
+    fn refresh(&mut self, snapshot: &Arc<Snapshot>) {
+        let id = Arc::as_ptr(snapshot) as usize;
+        if self.built_for != id {
+            self.by_name = snapshot
+                .config
+                .clients
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (c.name.clone(), i))
+                .collect();
+            self.built_for = id;
+        }
+    }
+
+    fn get<'c>(&self, config: &'c monitor_core::config::Config, name: &str) -> Option<&'c Client> {
+        self.by_name.get(name).and_then(|&i| config.clients.get(i))
+    }
 }
 
 pub fn now_ms() -> i64 {
@@ -102,11 +154,20 @@ impl Alerts {
         self.wake.notified().await;
     }
 
-    /// The caller's transaction committed: the memory copy is the database's again, and the
-    /// sender is woken when it wrote mail.
+    /// The writer's transaction (with [`Alerts::evaluate`]) committed: the memory copy is
+    /// the database's again, and the sender is woken when it wrote mail.
     pub fn committed(&self) {
+        self.commit_of(Caller::Writer);
+    }
+
+    /// Like [`Alerts::committed`], for the transaction of [`Alerts::check_host_down`].
+    pub fn host_down_committed(&self) {
+        self.commit_of(Caller::Timer);
+    }
+
+    fn commit_of(&self, caller: Caller) {
         let mut book = self.lock();
-        book.tentative = false;
+        book.tentative[caller as usize] = false;
         if std::mem::take(&mut book.wrote_mail) {
             self.wake.notify_one();
         }
@@ -117,24 +178,28 @@ impl Alerts {
     }
 
     /// Takes the memory lock; the caller must already hold the database's write lock.
-    fn book_for_writing(&self, conn: &mut SqliteConnection) -> QueryResult<MutexGuard<'_, Book>> {
+    fn book_for_writing(
+        &self,
+        conn: &mut SqliteConnection,
+        caller: Caller,
+    ) -> QueryResult<MutexGuard<'_, Book>> {
         let mut book = self.lock();
-        if book.tentative || !book.loaded {
-            book.states = store::load_states(conn)?
-                .into_iter()
-                .map(|row| {
-                    let entry = Entry {
-                        state: row.state(),
-                        detail: row.detail,
-                    };
-                    ((row.client, row.rule), entry)
-                })
-                .collect();
+        if book.tentative.contains(&true) || !book.loaded {
+            book.states.clear();
+            for row in store::load_states(conn)? {
+                let entry = Entry {
+                    state: row.state(),
+                    detail: row.detail,
+                };
+                book.states
+                    .entry(row.client)
+                    .or_default()
+                    .push((row.rule, entry));
+            }
             book.loaded = true;
-            book.tentative = false;
-            book.wrote_mail = false;
+            book.tentative = [false; 2];
         }
-        book.tentative = true;
+        book.tentative[caller as usize] = true;
         Ok(book)
     }
 
@@ -148,7 +213,8 @@ impl Alerts {
         let snapshot = self.snapshot();
         let config = &snapshot.config;
         let now = now_ms();
-        let mut book = self.book_for_writing(conn)?;
+        let mut book = self.book_for_writing(conn, Caller::Writer)?;
+        book.clients.refresh(&snapshot);
         let mut tx = Tx {
             conn,
             book: &mut book,
@@ -156,10 +222,10 @@ impl Alerts {
             now,
         };
         for (name, sample) in samples {
-            let Some(client) = config.client(name) else {
+            let Some(client) = tx.book.clients.get(config, name) else {
                 continue;
             };
-            tx.sample_arrived(client, sample)?;
+            tx.sample_arrived(client)?;
             if machine::is_current(sample.ts, client.interval, now) {
                 tx.evaluate_rules(client, sample)?;
             }
@@ -167,14 +233,15 @@ impl Alerts {
         Ok(())
     }
 
-    /// The host-down timer's check, inside its own immediate transaction; also resolves,
+    /// The host-down timer's check, inside its own immediate transaction (then call
+    /// [`Alerts::host_down_committed`]); also resolves,
     /// quietly, the states of rules and clients that config.xml no longer has (no mail
     /// about a rule nobody has any more).
     pub fn check_host_down(&self, conn: &mut SqliteConnection) -> QueryResult<()> {
         let snapshot = self.snapshot();
         let config = &snapshot.config;
         let now = now_ms();
-        let mut book = self.book_for_writing(conn)?;
+        let mut book = self.book_for_writing(conn, Caller::Timer)?;
         let mut tx = Tx {
             conn,
             book: &mut book,
@@ -184,19 +251,20 @@ impl Alerts {
         let gone: Vec<(String, String)> = tx
             .book
             .states
-            .keys()
+            .iter()
+            .flat_map(|(client, rules)| rules.iter().map(move |(rule, _)| (client, rule)))
             .filter(|(client, rule)| match config.client(client) {
                 None => true,
                 Some(c) => {
-                    rule != HOST_DOWN_RULE && !c.alerts.iter().any(|a| a.kind.as_str() == rule)
+                    *rule != HOST_DOWN_RULE && !c.alerts.iter().any(|a| a.kind.as_str() == *rule)
                 }
             })
-            .cloned()
+            .map(|(c, r)| (c.clone(), r.clone()))
             .collect();
         for (client, rule) in gone {
             tracing::info!(client = %client, rule = %rule, "rule or client removed from config.xml, resolved quietly");
             store::delete_state(tx.conn, &client, &rule)?;
-            tx.book.states.remove(&(client, rule));
+            tx.remember(&client, &rule, ok_entry());
         }
         for client in &config.clients {
             let last_seen = tx
@@ -224,59 +292,63 @@ impl Tx<'_, '_> {
     fn state(&self, client: &str, rule: &str) -> Entry {
         self.book
             .states
-            .get(&(client.to_owned(), rule.to_owned()))
-            .cloned()
-            .unwrap_or(Entry {
-                state: RuleState::OK,
-                detail: None,
-            })
+            .get(client)
+            .and_then(|rules| rules.iter().find(|(r, _)| r == rule))
+            .map_or_else(ok_entry, |(_, e)| e.clone())
     }
 
+    /// Keeps `entry` in memory, and in the table when more than the value changed.
     fn set_state(&mut self, client: &str, rule: &str, entry: Entry) -> QueryResult<()> {
-        let key = (client.to_owned(), rule.to_owned());
-        if self.book.states.get(&key) == Some(&entry)
-            || (entry.state.phase == Phase::Ok && !self.book.states.contains_key(&key))
-        {
-            return Ok(());
+        if !self.state(client, rule).same_stored(&entry) {
+            store::save_state(
+                self.conn,
+                client,
+                rule,
+                &entry.state,
+                entry.detail.as_deref(),
+                self.now,
+            )?;
         }
-        store::save_state(
-            self.conn,
-            client,
-            rule,
-            &entry.state,
-            entry.detail.as_deref(),
-            self.now,
-        )?;
-        if entry.state.phase == Phase::Ok {
-            self.book.states.remove(&key);
-        } else {
-            self.book.states.insert(key, entry);
-        }
+        self.remember(client, rule, entry);
         Ok(())
     }
 
-    /// Keeps what mails need (recent samples, latest `top`), and resolves host down.
-    fn sample_arrived(&mut self, client: &Client, sample: &Sample) -> QueryResult<()> {
-        let previous = self.book.last_seen.insert(client.name.clone(), self.now);
-        if !client.mail.is_empty() {
-            let recent = self.book.recent.entry(client.name.clone()).or_default();
-            // A spool drains oldest first; keep the table in collection order regardless.
-            let at = recent.partition_point(|s| s.ts <= sample.ts);
-            recent.insert(at, sample.clone());
-            if recent.len() > RECENT_KEPT {
-                recent.pop_front();
+    fn remember(&mut self, client: &str, rule: &str, entry: Entry) {
+        let ok = entry.state.phase == Phase::Ok;
+        let Some(rules) = self.book.states.get_mut(client) else {
+            if !ok {
+                let rules = vec![(rule.to_owned(), entry)];
+                self.book.states.insert(client.to_owned(), rules);
             }
-            if !sample.top.is_empty() {
-                self.book
-                    .top
-                    .insert(client.name.clone(), sample.top.clone());
+            return;
+        };
+        match rules.iter().position(|(r, _)| r == rule) {
+            Some(i) if ok => {
+                rules.swap_remove(i);
             }
+            Some(i) => rules[i].1 = entry,
+            None if ok => {}
+            None => rules.push((rule.to_owned(), entry)),
         }
+        if rules.is_empty() {
+            self.book.states.remove(client);
+        }
+    }
+
+    /// Notes when the client was last heard from, and resolves host down.
+    fn sample_arrived(&mut self, client: &Client) -> QueryResult<()> {
+        let previous = match self.book.last_seen.get_mut(&client.name) {
+            Some(seen) => Some(std::mem::replace(seen, self.now)),
+            None => {
+                self.book.last_seen.insert(client.name.clone(), self.now);
+                None
+            }
+        };
         let down = self.state(&client.name, HOST_DOWN_RULE);
         if let Some(silence) = machine::sample_arrived(down.state, self.now) {
             tracing::info!(client = %client.name, rule = HOST_DOWN_RULE, silence_s = silence.as_secs(), "host is up again: resolved");
             self.set_state(&client.name, HOST_DOWN_RULE, ok_entry())?;
-            let recent = self.recent(&client.name);
+            let recent = self.recent(client, self.now);
             let mail = mail::host_down(&HostDownMail {
                 client: info(client),
                 silence,
@@ -316,8 +388,14 @@ impl Tx<'_, '_> {
             let Some(notice) = step.notice else {
                 continue;
             };
-            let recent = self.recent(&client.name);
-            let top = self.book.top.get(&client.name).cloned().unwrap_or_default();
+            let recent = self.recent(client, self.now);
+            // The sample's own `top` is the freshest; the stored one (written at most every
+            // few seconds per client) covers samples that carry none.
+            let top = if sample.top.is_empty() {
+                self.latest_top(&client.name)
+            } else {
+                sample.top.clone()
+            };
             let since_ms = if notice == Notice::Resolved {
                 before.state.since_ms
             } else {
@@ -353,7 +431,7 @@ impl Tx<'_, '_> {
                 detail: None,
             },
         )?;
-        let recent = self.recent(&client.name);
+        let recent = self.recent(client, last_seen);
         let mail = mail::host_down(&HostDownMail {
             client: info(client),
             silence: Duration::from_millis((self.now - last_seen).max(0) as u64),
@@ -365,12 +443,36 @@ impl Tx<'_, '_> {
         self.write_mail(client, HOST_DOWN_RULE, &mail)
     }
 
-    fn recent(&self, client: &str) -> Vec<Sample> {
-        self.book
-            .recent
-            .get(client)
-            .map(|r| r.iter().cloned().collect())
-            .unwrap_or_default()
+    /// The client's last few stored samples up to `until_ms`, from the database (so they survive a restart;
+    /// this transaction's own samples are already there). Mail goes out without them rather
+    /// than not at all when they cannot be read.
+    fn recent(&mut self, client: &Client, until_ms: i64) -> Vec<Sample> {
+        let window = (client.interval * RECENT_INTERVALS).max(Duration::from_secs(60));
+        let since = until_ms - window.as_millis() as i64;
+        let client = client.name.as_str();
+        match read::samples_since(self.conn, client, since) {
+            Ok(samples) => {
+                let mut samples = samples.unwrap_or_default();
+                let keep = samples.len().saturating_sub(RECENT_SHOWN);
+                samples.drain(..keep);
+                samples
+            }
+            Err(e) => {
+                tracing::warn!(client = %client, "cannot read recent samples for an alert mail: {e}");
+                Vec::new()
+            }
+        }
+    }
+
+    /// The latest `top` monitord keeps for the client.
+    fn latest_top(&mut self, client: &str) -> Vec<TopProcess> {
+        match read::latest_top(self.conn, client) {
+            Ok(top) => top.map(|(_, top)| top).unwrap_or_default(),
+            Err(e) => {
+                tracing::warn!(client = %client, "cannot read the top processes for an alert mail: {e}");
+                Vec::new()
+            }
+        }
     }
 
     /// One outbox row per recipient, all with one Message-ID, in this transaction.

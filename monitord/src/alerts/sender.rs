@@ -104,7 +104,7 @@ async fn run(alerts: Arc<Alerts>, db_path: PathBuf, stop: Arc<Notify>) {
 
 fn host_down_pass(conn: &mut SqliteConnection, alerts: &Alerts) {
     match conn.immediate_transaction(|conn| alerts.check_host_down(conn)) {
-        Ok(()) => alerts.committed(),
+        Ok(()) => alerts.host_down_committed(),
         Err(e) => tracing::warn!("host-down check failed, trying again shortly: {e}"),
     }
     let before = now_ms() - KEEP_DONE.as_millis() as i64;
