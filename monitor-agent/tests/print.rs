@@ -49,7 +49,8 @@ fn print_is_a_valid_sample_with_every_field() {
     let os_release = std::fs::read_to_string("/etc/os-release").unwrap();
     let os = sample.os.clone().unwrap();
     assert!(
-        os_release.contains(&format!("PRETTY_NAME=\"{os}\"")),
+        os_release.contains(&format!("PRETTY_NAME=\"{os}\""))
+            || os_release.contains(&format!("PRETTY_NAME={os}\n")),
         "{os}"
     );
     assert!(sample.uptime_s.unwrap() > 0);
