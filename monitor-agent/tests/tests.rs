@@ -5,6 +5,7 @@
 //! Not here: end-to-end runs against monitord (monitord/tests), or the agent's internals
 //! (unit tests in its modules: spool, disks, send, collect).
 
+mod detach;
 mod print;
 mod settings;
 mod static_build;

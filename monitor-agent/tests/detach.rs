@@ -1,0 +1,107 @@
+//! `--interval N --detach`: the first sample is reported in the foreground, then the agent
+//! goes on in its own session, named by `agent.pid`; a second start replaces it.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::util::{self, TempDir};
+
+/// The pid in `agent.pid`; the process is SIGKILLed when this is dropped.
+struct Background(u32);
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-9")
+            .arg(self.0.to_string())
+            .status();
+    }
+}
+
+/// Fields of /proc/PID/stat after the name: [state, ppid, pgrp, session, …].
+fn stat_fields(pid: u32) -> Option<Vec<String>> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = text.rsplit_once(") ")?.1;
+    Some(rest.split_whitespace().map(str::to_owned).collect())
+}
+
+fn running(pid: u32) -> bool {
+    stat_fields(pid).is_some_and(|f| f[0] != "Z")
+}
+
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn detach(dir: &TempDir, stdin: &str) -> (std::process::Output, Background) {
+    let out = util::run(
+        &[
+            "--interval",
+            "1",
+            "--detach",
+            "--dir",
+            dir.path().to_str().unwrap(),
+        ],
+        stdin,
+    );
+    let pid: u32 = std::fs::read_to_string(dir.path().join("agent.pid"))
+        .unwrap_or_else(|e| panic!("no agent.pid ({e}); stderr: {}", util::stderr(&out)))
+        .trim()
+        .parse()
+        .unwrap();
+    (out, Background(pid))
+}
+
+#[test]
+fn detached_agent_runs_in_its_own_session_and_a_new_start_replaces_it() {
+    let dir = TempDir::new("detach");
+    // monitord is away: the first sample is reported as not delivered (exit 3), yet the
+    // agent goes on in the background and spools until it comes back.
+    let (out, first) = detach(&dir, &util::settings_json(&util::closed_port_url()));
+    let err = util::stderr(&out);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("unavailable") && err.contains("background"),
+        "{err}"
+    );
+    assert!(
+        running(first.0),
+        "the background agent is not running; {err}"
+    );
+    let fields = stat_fields(first.0).unwrap();
+    let my_session = stat_fields(std::process::id()).unwrap()[3].clone();
+    assert_eq!(
+        fields[3],
+        first.0.to_string(),
+        "not a session leader: {fields:?}"
+    );
+    assert_ne!(fields[3], my_session);
+    for fd in 0..3 {
+        let target = std::fs::read_link(format!("/proc/{}/fd/{fd}", first.0)).unwrap();
+        assert_eq!(target.to_str(), Some("/dev/null"), "fd {fd}");
+    }
+    let log = dir.path().join("agent.log");
+    wait_for("the background agent's log and spool", || {
+        let log = std::fs::read_to_string(&log).unwrap_or_default();
+        let spooled = std::fs::read_to_string(dir.path().join("spool"))
+            .map(|s| s.lines().count())
+            .unwrap_or(0);
+        log.contains("started") && spooled >= 2
+    });
+
+    // A second start (settings now from settings.json: stdin is empty) stops the first.
+    let (out, second) = detach(&dir, "");
+    let err = util::stderr(&out);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains(&format!("stopped the previous agent (pid {})", first.0)),
+        "{err}"
+    );
+    assert_ne!(first.0, second.0);
+    assert!(!running(first.0), "the old agent still runs");
+    assert!(running(second.0));
+}
