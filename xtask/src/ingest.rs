@@ -227,7 +227,8 @@ fn report_peak(what: &str, o: &Outcome, cpu: &CpuUse, limit: Duration) {
     let secs = o.elapsed.as_secs_f64().max(1e-9);
     println!(
         "{what:<12}: {:>7.0} /s at peak ({} answered 200 in {:.1} s{}; refused: {}); \
-         cores used: server {:.2}, load generator {:.2}",
+         cores used: server {:.2}, load generator {:.2}; CPU per request: server {:.1} µs, \
+         load generator {:.1} µs",
         o.per_second(),
         o.ok,
         o.elapsed.as_secs_f64(),
@@ -239,7 +240,14 @@ fn report_peak(what: &str, o: &Outcome, cpu: &CpuUse, limit: Duration) {
         o.refusals(),
         cpu.server.as_secs_f64() / secs,
         cpu.generator.as_secs_f64() / secs,
+        per_request(cpu.server, o.ok),
+        per_request(cpu.generator, o.ok),
     );
+}
+
+/// Microseconds of CPU per answered request: unlike the rate, hardly changed by other load.
+fn per_request(cpu: Duration, requests: u64) -> f64 {
+    cpu.as_secs_f64() * 1e6 / requests.max(1) as f64
 }
 
 fn report_latency(what: &str, rate: f64, o: &mut Outcome) {
