@@ -1,7 +1,8 @@
 //! Alerts end to end: a real monitord fed sealed samples whose values the test controls, and
 //! a real SMTP server (aiosmtpd) on loopback whose received mail the tests read. Covers
 //! firing once, `for`, `repeat`, resolving, `clear`, the top process in the mail, host down,
-//! an SMTP outage, restarts and `kill -9` while firing, STARTTLS trusted through
+//! an SMTP outage, restarts and `kill -9` while firing, a delivery cut off by SIGTERM,
+//! late (spooled) samples, a rule removed by a reload, `send-test-mail`, STARTTLS trusted through
 //! `<smtp ca-file>`, and a recipient refused with 550.
 
 use std::time::{Duration, Instant, SystemTime};
@@ -24,10 +25,14 @@ fn monitord(smtp: &SmtpServer, smtp_attrs: &str, clients: &str) -> Monitord {
 }
 
 fn write_config(m: &Monitord, smtp: &SmtpServer, smtp_attrs: &str, clients: &str) {
+    write_config_port(m, smtp.port(), smtp_attrs, clients);
+}
+
+fn write_config_port(m: &Monitord, smtp_port: u16, smtp_attrs: &str, clients: &str) {
     let xml = format!(
         "<monitor>\n  <server listen=\"127.0.0.1:0\" database=\"db.sqlite3\" key-file=\"master.key\"/>\n  \
          <smtp host=\"127.0.0.1\" port=\"{}\" from=\"monitord@test.example\" {smtp_attrs}/>\n{clients}\n</monitor>\n",
-        smtp.port()
+        smtp_port
     );
     std::fs::write(m.config_path(), xml).expect("write config.xml");
 }
@@ -474,4 +479,37 @@ fn send_test_mail_checks_the_smtp_settings() {
         err.contains("admin@test.example") && err.contains("<smtp>"),
         "{err}"
     );
+}
+
+#[test]
+fn a_delivery_cut_off_by_sigterm_stays_in_the_outbox() {
+    // A "server" that accepts connections and never greets: the delivery hangs in flight.
+    let stall = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    let stall_port = stall.local_addr().expect("local address").port();
+    let (accepted_tx, accepted) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in stall.incoming().take(8).flatten() {
+            held.push(conn);
+            let _ = accepted_tx.send(());
+        }
+    });
+    let smtp = SmtpServer::start(SmtpOptions::default());
+    let rule = client("ops@test.example", r#"<alert type="cpu" limit="90%"/>"#);
+    let mut m = Monitord::prepare(bin(), &[]);
+    write_config_port(&m, stall_port, "", &rule);
+    m.spawn();
+
+    Feeder::new("web1").cpu(&m, 95.0);
+    accepted
+        .recv_timeout(MAIL_WAIT)
+        .expect("monitord to connect to the stalled SMTP server");
+    let status = m.terminate();
+    assert!(status.success(), "SIGTERM exit: {status}");
+
+    write_config(&m, &smtp, "", &rule);
+    m.spawn();
+    let mail = smtp.wait_for(1, MAIL_WAIT);
+    assert_eq!(mail[0].subject, "[monitord] FIRING web1: cpu 95.0% > 90%");
+    assert_eq!(smtp.settle(QUIET).len(), 1);
 }
