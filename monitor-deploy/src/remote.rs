@@ -15,9 +15,13 @@ pub const BASE: &str = "$HOME/.cache/monitor-agent";
 /// counts as gone: where nobody reaps orphans (containers) it would look alive forever.
 const STOP_FN: &str = r#"
 alive_agent() {
-  [ "$(cat /proc/$1/comm 2>/dev/null)" = monitor-agent ] || return 1
-  state=$(sed 's/.*) //' /proc/$1/stat 2>/dev/null | cut -d' ' -f1)
-  [ -n "$state" ] && [ "$state" != Z ]
+  # Shell builtins only: stop_agent runs this for every process of the user (all of root's).
+  c=""; st=""
+  { read -r c < "/proc/$1/comm"; } 2>/dev/null
+  [ "$c" = monitor-agent ] || return 1
+  { read -r st < "/proc/$1/stat"; } 2>/dev/null
+  st=${st##*) }
+  [ -n "$st" ] && [ "${st%% *}" != Z ]
 }
 stop_agent() {
   found=""

@@ -402,3 +402,59 @@ fn once_sends_one_sample_and_leaves_nothing_running() {
     assert_eq!(monitord.samples("one").len(), 1, "{run}");
     assert!(user.processes("monitor-agent").is_empty(), "{run}");
 }
+
+#[test]
+fn without_server_url_the_agent_sends_to_where_ssh_came_from() {
+    if !support::have_sshd() {
+        return;
+    }
+    let Some((monitord_bin, agent)) = support::monitord_and_agent() else {
+        return;
+    };
+    if !util::runnable_as_root("a network namespace as a separate host") {
+        return;
+    }
+    let server = Sshd::start(SshdOptions {
+        netns: true,
+        ..SshdOptions::default()
+    });
+    let outside = server.outside_addr().expect("namespaced sshd");
+    // monitord on this machine's end of the link, at the contract's port 8750: the address is
+    // this test's own, so the port cannot be taken.
+    let mut monitord = Monitord::prepare(&monitord_bin, &["far"]);
+    fs::write(
+        monitord.config_path(),
+        format!(
+            r#"<monitor><server listen="{outside}:8750" database="db.sqlite3" key-file="master.key"/><client name="far" ip="{}" username="x" mail=""/></monitor>"#,
+            server.addr().ip()
+        ),
+    )
+    .unwrap();
+    monitord.spawn();
+    let user = support::login(&server, None).expect("root checked");
+    let d = Deployer::with_key(&monitord.key_path());
+    d.write_config(
+        None,
+        &[format!(
+            r#"<client name="far" ip="{}" username="{}" key="{}" interval="2s"/>"#,
+            server.addr().ip(),
+            user.name,
+            user.key.display()
+        )],
+    );
+    let run = d.run(&["far", "--agent", &agent_arg(&agent)]);
+    assert_eq!(run.code, 0, "{run}");
+    let expected = format!("first sample sent to http://{outside}:8750");
+    assert!(run.row("far").contains(&expected), "{run}");
+    util::wait_until(
+        Duration::from_secs(30),
+        "samples from the namespaced host",
+        || monitord.samples("far").len() >= 2,
+    );
+    assert!(
+        fs::read_to_string(d.known_hosts())
+            .unwrap()
+            .starts_with(&format!("{} ", server.addr().ip())),
+        "port 22 is recorded without brackets"
+    );
+}

@@ -1,6 +1,7 @@
 //! Real OpenSSH servers for the deploy tests: [`Sshd`] runs the system `sshd -D -e` with its own
 //! config, throwaway host key, `AuthorizedKeysFile` and pid file, all in a temporary directory,
-//! on a free loopback port; [`TestUser`] is a login for it; [`SilentPeer`] accepts TCP and never
+//! on a free loopback port (or, as root, on port 22 of its own network namespace, a separate
+//! "host" with its own address); [`TestUser`] is a login for it; [`SilentPeer`] accepts TCP and never
 //! says a word (what a hung host or a firewall that swallows packets looks like).
 //!
 //! As root, every [`TestUser`] is a fresh system account (`useradd`) with its home in a
@@ -12,12 +13,12 @@
 
 use std::fs;
 use std::io::{Read as _, Write as _};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -33,6 +34,9 @@ pub struct SshdOptions {
     pub sftp: bool,
     /// Accept passwords (only meaningful as root, see the module doc).
     pub password: bool,
+    /// Run inside a network namespace of its own (root only), reached over a veth link at its
+    /// own address on port 22: a separate "host" as far as addresses go.
+    pub netns: bool,
 }
 
 impl Default for SshdOptions {
@@ -40,6 +44,7 @@ impl Default for SshdOptions {
         SshdOptions {
             sftp: true,
             password: true,
+            netns: false,
         }
     }
 }
@@ -52,12 +57,14 @@ pub fn sshd_binary() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// A running `sshd` on `127.0.0.1:<port>`; stopped and its files removed on drop.
+/// A running `sshd` on `127.0.0.1:<port>`, or on port 22 of its own address inside a network
+/// namespace ([`SshdOptions::netns`]); stopped and its files removed on drop.
 #[derive(Debug)]
 pub struct Sshd {
     child: Child,
     dir: TempDir,
-    port: u16,
+    addr: SocketAddr,
+    netns: Option<Netns>,
 }
 
 impl Sshd {
@@ -74,14 +81,26 @@ impl Sshd {
             // sshd refuses to start as root without its privilege-separation directory.
             fs::create_dir_all("/run/sshd").expect("create /run/sshd");
         }
-        // The port was free a moment ago; another test may take it first, so retry a few times.
+        let mut netns = options.netns.then(Netns::create);
+        // A loopback port was free a moment ago; another test may take it first, so retry.
         for _attempt in 0..5 {
-            let port = util::free_port();
+            let addr = match &netns {
+                Some(ns) => SocketAddr::from((ns.host, 22)),
+                None => SocketAddr::from(([127, 0, 0, 1], util::free_port())),
+            };
             let config = dir.path().join("sshd_config");
-            fs::write(&config, sshd_config(dir.path(), &host_key, port, options))
+            fs::write(&config, sshd_config(dir.path(), &host_key, addr, options))
                 .expect("write sshd_config");
             let log = dir.path().join("sshd.log");
-            let child = Command::new(&binary)
+            let mut command = match &netns {
+                Some(ns) => {
+                    let mut c = Command::new("ip");
+                    c.args(["netns", "exec", &ns.name]).arg(&binary);
+                    c
+                }
+                None => Command::new(&binary),
+            };
+            let child = command
                 .args(["-D", "-e", "-f"])
                 .arg(&config)
                 .stdin(Stdio::null())
@@ -89,10 +108,15 @@ impl Sshd {
                 .stderr(fs::File::create(&log).expect("create sshd.log"))
                 .spawn()
                 .expect("spawn sshd");
-            let mut sshd = Sshd { child, dir, port };
+            let mut sshd = Sshd {
+                child,
+                dir,
+                addr,
+                netns: netns.take(),
+            };
             match sshd.wait_listening() {
                 Ok(()) => return sshd,
-                Err(log) if log.contains("Address already in use") => {
+                Err(log) if log.contains("Address already in use") && sshd.netns.is_none() => {
                     dir = sshd.into_dir();
                 }
                 Err(log) => panic!("sshd did not start:\n{log}"),
@@ -101,13 +125,19 @@ impl Sshd {
         panic!("sshd found no free loopback port after 5 attempts");
     }
 
-    /// `127.0.0.1:<port>`.
+    /// Where sshd listens: `127.0.0.1:<port>`, or `<namespace address>:22`.
     pub fn addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.port))
+        self.addr
     }
 
     pub fn port(&self) -> u16 {
-        self.port
+        self.addr.port()
+    }
+
+    /// With [`SshdOptions::netns`]: the address of this machine as the namespace sees it
+    /// (the other end of its link), where a server for the namespace's processes can listen.
+    pub fn outside_addr(&self) -> Option<Ipv4Addr> {
+        self.netns.as_ref().map(|ns| ns.outside)
     }
 
     /// What sshd logged so far (`-e`: to stderr, kept in a file); for failure messages.
@@ -115,12 +145,12 @@ impl Sshd {
         fs::read_to_string(self.dir.path().join("sshd.log")).unwrap_or_default()
     }
 
-    /// A `known_hosts` line for this server's real host key, as ssh writes it for a
-    /// non-standard port: `[127.0.0.1]:<port> ssh-ed25519 AAAA…`.
+    /// A `known_hosts` line for this server's real host key, as ssh writes it:
+    /// `[127.0.0.1]:<port> ssh-ed25519 AAAA…` (just the address for port 22).
     pub fn known_hosts_line(&self) -> String {
         let public = fs::read_to_string(self.dir.path().join("host_ed25519.pub"))
             .expect("read the host public key");
-        known_hosts_line(self.port, &public)
+        known_hosts_line(self.addr, &public)
     }
 
     /// Lets `user` in with its key.
@@ -131,7 +161,11 @@ impl Sshd {
     }
 
     fn wait_listening(&mut self) -> Result<(), String> {
-        let needle = format!("Server listening on 127.0.0.1 port {}", self.port);
+        let needle = format!(
+            "Server listening on {} port {}",
+            self.addr.ip(),
+            self.addr.port()
+        );
         for _ in 0..200 {
             let log = self.log();
             if log.contains(&needle) {
@@ -163,10 +197,10 @@ impl Drop for Sshd {
     }
 }
 
-fn sshd_config(dir: &Path, host_key: &Path, port: u16, options: SshdOptions) -> String {
+fn sshd_config(dir: &Path, host_key: &Path, addr: SocketAddr, options: SshdOptions) -> String {
     let yes_no = |b: bool| if b { "yes" } else { "no" };
     let mut config = format!(
-        "ListenAddress 127.0.0.1:{port}\n\
+        "ListenAddress {addr}\n\
          HostKey {host_key}\n\
          PidFile {dir}/sshd.pid\n\
          AuthorizedKeysFile {dir}/authorized_keys/%u\n\
@@ -189,11 +223,15 @@ fn sshd_config(dir: &Path, host_key: &Path, port: u16, options: SshdOptions) -> 
     config
 }
 
-fn known_hosts_line(port: u16, public_key: &str) -> String {
+fn known_hosts_line(addr: SocketAddr, public_key: &str) -> String {
     let mut fields = public_key.split_whitespace();
     let kind = fields.next().expect("key type");
     let blob = fields.next().expect("key blob");
-    format!("[127.0.0.1]:{port} {kind} {blob}")
+    if addr.port() == 22 {
+        format!("{} {kind} {blob}", addr.ip())
+    } else {
+        format!("[{}]:{} {kind} {blob}", addr.ip(), addr.port())
+    }
 }
 
 /// A `known_hosts` line for `127.0.0.1:<port>` with a key no server has: what a known_hosts
@@ -203,7 +241,7 @@ pub fn foreign_known_hosts_line(port: u16) -> String {
     let key = dir.path().join("key");
     keygen(&key, "foreign host key");
     let public = fs::read_to_string(key.with_extension("pub")).expect("read foreign key");
-    known_hosts_line(port, &public)
+    known_hosts_line(SocketAddr::from(([127, 0, 0, 1], port)), &public)
 }
 
 fn keygen(path: &Path, comment: &str) {
@@ -428,5 +466,80 @@ impl Drop for SilentPeer {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+    }
+}
+
+/// A network namespace joined to this one by a veth pair with a /30 of its own in
+/// 10.<200..249>.0.0/16: `outside` is this machine's end, `host` the namespace's. Deleted
+/// (with its link) on drop.
+#[derive(Debug)]
+pub struct Netns {
+    pub name: String,
+    pub host: Ipv4Addr,
+    pub outside: Ipv4Addr,
+}
+
+impl Netns {
+    /// Creates the namespace; needs root.
+    pub fn create() -> Netns {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        assert!(n < 16_000, "too many namespaces in one test run");
+        // The process id spreads concurrent test binaries over different /16s.
+        let second = 200 + (std::process::id() % 50) as u8;
+        let base = n * 4;
+        let (third, fourth) = ((base / 256) as u8, (base % 256) as u8);
+        let outside = Ipv4Addr::new(10, second, third, fourth + 1);
+        let host = Ipv4Addr::new(10, second, third, fourth + 2);
+        let name = format!("mdt{}", random_suffix());
+        let (out_if, in_if) = (format!("{name}o"), format!("{name}i"));
+        let ns = Netns {
+            name: name.clone(),
+            host,
+            outside,
+        };
+        let steps: [&[&str]; 8] = [
+            &["netns", "add", &name],
+            &[
+                "link", "add", &out_if, "type", "veth", "peer", "name", &in_if,
+            ],
+            &["link", "set", &in_if, "netns", &name],
+            &["addr", "add", &format!("{outside}/30"), "dev", &out_if],
+            &["link", "set", &out_if, "up"],
+            &[
+                "-n",
+                &name,
+                "addr",
+                "add",
+                &format!("{host}/30"),
+                "dev",
+                &in_if,
+            ],
+            &["-n", &name, "link", "set", &in_if, "up"],
+            &["-n", &name, "link", "set", "lo", "up"],
+        ];
+        for args in steps {
+            let out = Command::new("ip").args(args).output().expect("run ip");
+            assert!(
+                out.status.success(),
+                "ip {} failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        ns
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        // Deleting the namespace removes its end of the link, and with it ours.
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+        let _ = Command::new("ip")
+            .args(["link", "del", &format!("{}o", self.name)])
+            .stderr(Stdio::null())
+            .status();
     }
 }
