@@ -124,7 +124,10 @@ impl Agent {
     /// Sends spooled samples oldest first until the spool is empty, monitord fails, or the
     /// next sample is due (collection keeps its schedule during a long drain).
     fn drain(&mut self, until: Instant) {
-        let mut sent = 0;
+        // A spool written under keys monitord no longer accepts is refused sample by
+        // sample: a few lines say why, a count says how many.
+        const REFUSALS_LOGGED: usize = 3;
+        let (mut sent, mut refused) = (0, 0);
         while Instant::now() < until {
             let line = match self.spool.front() {
                 Ok(Some(line)) => line,
@@ -142,31 +145,54 @@ impl Agent {
             let outcome = self.endpoint.send(&line);
             match outcome {
                 Outcome::Stored => {
-                    if self.failures > 0 {
-                        log!(
-                            "monitord answers again; sending {} spooled samples",
-                            self.spool.len()
-                        );
-                        self.failures = 0;
-                        self.retry_at = None;
-                        self.last_reason.clear();
-                    }
+                    self.answered();
                     sent += 1;
                 }
-                Outcome::Rejected { reason, .. } => dropped(&reason),
+                Outcome::Rejected { reason, .. } => {
+                    self.answered();
+                    refused += 1;
+                    if refused <= REFUSALS_LOGGED {
+                        dropped(&reason);
+                    }
+                }
                 Outcome::Unavailable {
                     reason,
                     retry_after,
-                } => return self.failed(reason, retry_after),
+                } => {
+                    self.failed(reason, retry_after);
+                    break;
+                }
             }
             if let Err(e) = self.spool.pop_front() {
                 log!("the spool cannot be updated ({e}); will retry");
                 return self.failed(format!("spool: {e}"), None);
             }
         }
+        if refused > REFUSALS_LOGGED {
+            log!(
+                "monitord refused {} more spooled samples; dropped them",
+                refused - REFUSALS_LOGGED
+            );
+        }
+        if self.failures > 0 {
+            return;
+        }
         self.retry_at = None;
         if sent > 0 && self.spool.is_empty() {
             log!("spool drained: {sent} samples sent");
+        }
+    }
+
+    /// monitord answered (stored or refused): the outage, if any, is over.
+    fn answered(&mut self) {
+        if self.failures > 0 {
+            log!(
+                "monitord answers again; sending {} spooled samples",
+                self.spool.len()
+            );
+            self.failures = 0;
+            self.retry_at = None;
+            self.last_reason.clear();
         }
     }
 
