@@ -104,6 +104,7 @@ fn fires_once_resolves_once_and_names_the_top_process() {
     );
 
     let fired = &mail[0];
+    println!("{}\n\n{}", fired.subject, fired.body);
     assert_eq!(fired.subject, "[monitord] FIRING web1: cpu 95.0% > 90%");
     assert_eq!(fired.rcpt_tos, ["ops@test.example"]);
     assert_eq!(fired.mail_from, "monitord@test.example");
@@ -373,6 +374,7 @@ fn a_refused_recipient_is_recorded_and_the_other_still_gets_the_mail() {
         .count();
     assert_eq!(attempts, 1, "the refused recipient was tried again:\n{log}");
     let listing = m.command_ok(&["alerts"]);
+    println!("monitord alerts:\n{listing}");
     let row = listing
         .lines()
         .find(|l| l.contains("nobody@test.example"))

@@ -79,17 +79,13 @@ pub fn threshold(m: &ThresholdMail<'_>) -> Mail {
     if m.rule.clear != m.rule.limit {
         let _ = writeln!(body, "Clear:    {}", format_limit(kind, m.rule.clear));
     }
-    let since = if m.notice == Notice::Resolved {
-        "Was over since"
+    let span = format_span(ago(m.since_ms, m.now_ms));
+    let since = format_time(m.since_ms);
+    let _ = if m.notice == Notice::Resolved {
+        writeln!(body, "Since:    {since} (lasted {span})")
     } else {
-        "Since"
+        writeln!(body, "Since:    {since} ({span} ago)")
     };
-    let _ = writeln!(
-        body,
-        "{since}: {} ({} ago)",
-        format_time(m.since_ms),
-        format_span(ago(m.since_ms, m.now_ms))
-    );
     if matches!(kind, AlertKind::Cpu | AlertKind::Memory | AlertKind::Swap) {
         top_table(&mut body, kind, m.top);
     }
