@@ -498,7 +498,7 @@ impl Netns {
             host,
             outside,
         };
-        let steps: [&[&str]; 8] = [
+        let steps: [&[&str]; 9] = [
             &["netns", "add", &name],
             &[
                 "link", "add", &out_if, "type", "veth", "peer", "name", &in_if,
@@ -517,6 +517,16 @@ impl Netns {
             ],
             &["-n", &name, "link", "set", &in_if, "up"],
             &["-n", &name, "link", "set", "lo", "up"],
+            // Every address of this machine (another namespace's `outside` too) is reachable.
+            &[
+                "-n",
+                &name,
+                "route",
+                "add",
+                "default",
+                "via",
+                &outside.to_string(),
+            ],
         ];
         for args in steps {
             let out = Command::new("ip").args(args).output().expect("run ip");
