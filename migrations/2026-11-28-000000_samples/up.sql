@@ -7,13 +7,11 @@ CREATE TABLE clients (
     name TEXT NOT NULL UNIQUE
 );
 
--- One row per agent process (the sample's `instance`). `packed_max` is the highest seq that
--- has been moved into sample_blocks, so the writer knows when it must consult packed_seqs.
+-- One row per agent process (the sample's `instance`).
 CREATE TABLE instances (
     id INTEGER PRIMARY KEY,
     client_id INTEGER NOT NULL REFERENCES clients(id),
     name TEXT NOT NULL,
-    packed_max INTEGER NOT NULL DEFAULT -1,
     UNIQUE (client_id, name)
 );
 
@@ -35,9 +33,13 @@ CREATE TABLE disks (
 );
 
 -- The raw tier: one row per sample until `compact` packs it into sample_blocks.
--- The primary key is the replay guard: (instance, seq) is unique, and instance implies client.
+-- Rows are appended in arrival order (`id`), and the only index is on `ts`, which also grows
+-- with time: a batch of samples from a thousand clients dirties a handful of pages, not one
+-- page per client. `(instance, seq)` uniqueness is kept by the writer (see store::writer),
+-- which loads the stored pairs from here and from packed_seqs when it starts.
 -- `disks` is a few varints per disk (see store::codec), not text.
 CREATE TABLE raw_samples (
+    id INTEGER PRIMARY KEY,
     instance_id INTEGER NOT NULL,
     seq INTEGER NOT NULL,
     ts INTEGER NOT NULL,
@@ -55,9 +57,9 @@ CREATE TABLE raw_samples (
     load5 INTEGER,
     load15 INTEGER,
     processes INTEGER,
-    disks BLOB NOT NULL,
-    PRIMARY KEY (instance_id, seq)
-) WITHOUT ROWID;
+    disks BLOB NOT NULL
+);
+CREATE INDEX raw_samples_by_time ON raw_samples (ts);
 
 -- The packed tier: up to a few thousand samples of one client per row, columnar,
 -- delta + varint encoded (see store::codec).
@@ -72,7 +74,7 @@ CREATE TABLE sample_blocks (
 CREATE INDEX sample_blocks_by_client_time ON sample_blocks (client_id, ts_max);
 
 -- Which seqs of an instance live in sample_blocks, as closed ranges, so a replay of a packed
--- sample is still recognised.
+-- sample is still recognised after a restart.
 CREATE TABLE packed_seqs (
     instance_id INTEGER NOT NULL,
     lo INTEGER NOT NULL,

@@ -155,8 +155,19 @@ fn fullest_disk(s: &Sample) -> String {
 }
 
 pub fn clients(config_path: &Path) -> anyhow::Result<ExitCode> {
-    let mut conn = open_database(config_path)?;
-    let clients = read::clients_latest(&mut conn)?;
+    let config = load_config(config_path)?;
+    let mut conn = store::open_existing(&config.server.database)?;
+    let mut clients = read::clients_latest(&mut conn)?;
+    // Clients in config.xml that never sent a sample are what an operator looks for first.
+    for c in &config.clients {
+        if !clients.iter().any(|known| known.name == c.name) {
+            clients.push(read::ClientLatest {
+                name: c.name.clone(),
+                latest: None,
+            });
+        }
+    }
+    clients.sort_by(|a, b| a.name.cmp(&b.name));
     let mut out = std::io::stdout().lock();
     writeln!(
         out,

@@ -1,48 +1,45 @@
-//! Packing the raw tier: a client's older raw samples move into [`sample_blocks`] rows of up
-//! to [`BLOCK_MAX`] samples each (see [`super::codec`]), and their `(instance, seq)` pairs into
-//! `packed_seqs` ranges, so a replay of a packed sample is still answered "duplicate".
+//! Packing the raw tier: older raw samples move into [`sample_blocks`] rows, one or more per
+//! client, of up to [`BLOCK_MAX`] samples each (see [`super::codec`]), and their
+//! `(instance, seq)` pairs into `packed_seqs` ranges, so a replay of a packed sample is still
+//! recognised after a restart.
 //!
-//! Runs on its own connection, one short transaction per block, so ingest waits at most for
-//! one block's worth of work. Used by the daemon's timer and by `monitord compact`.
+//! Settled raw rows are read in one pass (oldest first, at most [`WINDOW`] at a time) and
+//! grouped by client in memory, because the raw tier has no per-client index (see the
+//! migration). Each client is then written in its own short transaction, so ingest waits at
+//! most for one client's block. Used by the daemon's timer and by `monitord compact`.
 //!
 //! [`sample_blocks`]: super::schema::sample_blocks
 
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use diesel::connection::SimpleConnection as _;
 use diesel::prelude::*;
-use diesel::sql_types::BigInt;
 
 use super::StoreError;
-use super::codec::encode_block;
+use super::codec::{PackedRow, decode_block, encode_block};
 use super::schema::{RawRow, instances, packed_seqs, raw_samples, sample_blocks};
 
 /// The most samples one block holds.
-pub const BLOCK_MAX: i64 = 4_096;
+pub const BLOCK_MAX: usize = 4_096;
+/// The most raw rows one pass holds in memory.
+pub const WINDOW: i64 = 500_000;
 
 /// Which raw samples to pack.
 #[derive(Debug, Clone, Copy)]
 pub struct Policy {
     /// Leave samples younger than this raw (recent samples are read most).
     pub settle: Duration,
-    /// Pack a client once it has at least this many settled raw samples…
-    pub min_samples: i64,
-    /// …or once its oldest raw sample is older than this.
-    pub max_age: Duration,
 }
 
 impl Policy {
-    /// The daemon's timer: blocks big enough to be dense, nothing raw for long.
+    /// The daemon's timer.
     pub const TIMER: Policy = Policy {
         settle: Duration::from_secs(10 * 60),
-        min_samples: 256,
-        max_age: Duration::from_secs(6 * 3600),
     };
     /// `monitord compact`: everything, now.
     pub const ALL: Policy = Policy {
         settle: Duration::ZERO,
-        min_samples: 1,
-        max_age: Duration::ZERO,
     };
 }
 
@@ -52,19 +49,16 @@ pub struct Report {
     pub blocks: i64,
 }
 
-#[derive(QueryableByName)]
-struct Candidate {
-    #[diesel(sql_type = BigInt)]
-    client_id: i64,
-    #[diesel(sql_type = BigInt)]
-    n: i64,
-    #[diesel(sql_type = BigInt)]
-    oldest: i64,
+/// One client's share of a pass.
+#[derive(Default)]
+struct ClientRows {
+    ids: Vec<i64>,
+    rows: Vec<PackedRow>,
 }
 
-fn ms(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-}
+/// Another compaction packed some of these rows first; this client is left to it.
+#[derive(Debug)]
+struct AlreadyPacked;
 
 /// Packs what `policy` selects, as of `now_ms`.
 pub fn compact(
@@ -72,34 +66,62 @@ pub fn compact(
     policy: Policy,
     now_ms: i64,
 ) -> Result<Report, StoreError> {
-    let cutoff = now_ms.saturating_sub(ms(policy.settle));
-    let candidates = diesel::sql_query(
-        "SELECT i.client_id AS client_id, COUNT(*) AS n, MIN(r.ts) AS oldest \
-         FROM raw_samples r JOIN instances i ON i.id = r.instance_id \
-         WHERE r.ts <= ? GROUP BY i.client_id",
-    )
-    .bind::<BigInt, _>(cutoff)
-    .load::<Candidate>(conn)?;
+    let cutoff =
+        now_ms.saturating_sub(i64::try_from(policy.settle.as_millis()).unwrap_or(i64::MAX));
     let mut report = Report::default();
-    for c in candidates {
-        let due = c.n >= policy.min_samples || c.oldest <= now_ms - ms(policy.max_age);
-        if !due {
-            continue;
+    loop {
+        let raw = raw_samples::table
+            .filter(raw_samples::ts.le(cutoff))
+            .order(raw_samples::ts)
+            .limit(WINDOW)
+            .select((raw_samples::id, RawRow::as_select()))
+            .load::<(i64, RawRow)>(conn)?;
+        let full = raw.len() as i64 == WINDOW;
+        if raw.is_empty() {
+            break;
         }
-        loop {
-            let packed =
-                conn.immediate_transaction(|conn| pack_one_block(conn, c.client_id, cutoff))?;
-            if packed == 0 {
-                break;
+        let client_of: HashMap<i64, i64> = instances::table
+            .select((instances::id, instances::client_id))
+            .load::<(i64, i64)>(conn)?
+            .into_iter()
+            .collect();
+        let mut by_client: BTreeMap<i64, ClientRows> = BTreeMap::new();
+        for (id, row) in raw {
+            let Some(&client_id) = client_of.get(&row.instance_id) else {
+                continue;
+            };
+            let group = by_client.entry(client_id).or_default();
+            group.ids.push(id);
+            group.rows.push(row.into_packed()?);
+        }
+        for (client_id, group) in by_client {
+            let n = group.ids.len() as i64;
+            match conn.immediate_transaction(|conn| pack_client(conn, client_id, group)) {
+                Ok(blocks) => {
+                    report.samples += n;
+                    report.blocks += blocks;
+                }
+                Err(PackError::AlreadyPacked(AlreadyPacked)) => {}
+                Err(PackError::Store(e)) => return Err(e),
             }
-            report.samples += packed;
-            report.blocks += 1;
-            if packed < BLOCK_MAX {
-                break;
-            }
+        }
+        if !full {
+            break;
         }
     }
     Ok(report)
+}
+
+#[derive(Debug)]
+enum PackError {
+    AlreadyPacked(AlreadyPacked),
+    Store(StoreError),
+}
+
+impl From<diesel::result::Error> for PackError {
+    fn from(e: diesel::result::Error) -> PackError {
+        PackError::Store(e.into())
+    }
 }
 
 /// Hands pages freed by packing back to the file system (the database is created with
@@ -109,50 +131,63 @@ pub fn release_free_pages(conn: &mut SqliteConnection) -> Result<(), StoreError>
     Ok(())
 }
 
-/// Moves up to [`BLOCK_MAX`] of the client's oldest raw samples (`ts <= cutoff`) into a block.
-fn pack_one_block(
+/// Writes one client's rows as blocks and removes them from the raw tier.
+fn pack_client(
     conn: &mut SqliteConnection,
     client_id: i64,
-    cutoff: i64,
-) -> Result<i64, StoreError> {
-    let client_instances = instances::table
-        .filter(instances::client_id.eq(client_id))
-        .select(instances::id);
-    let raw = raw_samples::table
-        .filter(raw_samples::instance_id.eq_any(client_instances))
-        .filter(raw_samples::ts.le(cutoff))
-        .order((raw_samples::ts, raw_samples::instance_id, raw_samples::seq))
-        .limit(BLOCK_MAX)
-        .select(RawRow::as_select())
-        .load(conn)?;
-    if raw.is_empty() {
-        return Ok(0);
+    mut group: ClientRows,
+) -> Result<i64, PackError> {
+    for &id in &group.ids {
+        if diesel::delete(raw_samples::table.find(id)).execute(conn)? != 1 {
+            return Err(PackError::AlreadyPacked(AlreadyPacked));
+        }
     }
-    let mut keys = Vec::with_capacity(raw.len());
-    let mut rows = Vec::with_capacity(raw.len());
-    for r in raw {
-        keys.push((r.instance_id, r.seq));
-        rows.push(r.into_packed()?);
-    }
-    let ts_min = rows.iter().map(|r| r.values.ts).min().unwrap_or(0);
-    let ts_max = rows.iter().map(|r| r.values.ts).max().unwrap_or(0);
-    diesel::insert_into(sample_blocks::table)
-        .values((
-            sample_blocks::client_id.eq(client_id),
-            sample_blocks::ts_min.eq(ts_min),
-            sample_blocks::ts_max.eq(ts_max),
-            sample_blocks::samples.eq(rows.len() as i64),
-            sample_blocks::data.eq(encode_block(&rows)),
+    group
+        .rows
+        .sort_by_key(|r| (r.values.ts, r.instance_id, r.seq));
+    let mut keys: Vec<(i64, i64)> = group.rows.iter().map(|r| (r.instance_id, r.seq)).collect();
+    // Frequent passes would leave many small blocks; grow the client's newest block instead,
+    // while it has room and the new rows come after it.
+    let first_ts = group.rows.first().map_or(i64::MIN, |r| r.values.ts);
+    let newest = sample_blocks::table
+        .filter(sample_blocks::client_id.eq(client_id))
+        .order(sample_blocks::ts_max.desc())
+        .select((
+            sample_blocks::id,
+            sample_blocks::ts_max,
+            sample_blocks::samples,
+            sample_blocks::data,
         ))
-        .execute(conn)?;
-    for &(instance_id, seq) in &keys {
-        diesel::delete(raw_samples::table.find((instance_id, seq))).execute(conn)?;
+        .first::<(i64, i64, i64, Vec<u8>)>(conn)
+        .optional()?;
+    if let Some((id, ts_max, samples, data)) = newest {
+        if ts_max <= first_ts && samples as usize + group.rows.len() <= BLOCK_MAX {
+            let mut rows = decode_block(&data).map_err(|e| PackError::Store(e.into()))?;
+            rows.append(&mut group.rows);
+            group.rows = rows;
+            diesel::delete(sample_blocks::table.find(id)).execute(conn)?;
+        }
+    }
+    let mut blocks = 0;
+    for rows in group.rows.chunks(BLOCK_MAX) {
+        let ts_min = rows.iter().map(|r| r.values.ts).min().unwrap_or(0);
+        let ts_max = rows.iter().map(|r| r.values.ts).max().unwrap_or(0);
+        diesel::insert_into(sample_blocks::table)
+            .values((
+                sample_blocks::client_id.eq(client_id),
+                sample_blocks::ts_min.eq(ts_min),
+                sample_blocks::ts_max.eq(ts_max),
+                sample_blocks::samples.eq(rows.len() as i64),
+                sample_blocks::data.eq(encode_block(rows)),
+            ))
+            .execute(conn)?;
+        blocks += 1;
     }
     keys.sort_unstable();
     for (instance_id, lo, hi) in ranges(&keys) {
         add_packed_range(conn, instance_id, lo, hi)?;
     }
-    Ok(keys.len() as i64)
+    Ok(blocks)
 }
 
 /// Sorted `(instance, seq)` pairs as closed runs of consecutive seqs.
@@ -167,7 +202,7 @@ fn ranges(keys: &[(i64, i64)]) -> Vec<(i64, i64, i64)> {
     out
 }
 
-/// Records `lo..=hi` as packed, merged with any range it touches, and raises `packed_max`.
+/// Records `lo..=hi` as packed, merged with any range it touches.
 fn add_packed_range(
     conn: &mut SqliteConnection,
     instance_id: i64,
@@ -191,10 +226,6 @@ fn add_packed_range(
             packed_seqs::lo.eq(new_lo),
             packed_seqs::hi.eq(new_hi),
         ))
-        .execute(conn)?;
-    diesel::update(instances::table.find(instance_id))
-        .filter(instances::packed_max.lt(new_hi))
-        .set(instances::packed_max.eq(new_hi))
         .execute(conn)?;
     Ok(())
 }

@@ -24,6 +24,7 @@ pub mod codec;
 pub mod compact;
 pub mod read;
 pub mod schema;
+pub mod seen;
 pub mod stored;
 pub mod writer;
 

@@ -12,7 +12,6 @@ diesel::table! {
         id -> BigInt,
         client_id -> BigInt,
         name -> Text,
-        packed_max -> BigInt,
     }
 }
 
@@ -35,7 +34,8 @@ diesel::table! {
 }
 
 diesel::table! {
-    raw_samples (instance_id, seq) {
+    raw_samples (id) {
+        id -> BigInt,
         instance_id -> BigInt,
         seq -> BigInt,
         ts -> BigInt,
@@ -97,7 +97,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     client_top,
 );
 
-/// One row of the raw tier, as inserted and as read back.
+/// One row of the raw tier (without its arrival `id`), as inserted and as read back.
 #[derive(
     Debug, Clone, PartialEq, Eq, diesel::Insertable, diesel::Queryable, diesel::Selectable,
 )]

@@ -155,8 +155,18 @@ fn every_value_survives_writing_and_compaction() {
     let mut next = samples[samples.len() - 1].clone();
     next.1.seq += 1;
     next.1.ts += 10_000;
+    let next_again = next.clone();
     assert_eq!(submit_all(&writer, &[next.clone()]), vec![Outcome::Stored]);
     assert_eq!(submit_all(&writer, &[next]), vec![Outcome::Duplicate]);
+
+    // A new writer (a restart) knows every stored pair, packed or raw.
+    writer.shutdown();
+    let writer = Writer::start(super::open_for_writing(&path).unwrap()).unwrap();
+    let replay = [samples[0].clone(), next_again];
+    assert_eq!(
+        submit_all(&writer, &replay),
+        vec![Outcome::Duplicate, Outcome::Duplicate]
+    );
 
     let stats = read::stats(&mut conn).unwrap();
     assert_eq!(stats.samples, samples.len() as i64 + 1);
@@ -191,5 +201,30 @@ fn a_locked_database_answers_unavailable_and_loses_nothing() {
     );
     let stored: Vec<i64> = read_back(&path, "host0").iter().map(|s| s.seq).collect();
     assert_eq!(stored, vec![0, 1, 2]);
+    writer.shutdown();
+}
+
+#[test]
+fn frequent_passes_grow_blocks_instead_of_adding_small_ones() {
+    let path = temp_db("grow");
+    let samples = fleet(2, 300);
+    let writer = Writer::start(super::open_for_writing(&path).unwrap()).unwrap();
+    let mut conn = super::open_existing(&path).unwrap();
+    for part in samples.chunks(50) {
+        assert!(
+            submit_all(&writer, part)
+                .iter()
+                .all(|o| *o == Outcome::Stored)
+        );
+        compact::compact(&mut conn, Policy::ALL, crate::now_ms()).unwrap();
+    }
+    let blocks: i64 = diesel::RunQueryDsl::get_result(
+        diesel::QueryDsl::count(super::schema::sample_blocks::table),
+        &mut conn,
+    )
+    .unwrap();
+    assert_eq!(blocks, 2, "one block per client");
+    let expected: Vec<Sample> = samples[300..].iter().map(|(_, s)| as_stored(s)).collect();
+    assert_eq!(read_back(&path, "host1"), expected);
     writer.shutdown();
 }

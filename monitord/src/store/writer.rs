@@ -6,13 +6,14 @@
 //! rolled back whole and every request in it is answered [`Outcome::Unavailable`] (503): nothing
 //! lost, nothing half-stored.
 //!
-//! Ids of clients, instances, metas and disks are cached in memory. Another connection
-//! (`monitord compact`, the compaction timer) may change what they depend on, so the cache is
-//! dropped whenever `PRAGMA data_version` says someone else committed.
+//! A replay is recognised by [`Seen`], the stored `(instance, seq)` pairs held in memory
+//! (loaded from the database by the first batch), so a sample costs one appended row and no
+//! index lookup. Ids of clients, instances, metas and disks are cached too; the cache is
+//! dropped whenever `PRAGMA data_version` says another connection committed.
 //!
 //! Not here: HTTP (see [`crate::http`]), reading samples back (see [`super::read`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError, sync_channel};
@@ -24,7 +25,8 @@ use diesel::sql_types::{BigInt, Text};
 use monitor_core::Sample;
 use tokio::sync::oneshot;
 
-use super::schema::{RawRow, clients, disks, instances, metas, packed_seqs, raw_samples};
+use super::schema::{RawRow, clients, disks, instances, metas, raw_samples};
+use super::seen::Seen;
 use super::stored::{DiskValues, Meta, Quantized};
 use crate::alerts::Alerts;
 
@@ -130,6 +132,7 @@ impl Writer {
         let mut state = WriterState {
             conn,
             cache: Cache::default(),
+            seen: None,
             data_version: None,
             stored: stored.clone(),
             alerts,
@@ -160,6 +163,8 @@ impl Writer {
 struct WriterState {
     conn: SqliteConnection,
     cache: Cache,
+    /// `None` until the first batch loads it (inside its transaction).
+    seen: Option<Seen>,
     data_version: Option<i64>,
     stored: Arc<AtomicU64>,
     alerts: Option<Arc<Alerts>>,
@@ -182,7 +187,6 @@ struct ClientCache {
 struct InstanceEntry {
     name: String,
     id: i64,
-    packed_max: i64,
 }
 
 /// Instances kept per client in the cache; an agent restart makes a new one.
@@ -224,11 +228,17 @@ impl WriterState {
     /// One transaction for the whole batch, then one answer per request.
     fn commit_batch(&mut self, batch: &mut Vec<Job>) {
         let mut outcomes = Vec::with_capacity(batch.len());
+        let mut added = HashSet::new();
         let result = self.conn.immediate_transaction(|conn| {
             check_data_version(conn, &mut self.data_version, &mut self.cache)?;
+            if self.seen.is_none() {
+                self.seen = Some(Seen::load(conn)?);
+            }
+            let seen = self.seen.as_ref().expect("loaded above");
             outcomes.clear();
+            added.clear();
             for job in batch.iter() {
-                outcomes.push(store_one(conn, &mut self.cache, job)?);
+                outcomes.push(store_one(conn, &mut self.cache, seen, &mut added, job)?);
             }
             let committed: Vec<Committed> = batch
                 .iter()
@@ -250,6 +260,13 @@ impl WriterState {
         });
         if let (Ok(()), Some(alerts)) = (&result, &self.alerts) {
             alerts.committed();
+        }
+        if result.is_ok() {
+            if let Some(seen) = &mut self.seen {
+                for (instance_id, seq) in added {
+                    seen.insert(instance_id, seq);
+                }
+            }
         }
         if let Err(e) = &result {
             // Ids created inside the rolled-back transaction no longer exist.
@@ -290,15 +307,19 @@ fn check_data_version(
     Ok(())
 }
 
+/// Stores one sample unless its `(instance, seq)` is already stored or earlier in this batch
+/// (`added`, which joins `seen` once the batch commits).
 fn store_one(
     conn: &mut SqliteConnection,
     cache: &mut Cache,
+    seen: &Seen,
+    added: &mut HashSet<(i64, i64)>,
     job: &Job,
 ) -> QueryResult<(Outcome, i64)> {
     let client = client_cache(conn, cache, &job.client)?;
     let q = &job.quantized;
-    let (instance_id, packed_max) = instance(conn, client, &q.instance)?;
-    if q.seq <= packed_max && is_packed(conn, instance_id, q.seq)? {
+    let instance_id = instance(conn, client, &q.instance)?;
+    if seen.contains(instance_id, q.seq) || !added.insert((instance_id, q.seq)) {
         return Ok((Outcome::Duplicate, client.id));
     }
     let meta_id = meta(conn, client, &q.meta)?;
@@ -312,16 +333,10 @@ fn store_one(
         });
     }
     let row = RawRow::new(instance_id, q.seq, meta_id, &q.values, &disk_values);
-    let inserted = diesel::insert_into(raw_samples::table)
+    diesel::insert_into(raw_samples::table)
         .values(&row)
-        .on_conflict_do_nothing()
         .execute(conn)?;
-    let outcome = if inserted == 1 {
-        Outcome::Stored
-    } else {
-        Outcome::Duplicate
-    };
-    Ok((outcome, client.id))
+    Ok((Outcome::Stored, client.id))
 }
 
 fn client_cache<'c>(
@@ -357,48 +372,30 @@ pub fn client_id(conn: &mut SqliteConnection, name: &str) -> QueryResult<i64> {
         .first(conn)
 }
 
-fn instance(
-    conn: &mut SqliteConnection,
-    client: &mut ClientCache,
-    name: &str,
-) -> QueryResult<(i64, i64)> {
+fn instance(conn: &mut SqliteConnection, client: &mut ClientCache, name: &str) -> QueryResult<i64> {
     if let Some(i) = client.instances.iter().position(|e| e.name == name) {
         // Most recently used first: an agent's instance stays at the front.
         client.instances[..=i].rotate_right(1);
-        let e = &client.instances[0];
-        return Ok((e.id, e.packed_max));
+        return Ok(client.instances[0].id);
     }
     diesel::insert_into(instances::table)
         .values((instances::client_id.eq(client.id), instances::name.eq(name)))
         .on_conflict_do_nothing()
         .execute(conn)?;
-    let (id, packed_max) = instances::table
+    let id = instances::table
         .filter(instances::client_id.eq(client.id))
         .filter(instances::name.eq(name))
-        .select((instances::id, instances::packed_max))
-        .first::<(i64, i64)>(conn)?;
+        .select(instances::id)
+        .first::<i64>(conn)?;
     client.instances.truncate(INSTANCES_CACHED - 1);
     client.instances.insert(
         0,
         InstanceEntry {
             name: name.to_owned(),
             id,
-            packed_max,
         },
     );
-    Ok((id, packed_max))
-}
-
-/// Whether `seq` of this instance was already moved into a packed block.
-fn is_packed(conn: &mut SqliteConnection, instance_id: i64, seq: i64) -> QueryResult<bool> {
-    let hi = packed_seqs::table
-        .filter(packed_seqs::instance_id.eq(instance_id))
-        .filter(packed_seqs::lo.le(seq))
-        .order(packed_seqs::lo.desc())
-        .select(packed_seqs::hi)
-        .first::<i64>(conn)
-        .optional()?;
-    Ok(hi.is_some_and(|hi| hi >= seq))
+    Ok(id)
 }
 
 fn meta(conn: &mut SqliteConnection, client: &mut ClientCache, meta: &Meta) -> QueryResult<i64> {
