@@ -30,8 +30,9 @@ pub struct Options {
     /// Clients in config.xml, each a host with its own keys and random walks.
     #[arg(long, default_value_t = 1000)]
     clients: usize,
-    /// Concurrent keep-alive connections.
-    #[arg(long, default_value_t = 256)]
+    /// Concurrent keep-alive connections (default: one per client, as a fleet has; group
+    /// commit needs many requests in flight to fill its batches).
+    #[arg(long, default_value_t = 1000)]
     connections: usize,
     /// Seconds for each measured phase (peak and paced).
     #[arg(long, default_value_t = 10)]
