@@ -248,6 +248,15 @@ async fn deploy(
             }
             Ok((Step::FirstSample, did.join(", ")))
         }
+        Some(2) => Err(Failure::new(
+            Step::Start,
+            format!(
+                "the agent refused its command line or settings ({}); is the agent ({}) from the same release as monitor-deploy {}?",
+                out.stderr,
+                agent.version,
+                env!("CARGO_PKG_VERSION")
+            ),
+        )),
         Some(126 | 127) => Err(Failure::new(
             Step::Start,
             format!(
@@ -257,14 +266,20 @@ async fn deploy(
                 probe.machine
             ),
         )),
-        _ => Err(Failure::new(
+        code => Err(Failure::new(
             Step::FirstSample,
             format!(
-                "the agent could not deliver its first sample to {url}: {}; check that monitord runs and that this host can reach it (firewall, <server url> in config.xml)",
+                "the agent could not deliver its first sample to {url}: {}; check that monitord runs and that this host can reach it (firewall, <server url> in config.xml){}",
                 if out.stderr.is_empty() {
                     "no reason given"
                 } else {
                     &out.stderr
+                },
+                // Exit 3 (unavailable): the agent runs on, spooling, and sends once it can.
+                if code == Some(3) && !once {
+                    format!("; {}", boot_note(&out.stdout))
+                } else {
+                    String::new()
                 }
             ),
         )),
@@ -356,11 +371,17 @@ async fn status(plan: &Plan, conn: &Connection) -> Result<(Step, String), Failur
     let log = field("log")
         .map(|l| format!("; last log: {l}"))
         .unwrap_or_default();
+    let pending = match field("pending").and_then(|p| p.parse::<u64>().ok()) {
+        Some(bytes) if bytes > 0 => format!(
+            ", {bytes} bytes of samples NOT YET DELIVERED (monitord unreachable from this host?)"
+        ),
+        _ => ", nothing waiting to be sent".to_owned(),
+    };
     match field("pid") {
         Some(pid) => Ok((
             Step::Status,
             format!(
-                "running, pid {pid}, version {}{log}",
+                "running, pid {pid}, version {}{pending}{log}",
                 field("version").unwrap_or("unknown")
             ),
         )),

@@ -39,6 +39,16 @@ stop_agent() {
 }
 "#;
 
+/// Prints `pending=<bytes>`: samples the agent has spooled and not delivered yet (`spool`
+/// holds them from the byte offset in `spool.head`); more than 0 means it cannot reach monitord.
+const PENDING: &str = r#"
+if [ -f "$base/spool" ]; then
+  size=$(wc -c < "$base/spool"); head=$(cat "$base/spool.head" 2>/dev/null)
+  case $head in ''|*[!0-9]*) head=0;; esac
+  echo "pending=$((size - head))"
+fi
+"#;
+
 /// Everything the deploy needs to know about a host, in one round trip.
 pub fn probe(resolve: Option<&str>) -> String {
     let mut script = format!(
@@ -51,6 +61,7 @@ if [ -n "$p" ] && alive_agent "$p"; then
   echo "running_cmd=$(tr '\0' ' ' < "/proc/$p/cmdline") "
 fi
 [ -f "$base/settings.json" ] && echo "settings=$(sha256sum "$base/settings.json" | cut -d' ' -f1)"
+{PENDING}
 echo "machine=$(uname -m)"
 echo "conn=${{SSH_CONNECTION:-}}"
 for f in "$base"/*/monitor-agent; do
@@ -82,6 +93,8 @@ pub struct Probe {
     pub running: Option<(String, String, String)>,
     /// SHA-256 of the settings file the agent keeps.
     pub settings_sha256: Option<String>,
+    /// Bytes of samples the agent has not delivered yet.
+    pub pending: u64,
 }
 
 impl Probe {
@@ -113,6 +126,7 @@ impl Probe {
                     }
                 }
                 "settings" => probe.settings_sha256 = Some(value.trim().to_owned()),
+                "pending" => probe.pending = value.trim().parse().unwrap_or(0),
                 "addr" if !probe.resolved.iter().any(|a| a == value) => {
                     probe.resolved.push(value.to_owned());
                 }
@@ -123,7 +137,9 @@ impl Probe {
     }
 
     /// The pid of an agent already running `version` every `interval_secs` with settings
-    /// whose hash is `settings_sha256`: then a deploy has nothing to do.
+    /// whose hash is `settings_sha256`, and delivering (nothing spooled): then a deploy has
+    /// nothing to do. With samples spooled it is restarted, so its first sample tells whether
+    /// monitord is reachable now.
     pub fn running_unchanged(
         &self,
         version: &str,
@@ -134,7 +150,8 @@ impl Probe {
         let same_binary = exe.ends_with(&format!("/.cache/monitor-agent/{version}/monitor-agent"));
         let same_interval = cmd.contains(&format!(" --interval {interval_secs} "));
         let same_settings = self.settings_sha256.as_deref() == Some(settings_sha256);
-        (same_binary && same_interval && same_settings).then_some(pid.as_str())
+        let delivering = self.pending == 0;
+        (same_binary && same_interval && same_settings && delivering).then_some(pid.as_str())
     }
 
     /// True when the agent of `version` on the host has `sha256`.
@@ -207,9 +224,11 @@ stop_agent >/dev/null
 exe="$base/{version}/monitor-agent"
 "$exe" --interval {interval_secs} --detach
 rc=$?
-[ $rc = 0 ] || exit $rc
+# 3: monitord unavailable; the agent keeps the sample and goes on retrying in the
+# background, so it must come back after a reboot all the same.
+[ $rc = 0 ] || [ $rc = 3 ] || exit $rc
 persist "$exe" {interval_secs}
-exit 0
+exit $rc
 "#
     )
 }
@@ -236,6 +255,7 @@ if [ -n "$p" ] && alive_agent "$p"; then
   echo "exe=$exe"
   echo "version=$("$exe" --version 2>/dev/null | head -n 1)"
 fi
+{PENDING}
 [ -f "$base/agent.log" ] && echo "log=$(tail -n 1 "$base/agent.log")"
 exit 0
 "#
@@ -270,6 +290,13 @@ mod tests {
              settings=s\n",
         );
         assert_eq!(p.running_unchanged("0.1.0", 10, "s"), Some("42"));
+        let spooling = Probe {
+            pending: 120,
+            ..Probe::parse(
+                "running=42\nrunning_exe=/h/.cache/monitor-agent/0.1.0/monitor-agent\nrunning_cmd=x --interval 10 \nsettings=s\n",
+            )
+        };
+        assert!(spooling.running_unchanged("0.1.0", 10, "s").is_none());
         assert!(p.running_unchanged("0.1.0", 10, "t").is_none());
         assert!(p.running_unchanged("0.1.0", 1, "s").is_none());
         assert!(p.running_unchanged("0.2.0", 10, "s").is_none());
