@@ -46,6 +46,19 @@ pub struct Connection {
 impl Connection {
     /// Ends the master (and with it every channel).
     pub async fn close(self) {
+        // Over the mux socket when no SFTP clone is left: no extra process per host.
+        let session = match Arc::try_unwrap(self.session) {
+            Ok(session) => {
+                if let Ok(Ok(())) =
+                    tokio::time::timeout(Duration::from_secs(5), session.close()).await
+                {
+                    return;
+                }
+                None
+            }
+            Err(shared) => Some(shared),
+        };
+        drop(session);
         let exit = Command::new("ssh")
             .arg("-S")
             .arg(&self.ctl)
