@@ -1,5 +1,6 @@
 //! Which agent binary a host gets: the one `--agent PATH` names, else the packaged one for the
-//! host's machine (`/usr/lib/monitord/agents/monitor-agent-<uname -m>`), else the build output
+//! host's machine (`/usr/lib/monitord/agents/monitor-agent-<uname -m>`, or `…/monitor-agent`
+//! for this machine's own architecture), else the build output
 //! next to this program (`<target>/x86_64-unknown-linux-gnu/agent/monitor-agent`). Each binary
 //! is read and hashed once per run, and its version (`monitor-agent --version`) names the
 //! directory it goes to on the host. Not here: uploading it.
@@ -71,6 +72,10 @@ impl AgentSource {
 
 fn candidates(machine: &str) -> Vec<PathBuf> {
     let mut paths = vec![Path::new(PACKAGED_DIR).join(format!("monitor-agent-{machine}"))];
+    if machine == std::env::consts::ARCH {
+        // A package that ships only the agent for its own architecture may leave off the suffix.
+        paths.push(Path::new(PACKAGED_DIR).join("monitor-agent"));
+    }
     // From <target>/<profile>/monitor-deploy to <target>/<triple>/agent/monitor-agent.
     if let Some(target) = std::env::current_exe()
         .ok()
