@@ -481,9 +481,16 @@ impl Tx<'_, '_> {
             return Ok(());
         }
         let message_id = message_id(self.now, self.host);
-        let rows: Vec<NewOutboxRow> = client
-            .mail
-            .iter()
+        // An address listed twice gets the mail once (and would break the outbox's
+        // (message_id, recipient) key, failing the whole batch of samples).
+        let mut recipients: Vec<&String> = Vec::with_capacity(client.mail.len());
+        for to in &client.mail {
+            if !recipients.iter().any(|r| r.eq_ignore_ascii_case(to)) {
+                recipients.push(to);
+            }
+        }
+        let rows: Vec<NewOutboxRow> = recipients
+            .into_iter()
             .map(|to| NewOutboxRow {
                 message_id: &message_id,
                 recipient: to,

@@ -32,6 +32,8 @@ pub const RETRY_MAX: Duration = Duration::from_secs(600);
 pub const GIVE_UP_AFTER: Duration = Duration::from_secs(2 * 86_400);
 /// Delivered and failed rows are kept this long for `monitord alerts`.
 const KEEP_DONE: Duration = Duration::from_secs(30 * 86_400);
+/// Attempts to record a delivery's outcome (each waits up to busy_timeout for the lock).
+const RECORD_TRIES: u32 = 5;
 /// Rows taken per pass; the pass repeats while rows are due.
 const BATCH: i64 = 100;
 
@@ -166,39 +168,62 @@ fn outgoing(row: &OutboxRow) -> Outgoing<'_> {
     }
 }
 
+/// What a delivery attempt does to its row.
+enum Outcome {
+    Sent,
+    /// Final: a 5xx, or retries given up.
+    Failed(String),
+    /// Try again at the time given.
+    Retry(i64, String),
+}
+
 /// Writes the attempt's outcome to the row, and logs it with `client=` and `rule=`.
 fn record(conn: &mut SqliteConnection, row: &OutboxRow, result: Result<(), DeliveryError>) {
     let now = now_ms();
     let attempt = row.attempts + 1;
     let (client, rule, to) = (&row.client, &row.rule, &row.recipient);
-    let written = match result {
+    let outcome = match result {
         Ok(()) => {
             tracing::info!(client = %client, rule = %rule, to = %to, attempt,
                 message_id = %row.message_id, after_ms = now - row.created_ms,
                 "alert mail delivered");
-            store::mark_sent(conn, row.id, now)
+            Outcome::Sent
         }
         Err(e) if e.is_permanent() => {
             tracing::error!(client = %client, rule = %rule, to = %to, attempt,
                 "alert mail refused for good, not retrying: {e}");
-            store::mark_failed(conn, row.id, now, &e.to_string())
+            Outcome::Failed(e.to_string())
         }
         Err(e) if now - row.created_ms >= GIVE_UP_AFTER.as_millis() as i64 => {
             tracing::error!(client = %client, rule = %rule, to = %to, attempt,
                 "alert mail given up after {} of temporary failures: {e}",
                 monitor_core::config::format_duration(GIVE_UP_AFTER));
-            store::mark_failed(conn, row.id, now, &format!("given up: {e}"))
+            Outcome::Failed(format!("given up: {e}"))
         }
         Err(e) => {
             let delay = retry_delay(attempt);
             tracing::warn!(client = %client, rule = %rule, to = %to, attempt,
                 retry_in_s = delay.as_secs(), "alert mail not delivered yet: {e}");
-            store::mark_retry(conn, row.id, now + delay.as_millis() as i64, &e.to_string())
+            Outcome::Retry(now + delay.as_millis() as i64, e.to_string())
         }
     };
-    if let Err(e) = written {
-        // The row stays as it was: at worst it is tried again (same Message-ID).
-        tracing::warn!(client = %client, rule = %rule, "cannot record a delivery attempt: {e}");
+    // A delivered row that stays pending would be mailed again, so a busy database (the
+    // writer holding the lock past busy_timeout under heavy ingest) is waited out.
+    for try_no in 1..=RECORD_TRIES {
+        let written = match &outcome {
+            Outcome::Sent => store::mark_sent(conn, row.id, now),
+            Outcome::Failed(error) => store::mark_failed(conn, row.id, now, error),
+            Outcome::Retry(next, error) => store::mark_retry(conn, row.id, *next, error),
+        };
+        match written {
+            Ok(()) => return,
+            Err(e) if try_no == RECORD_TRIES => {
+                // The row stays as it was: at worst it is tried again (same Message-ID).
+                tracing::error!(client = %client, rule = %rule, to = %to,
+                    "cannot record a delivery attempt: {e}");
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(500)),
+        }
     }
 }
 
