@@ -10,76 +10,22 @@
 
 mod agentbin;
 mod askpass;
+mod cli;
 mod deploy;
 mod remote;
 mod report;
 mod ssh;
 mod state;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use clap::{ArgGroup, Parser};
+use clap::Parser as _;
 use monitor_core::MasterKey;
-use monitor_core::config::{self, Client, Config, DEFAULT_CONFIG_PATH};
+use monitor_core::config::{self, Client, Config};
 
-/// Push and start monitor-agent on the clients of config.xml over SSH.
-#[derive(Debug, Parser)]
-#[command(name = "monitor-deploy", version)]
-#[command(group(ArgGroup::new("targets").required(true).args(["all", "names", "failed"])))]
-struct Cli {
-    /// Every client in config.xml.
-    #[arg(long)]
-    all: bool,
-    /// Clients by name (as in config.xml: `name`, else `ip`, else `ip:port`).
-    #[arg(value_name = "NAME")]
-    names: Vec<String>,
-    /// config.xml to read.
-    #[arg(long, value_name = "PATH", default_value = DEFAULT_CONFIG_PATH)]
-    config: PathBuf,
-    /// Hosts worked on at the same time.
-    #[arg(long, value_name = "N", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=4096))]
-    jobs: u32,
-    /// Run the agent once in the foreground (one sample) and report, instead of starting it.
-    #[arg(long, conflicts_with_all = ["stop", "status"])]
-    once: bool,
-    /// Stop the agent and remove what makes it start at boot.
-    #[arg(long, conflicts_with = "status")]
-    stop: bool,
-    /// Show per host whether the agent runs, its version and its last send.
-    #[arg(long)]
-    status: bool,
-    /// Show what would be done; connect nowhere.
-    #[arg(long)]
-    dry_run: bool,
-    /// Only the hosts that failed in the previous run.
-    #[arg(long)]
-    failed: bool,
-    /// known_hosts file to trust and record host keys in (default: in the state directory).
-    #[arg(long, value_name = "FILE")]
-    known_hosts: Option<PathBuf>,
-    /// Refuse hosts whose key is not in known_hosts yet, instead of trusting on first use.
-    #[arg(long)]
-    strict_host_keys: bool,
-    /// Limit for each step on each host (`30s`, `2m`, a bare number is seconds).
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_timeout)]
-    timeout: Duration,
-    /// The agent binary to upload (default: the packaged one matching the host, or the build output).
-    #[arg(long, value_name = "PATH")]
-    agent: Option<PathBuf>,
-}
-
-fn parse_timeout(text: &str) -> Result<Duration, String> {
-    match config::parse_duration(text) {
-        Some(d) if !d.is_zero() => Ok(d),
-        _ => Err(format!(
-            "`{text}` is not a duration above zero (e.g. `30s`, `2m`, `90`)"
-        )),
-    }
-}
+use cli::Cli;
 
 /// What to do on every selected host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
