@@ -10,7 +10,7 @@ use serde_json::json;
 use testkit::monitord::{Monitord, now_ms, sample, sample_path};
 use testkit::util;
 
-use crate::support::{bin, counts, expect_status, secrets_of};
+use crate::support::{assert_log_has_no_keys, bin, counts, expect_status, secrets_of};
 
 /// A sealed sample for `name` whose base64 body is exactly `len` bytes long
 /// (`len` a multiple of 4, as padded base64 always is).
@@ -150,6 +150,8 @@ fn unknown_clients_are_404_and_bad_tags_401() {
     // The untampered message still goes through.
     let r = m.put("web1", BASE64.encode(&good).as_bytes()).unwrap();
     expect_status(&r, 200, "the untampered message", &secrets);
+    // Every refusal is logged for the operator, never with a key.
+    assert_log_has_no_keys(&m, &["web1", "web2"]);
 }
 
 #[test]

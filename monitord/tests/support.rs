@@ -53,13 +53,31 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// What must never appear in a response or a log line of monitord `m`.
+/// What must never appear in a response of monitord `m`: key material and file paths.
 pub fn secrets_of(m: &testkit::monitord::Monitord, clients: &[&str]) -> Vec<String> {
-    let mut out = vec![hex(m.master_key().bytes()), m.dir().display().to_string()];
+    let mut out = key_material_of(m, clients);
+    out.push(m.dir().display().to_string());
+    out
+}
+
+/// What must never appear anywhere, logs included: the master key and client keys, in hex.
+pub fn key_material_of(m: &testkit::monitord::Monitord, clients: &[&str]) -> Vec<String> {
+    let mut out = vec![hex(m.master_key().bytes())];
     for name in clients {
         let keys = m.keys(name);
         out.push(hex(keys.enc()));
         out.push(hex(keys.mac()));
     }
     out
+}
+
+/// Asserts that monitord's log so far holds no key material.
+pub fn assert_log_has_no_keys(m: &testkit::monitord::Monitord, clients: &[&str]) {
+    let log = m.stderr();
+    for secret in key_material_of(m, clients) {
+        assert!(
+            !log.contains(&secret),
+            "monitord's log holds key material:\n{log}"
+        );
+    }
 }
