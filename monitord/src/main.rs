@@ -5,6 +5,11 @@ use std::process::ExitCode;
 use clap::Parser as _;
 use monitord::commands;
 
+// Request handlers allocate what the writer thread frees; glibc's malloc spends a tenth of
+// the daemon's CPU on that hand-over under load, mimalloc a fraction of it.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod cli;
 
 use cli::{Cli, Command};

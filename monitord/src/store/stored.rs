@@ -79,6 +79,54 @@ fn uncenti(value: i64) -> f64 {
     value as f64 / 100.0
 }
 
+impl Meta {
+    pub fn of(s: &Sample) -> Meta {
+        Meta {
+            hostname: s.hostname.clone(),
+            os: s.os.clone(),
+            agent: s.agent.clone(),
+        }
+    }
+
+    /// Whether `s` carries this meta (without copying its strings).
+    pub fn matches(&self, s: &Sample) -> bool {
+        self.hostname == s.hostname && self.os == s.os && self.agent == s.agent
+    }
+}
+
+impl Values {
+    /// The numbers of a validated sample at stored precision.
+    pub fn of(s: &Sample) -> Values {
+        Values {
+            ts: s.ts,
+            cpu: centi(s.cpu_percent),
+            mem_total: kib(s.memory.total),
+            mem_used: kib(s.memory.used),
+            mem_avail: kib(s.memory.available),
+            mem_pct: centi(s.memory.percent),
+            swap: s
+                .swap
+                .as_ref()
+                .map(|w| [kib(w.total), kib(w.used), centi(w.percent)]),
+            uptime: s.uptime_s,
+            load: s.load.map(|l| l.map(centi)),
+            processes: s.processes,
+        }
+    }
+}
+
+impl NamedDisk {
+    pub fn of(d: &Disk) -> NamedDisk {
+        NamedDisk {
+            mount: d.mount.clone(),
+            fs: d.fs.clone(),
+            total: kib(d.total),
+            used: kib(d.used),
+            avail: d.avail.map(kib),
+        }
+    }
+}
+
 impl Quantized {
     /// Rounds a validated sample to stored precision. `top` is not part of it: monitord keeps
     /// only the latest `top` per client.
@@ -86,37 +134,9 @@ impl Quantized {
         Quantized {
             instance: s.instance.clone(),
             seq: s.seq,
-            meta: Meta {
-                hostname: s.hostname.clone(),
-                os: s.os.clone(),
-                agent: s.agent.clone(),
-            },
-            values: Values {
-                ts: s.ts,
-                cpu: centi(s.cpu_percent),
-                mem_total: kib(s.memory.total),
-                mem_used: kib(s.memory.used),
-                mem_avail: kib(s.memory.available),
-                mem_pct: centi(s.memory.percent),
-                swap: s
-                    .swap
-                    .as_ref()
-                    .map(|w| [kib(w.total), kib(w.used), centi(w.percent)]),
-                uptime: s.uptime_s,
-                load: s.load.map(|l| l.map(centi)),
-                processes: s.processes,
-            },
-            disks: s
-                .disks
-                .iter()
-                .map(|d| NamedDisk {
-                    mount: d.mount.clone(),
-                    fs: d.fs.clone(),
-                    total: kib(d.total),
-                    used: kib(d.used),
-                    avail: d.avail.map(kib),
-                })
-                .collect(),
+            meta: Meta::of(s),
+            values: Values::of(s),
+            disks: s.disks.iter().map(NamedDisk::of).collect(),
         }
     }
 }

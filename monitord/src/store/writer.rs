@@ -27,7 +27,7 @@ use tokio::sync::oneshot;
 
 use super::schema::{RawRow, clients, disks, instances, metas, raw_samples};
 use super::seen::Seen;
-use super::stored::{DiskValues, Meta, Quantized};
+use super::stored::{DiskValues, Meta, Values, kib};
 use crate::alerts::Alerts;
 
 /// Requests waiting for the writer; one more is answered 503.
@@ -56,7 +56,8 @@ pub struct QueueFull;
 struct Job {
     client: Arc<str>,
     sample: Sample,
-    quantized: Quantized,
+    /// Computed by the request handler, so the writer thread does less.
+    values: Values,
     reply: oneshot::Sender<Outcome>,
 }
 
@@ -90,11 +91,11 @@ impl WriterHandle {
         sample: Sample,
     ) -> Result<oneshot::Receiver<Outcome>, QueueFull> {
         let (reply, rx) = oneshot::channel();
-        let quantized = Quantized::from_sample(&sample);
+        let values = Values::of(&sample);
         let job = Job {
             client,
             sample,
-            quantized,
+            values,
             reply,
         };
         match self.tx.try_send(Msg::Job(Box::new(job))) {
@@ -317,22 +318,22 @@ fn store_one(
     job: &Job,
 ) -> QueryResult<(Outcome, i64)> {
     let client = client_cache(conn, cache, &job.client)?;
-    let q = &job.quantized;
-    let instance_id = instance(conn, client, &q.instance)?;
-    if seen.contains(instance_id, q.seq) || !added.insert((instance_id, q.seq)) {
+    let s = &job.sample;
+    let instance_id = instance(conn, client, &s.instance)?;
+    if seen.contains(instance_id, s.seq) || !added.insert((instance_id, s.seq)) {
         return Ok((Outcome::Duplicate, client.id));
     }
-    let meta_id = meta(conn, client, &q.meta)?;
-    let mut disk_values = Vec::with_capacity(q.disks.len());
-    for d in &q.disks {
+    let meta_id = meta(conn, client, s)?;
+    let mut disk_values = Vec::with_capacity(s.disks.len());
+    for d in &s.disks {
         disk_values.push(DiskValues {
             disk_id: disk(conn, client, &d.mount, &d.fs)?,
-            total: d.total,
-            used: d.used,
-            avail: d.avail,
+            total: kib(d.total),
+            used: kib(d.used),
+            avail: d.avail.map(kib),
         });
     }
-    let row = RawRow::new(instance_id, q.seq, meta_id, &q.values, &disk_values);
+    let row = RawRow::new(instance_id, s.seq, meta_id, &job.values, &disk_values);
     diesel::insert_into(raw_samples::table)
         .values(&row)
         .execute(conn)?;
@@ -398,12 +399,13 @@ fn instance(conn: &mut SqliteConnection, client: &mut ClientCache, name: &str) -
     Ok(id)
 }
 
-fn meta(conn: &mut SqliteConnection, client: &mut ClientCache, meta: &Meta) -> QueryResult<i64> {
+fn meta(conn: &mut SqliteConnection, client: &mut ClientCache, s: &Sample) -> QueryResult<i64> {
     if let Some((cached, id)) = &client.meta {
-        if cached == meta {
+        if cached.matches(s) {
             return Ok(*id);
         }
     }
+    let meta = Meta::of(s);
     let find = |conn: &mut SqliteConnection| {
         metas::table
             .filter(metas::hostname.is(&meta.hostname))
@@ -426,7 +428,7 @@ fn meta(conn: &mut SqliteConnection, client: &mut ClientCache, meta: &Meta) -> Q
             find(conn)?.ok_or(diesel::result::Error::NotFound)?
         }
     };
-    client.meta = Some((meta.clone(), id));
+    client.meta = Some((meta, id));
     Ok(id)
 }
 
