@@ -523,3 +523,28 @@ fn a_delivery_cut_off_by_sigterm_stays_in_the_outbox() {
     assert_eq!(mail[0].subject, "[monitord] FIRING web1: cpu 95.0% > 90%");
     assert_eq!(smtp.settle(QUIET).len(), 1);
 }
+
+#[test]
+fn implicit_tls_with_ca_file() {
+    let smtp = SmtpServer::start(SmtpOptions {
+        implicit_tls: true,
+        ..SmtpOptions::default()
+    });
+    let ca = smtp.ca_file().expect("a CA file");
+    let attrs = format!(r#"security="tls" ca-file="{}""#, ca.display());
+    let m = monitord(
+        &smtp,
+        &attrs,
+        &client(
+            "ops@test.example",
+            r#"<alert type="processes" limit="900"/>"#,
+        ),
+    );
+    Feeder::new("web1").send(&m, |s| s["processes"] = 950.into());
+    let mail = smtp.wait_for(1, MAIL_WAIT);
+    assert!(mail[0].tls, "delivered without TLS");
+    assert_eq!(
+        mail[0].subject,
+        "[monitord] FIRING web1: processes 950 > 900"
+    );
+}

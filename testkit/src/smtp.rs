@@ -4,7 +4,7 @@
 //! (envelope, raw data, whether the session was under TLS, when it was accepted), which
 //! [`SmtpServer::messages`] reads back.
 //!
-//! Options: STARTTLS with a certificate made at start (a throwaway CA signs a server
+//! Options: STARTTLS or implicit TLS with a certificate made at start (a throwaway CA signs a server
 //! certificate for `127.0.0.1` and `localhost`; the CA's PEM is what a test names in
 //! `<smtp ca-file>`), and recipients refused with `550`. [`SmtpServer::stop`] and
 //! [`SmtpServer::start_again`] simulate an outage on the same port.
@@ -26,8 +26,9 @@ import asyncio, email, email.policy, json, os, ssl, sys, time
 from aiosmtpd.smtp import SMTP
 
 port, outdir, reject = int(sys.argv[1]), sys.argv[2], set(filter(None, sys.argv[3].split(",")))
-cert = sys.argv[4] if len(sys.argv) > 5 else None
-key = sys.argv[5] if len(sys.argv) > 5 else None
+mode = sys.argv[4]  # plain | starttls | tls
+cert = sys.argv[5] if mode != "plain" else None
+key = sys.argv[6] if mode != "plain" else None
 
 class Handler:
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
@@ -47,7 +48,7 @@ class Handler:
             "mail_from": envelope.mail_from,
             "rcpt_tos": envelope.rcpt_tos,
             "data": envelope.content.decode("utf-8", "replace"),
-            "tls": session.ssl is not None,
+            "tls": server.transport.get_extra_info("ssl_object") is not None,
             "accepted_at": now,
         }
         tmp = os.path.join(outdir, name + ".tmp")
@@ -62,10 +63,12 @@ async def main():
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ctx.load_cert_chain(cert, key)
     loop = asyncio.get_running_loop()
+    starttls = ctx if mode == "starttls" else None
     server = await loop.create_server(
-        lambda: SMTP(Handler(), hostname="localhost", tls_context=ctx,
-                     require_starttls=ctx is not None, auth_require_tls=False),
-        host="127.0.0.1", port=port, reuse_address=True)
+        lambda: SMTP(Handler(), hostname="localhost", tls_context=starttls,
+                     require_starttls=starttls is not None, auth_require_tls=False),
+        host="127.0.0.1", port=port, reuse_address=True,
+        ssl=ctx if mode == "tls" else None)
     print("listening on %d" % server.sockets[0].getsockname()[1], flush=True)
     await server.serve_forever()
 
@@ -77,6 +80,8 @@ asyncio.run(main())
 pub struct SmtpOptions {
     /// Offer STARTTLS (and require it before MAIL) with a certificate made at start.
     pub starttls: bool,
+    /// Speak TLS from the first byte (`<smtp security="tls">`), same certificate.
+    pub implicit_tls: bool,
     /// Recipients answered `550` at RCPT.
     pub reject: Vec<String>,
 }
@@ -137,7 +142,7 @@ impl SmtpServer {
         let dir = util::temp_dir("smtp");
         fs::create_dir(dir.path().join("mail")).expect("create the mail directory");
         fs::write(dir.path().join("server.py"), SERVER_PY).expect("write the SMTP script");
-        if options.starttls {
+        if options.starttls || options.implicit_tls {
             make_certificates(dir.path());
         }
         let mut server = SmtpServer {
@@ -156,9 +161,7 @@ impl SmtpServer {
 
     /// The CA certificate (PEM) that signed the server's certificate, for `<smtp ca-file>`.
     pub fn ca_file(&self) -> Option<PathBuf> {
-        self.options
-            .starttls
-            .then(|| self.dir.path().join("ca.pem"))
+        (self.options.starttls || self.options.implicit_tls).then(|| self.dir.path().join("ca.pem"))
     }
 
     /// Kills the server: connections are refused until [`start_again`](Self::start_again).
@@ -182,7 +185,13 @@ impl SmtpServer {
             .arg(self.port.to_string())
             .arg(dir.join("mail"))
             .arg(self.options.reject.join(","));
-        if self.options.starttls {
+        let mode = match (self.options.starttls, self.options.implicit_tls) {
+            (_, true) => "tls",
+            (true, false) => "starttls",
+            (false, false) => "plain",
+        };
+        cmd.arg(mode);
+        if mode != "plain" {
             cmd.arg(dir.join("server.pem")).arg(dir.join("server.key"));
         }
         let mut child = cmd
