@@ -7,6 +7,7 @@
 //! numbers next to a baseline measured in the same run. Not here: anything a test asserts.
 
 mod agent;
+mod deploy;
 mod empty;
 mod fleet;
 mod ingest;
@@ -36,12 +37,15 @@ enum Bench {
     Ingest(ingest::Options),
     /// Peak RSS, CPU and binary size of the static agent vs prometheus-node-exporter.
     Agent(agent::Options),
+    /// monitor-deploy on N namespaced sshd hosts vs plain ssh+scp and ansible (root).
+    Deploy(deploy::Options),
 }
 
 fn main() {
     let result = match Cli::parse() {
         Cli::Bench(Bench::Ingest(opts)) => ingest::run(&opts),
         Cli::Bench(Bench::Agent(opts)) => agent::run(&opts),
+        Cli::Bench(Bench::Deploy(opts)) => deploy::run(&opts),
         Cli::EmptyHandler { workers } => empty::serve(workers),
     };
     if let Err(e) = result {
