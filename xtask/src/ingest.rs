@@ -203,6 +203,8 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
 struct CpuUse {
     server: Duration,
     generator: Duration,
+    /// The server's busy threads, on CPU and waiting for one (see `procstat::busy_threads`).
+    threads: String,
 }
 
 /// Runs `f` and returns its outcome with the CPU time process `pid` and this process used
@@ -216,10 +218,12 @@ fn measured(
         procstat::cpu_ticks_time(pid)?,
         procstat::cpu_ticks_time(me)?,
     );
+    let (threads0, start) = (procstat::thread_times(pid)?, Instant::now());
     let outcome = f()?;
     let cpu = CpuUse {
         server: procstat::cpu_ticks_time(pid)? - server0,
         generator: procstat::cpu_ticks_time(me)? - me0,
+        threads: procstat::busy_threads(&threads0, &procstat::thread_times(pid)?, start.elapsed()),
     };
     Ok((outcome, cpu))
 }
@@ -244,6 +248,7 @@ fn report_peak(what: &str, o: &Outcome, cpu: &CpuUse, limit: Duration) {
         per_request(cpu.server, o.ok),
         per_request(cpu.generator, o.ok),
     );
+    println!("{:<12}  server threads: {}", "", cpu.threads);
 }
 
 /// Microseconds of CPU per answered request: unlike the rate, hardly changed by other load.

@@ -12,6 +12,7 @@ mod empty;
 mod fleet;
 mod ingest;
 mod load;
+mod man;
 mod procstat;
 mod server;
 
@@ -23,6 +24,8 @@ enum Cli {
     /// Run a benchmark.
     #[command(subcommand)]
     Bench(Bench),
+    /// Write the man pages of monitord and monitor-deploy (from their clap definitions).
+    Man(man::Options),
     /// The empty actix-web handler `bench ingest` compares monitord with (run by it).
     #[command(hide = true)]
     EmptyHandler {
@@ -46,6 +49,7 @@ fn main() {
         Cli::Bench(Bench::Ingest(opts)) => ingest::run(&opts),
         Cli::Bench(Bench::Agent(opts)) => agent::run(&opts),
         Cli::Bench(Bench::Deploy(opts)) => deploy::run(&opts),
+        Cli::Man(opts) => man::run(&opts),
         Cli::EmptyHandler { workers } => empty::serve(workers),
     };
     if let Err(e) = result {

@@ -45,6 +45,63 @@ fn thread_cpu_ns(pid: u32) -> anyhow::Result<HashMap<u32, u64>> {
     Ok(out)
 }
 
+/// One thread's counters from `/proc/PID/task/TID/schedstat`: time on a CPU and time spent
+/// runnable but waiting for one (other processes' load shows up there).
+#[derive(Debug, Clone)]
+pub struct ThreadTimes {
+    pub tid: u32,
+    pub name: String,
+    pub on_cpu: Duration,
+    pub runqueue: Duration,
+}
+
+/// Every thread of `pid` with its counters now.
+pub fn thread_times(pid: u32) -> anyhow::Result<Vec<ThreadTimes>> {
+    let dir = format!("/proc/{pid}/task");
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(&dir).with_context(|| format!("cannot read {dir}"))? {
+        let path = entry?.path();
+        let Some(tid) = path.file_name().and_then(|n| n.to_str()?.parse().ok()) else {
+            continue;
+        };
+        let (Ok(sched), Ok(name)) = (
+            std::fs::read_to_string(path.join("schedstat")),
+            std::fs::read_to_string(path.join("comm")),
+        ) else {
+            continue;
+        };
+        let mut fields = sched.split_whitespace().map(|f| f.parse().unwrap_or(0));
+        out.push(ThreadTimes {
+            tid,
+            name: name.trim().to_owned(),
+            on_cpu: Duration::from_nanos(fields.next().unwrap_or(0)),
+            runqueue: Duration::from_nanos(fields.next().unwrap_or(0)),
+        });
+    }
+    Ok(out)
+}
+
+/// Per thread that was busy between two [`thread_times`] snapshots taken `wall` apart:
+/// `writer 38% on CPU + 52% waiting for one`.
+pub fn busy_threads(before: &[ThreadTimes], after: &[ThreadTimes], wall: Duration) -> String {
+    let wall = wall.as_secs_f64().max(1e-9);
+    let mut parts = Vec::new();
+    for t in after {
+        let Some(b) = before.iter().find(|b| b.tid == t.tid) else {
+            continue;
+        };
+        let on = (t.on_cpu - b.on_cpu).as_secs_f64() / wall * 100.0;
+        let waiting = (t.runqueue.saturating_sub(b.runqueue)).as_secs_f64() / wall * 100.0;
+        if on >= 1.0 {
+            parts.push(format!(
+                "{} {on:.0}% on CPU + {waiting:.0}% waiting for one",
+                t.name
+            ));
+        }
+    }
+    parts.join(", ")
+}
+
 /// Accumulates a process's CPU time across polls.
 #[derive(Debug, Default)]
 pub struct CpuMeter {
