@@ -104,6 +104,7 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
         procstat::load_average()
     );
 
+    let processes_at_start = procstat::process_count();
     let keys = ClientKeys::derive(&md.master, CLIENT);
     let url = format!("http://{}", monitord.addr);
     let mut agent = start_agent(&agent_bin, temp.path(), &keys, &url, opts.interval)?;
@@ -172,7 +173,13 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
         verdict(agent_fp.binary <= GOAL_BINARY),
         verdict(rss_ratio >= GOAL_RSS_RATIO)
     );
-    println!("load average after: {}", procstat::load_average());
+    println!(
+        "load average after: {}; processes on the machine: {} at start, {} at the end \
+         (both programs read each one's /proc entry every interval)",
+        procstat::load_average(),
+        processes_at_start,
+        procstat::process_count()
+    );
     Ok(())
 }
 
