@@ -34,8 +34,10 @@ pub const GIVE_UP_AFTER: Duration = Duration::from_secs(2 * 86_400);
 const KEEP_DONE: Duration = Duration::from_secs(30 * 86_400);
 /// Attempts to record a delivery's outcome (each waits up to busy_timeout for the lock).
 const RECORD_TRIES: u32 = 5;
-/// Rows taken per pass; the pass repeats while rows are due.
+/// Rows taken per pass; the pass repeats while rows are due, at most [`BATCHES_PER_WAKE`]
+/// times before the loop sleeps.
 const BATCH: i64 = 100;
+const BATCHES_PER_WAKE: usize = 10;
 
 /// The running alerts thread.
 #[derive(Debug)]
@@ -115,9 +117,11 @@ fn host_down_pass(conn: &mut SqliteConnection, alerts: &Alerts) {
     }
 }
 
-/// Delivers every due row; returns when the next pending row is due.
+/// Delivers the due rows; returns when the next pending row is due. Bounded, so that rows
+/// which cannot be marked (a broken database) are not re-sent in a tight loop and the
+/// host-down check keeps its pace.
 async fn deliver_due(conn: &mut SqliteConnection, alerts: &Alerts) -> Option<i64> {
-    loop {
+    for _ in 0..BATCHES_PER_WAKE {
         let rows = match store::due(conn, now_ms(), BATCH) {
             Ok(rows) => rows,
             Err(e) => {
