@@ -236,3 +236,94 @@ pub fn recent_outbox(conn: &mut SqliteConnection, limit: i64) -> QueryResult<Vec
         .select(OutboxRow::as_select())
         .load(conn)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn database() -> (testkit::util::TempDir, SqliteConnection) {
+        let dir = testkit::util::temp_dir("alerts-store");
+        let conn = crate::store::open_for_writing(&dir.path().join("db.sqlite3"))
+            .expect("create and migrate a database");
+        (dir, conn)
+    }
+
+    fn mail<'a>(id: &'a str, to: &'a str, at: i64) -> NewOutboxRow<'a> {
+        NewOutboxRow {
+            message_id: id,
+            recipient: to,
+            client: "web1",
+            rule: "cpu",
+            subject: "s",
+            body: "b",
+            created_ms: at,
+            next_attempt_ms: at,
+        }
+    }
+
+    #[test]
+    fn states_round_trip_and_ok_is_no_row() {
+        let (_dir, mut conn) = database();
+        let firing = RuleState {
+            phase: Phase::Firing,
+            since_ms: 10,
+            notified_ms: 20,
+            value: 93.5,
+        };
+        save_state(&mut conn, "web1", "disk", &firing, Some("/var"), 30).unwrap();
+        let rows = load_states(&mut conn).unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].state(), firing);
+        assert_eq!(rows[0].detail.as_deref(), Some("/var"));
+        save_state(&mut conn, "web1", "disk", &RuleState::OK, None, 40).unwrap();
+        assert!(load_states(&mut conn).unwrap().is_empty());
+    }
+
+    #[test]
+    fn outbox_rows_move_from_due_to_retry_sent_or_failed() {
+        let (_dir, mut conn) = database();
+        insert_outbox(
+            &mut conn,
+            &[mail("<a@h>", "x@h", 100), mail("<a@h>", "y@h", 100)],
+        )
+        .unwrap();
+        insert_outbox(&mut conn, &[mail("<b@h>", "x@h", 200)]).unwrap();
+        let due_ids = |conn: &mut SqliteConnection, now| -> Vec<i64> {
+            due(conn, now, 10).unwrap().iter().map(|r| r.id).collect()
+        };
+        assert_eq!(due_ids(&mut conn, 150), [1, 2]);
+        assert_eq!(due_ids(&mut conn, 200), [1, 2, 3]);
+
+        mark_retry(&mut conn, 1, 5_000, "421 try later").unwrap();
+        mark_sent(&mut conn, 2, 210).unwrap();
+        mark_failed(&mut conn, 3, 220, "550 no such user").unwrap();
+        assert_eq!(due_ids(&mut conn, 1_000), Vec::<i64>::new());
+        assert_eq!(next_due(&mut conn).unwrap(), Some(5_000));
+        let rows = recent_outbox(&mut conn, 10).unwrap();
+        let by_id = |id| rows.iter().find(|r| r.id == id).unwrap();
+        assert_eq!(
+            (by_id(1).status.as_str(), by_id(1).attempts),
+            ("pending", 1)
+        );
+        assert_eq!(by_id(1).last_error.as_deref(), Some("421 try later"));
+        assert_eq!(by_id(2).status, "sent");
+        assert_eq!(by_id(3).status, "failed");
+
+        // Only finished rows older than the cut are pruned.
+        assert_eq!(prune(&mut conn, 215).unwrap(), 1);
+        assert_eq!(recent_outbox(&mut conn, 10).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn one_message_reaches_each_recipient_once() {
+        let (_dir, mut conn) = database();
+        let dup = insert_outbox(
+            &mut conn,
+            &[mail("<a@h>", "x@h", 1), mail("<a@h>", "x@h", 1)],
+        );
+        assert!(
+            dup.is_err(),
+            "the same (message, recipient) twice was accepted"
+        );
+    }
+}
