@@ -10,6 +10,7 @@
 //! keys. Every refusal is logged once with a `client` field.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use actix_web::http::StatusCode;
@@ -32,6 +33,30 @@ pub const RETRY_AFTER_SECS: u32 = 2;
 pub struct Ingest {
     pub shared: Arc<Shared>,
     pub writer: WriterHandle,
+    pub in_flight: InFlight,
+}
+
+/// Requests between their head arriving and their answer, which SIGTERM waits for.
+#[derive(Debug, Clone, Default)]
+pub struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    pub fn count(&self) -> usize {
+        self.0.load(Ordering::Acquire)
+    }
+
+    fn enter(&self) -> InFlightGuard {
+        self.0.fetch_add(1, Ordering::AcqRel);
+        InFlightGuard(self.0.clone())
+    }
+}
+
+struct InFlightGuard(Arc<AtomicUsize>);
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -100,6 +125,7 @@ async fn put_sample(
     mut payload: web::Payload,
     ingest: web::Data<Ingest>,
 ) -> HttpResponse {
+    let _in_flight = ingest.in_flight.enter();
     let name = name.into_inner();
     let body = match read_body(&req, &mut payload).await {
         Ok(body) => body,

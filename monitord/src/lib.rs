@@ -62,9 +62,11 @@ pub async fn serve(listener: TcpListener, config: Config) -> Result<(), ServeErr
         alerts::AlertTasks::start(alerts, database.clone()).map_err(ServeError::Thread)?;
     let compactor = Compactor::start(database).map_err(ServeError::Thread)?;
 
+    let in_flight = http::InFlight::default();
     let ingest = web::Data::new(http::Ingest {
         shared: shared.clone(),
         writer: writer.handle(),
+        in_flight: in_flight.clone(),
     });
     let addr = listener.local_addr().map_err(ServeError::Listen)?;
     listener.set_nonblocking(true).map_err(ServeError::Listen)?;
@@ -82,7 +84,7 @@ pub async fn serve(listener: TcpListener, config: Config) -> Result<(), ServeErr
 
     let handle = server.handle();
     let status = actix_web::rt::spawn(report_status(shared.clone(), writer.handle()));
-    let signals = actix_web::rt::spawn(handle_signals(shared, handle));
+    let signals = actix_web::rt::spawn(handle_signals(shared, handle, in_flight));
     notify(&[NotifyState::Ready]);
     server.await.map_err(ServeError::Listen)?;
 
@@ -103,7 +105,11 @@ fn notify(state: &[NotifyState]) {
     }
 }
 
-async fn handle_signals(shared: Arc<Shared>, server: actix_web::dev::ServerHandle) {
+async fn handle_signals(
+    shared: Arc<Shared>,
+    server: actix_web::dev::ServerHandle,
+    in_flight: http::InFlight,
+) {
     let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
@@ -133,6 +139,13 @@ async fn handle_signals(shared: Arc<Shared>, server: actix_web::dev::ServerHandl
     }
     tracing::info!("stopping: finishing requests in flight and flushing the writer");
     notify(&[NotifyState::Stopping]);
+    // actix's own graceful stop sometimes ends at once while a request's body is still
+    // arriving, so stop accepting first and wait for the requests we know of ourselves.
+    server.pause().await;
+    let deadline = Instant::now() + Duration::from_secs(SHUTDOWN_GRACE_SECS);
+    while in_flight.count() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     server.stop(true).await;
 }
 
