@@ -2,6 +2,7 @@
 //!
 //! - `xtask bench ingest`: release monitord against an empty actix-web handler (`ingest`).
 //! - `xtask bench agent`: the static agent against Debian's node exporter (`agent`).
+//! - `xtask bench deploy N`: monitor-deploy against plain ssh+scp and ansible (`deploy`).
 //!
 //! Both start real processes on loopback, bound every phase in time and count, and print their
 //! numbers next to a baseline measured in the same run. Not here: anything a test asserts.
@@ -19,7 +20,9 @@ mod server;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(about = "Benchmarks for monitord and monitor-agent (see xtask/README.md)")]
+#[command(
+    about = "Benchmarks for monitord, monitor-agent and monitor-deploy (see xtask/README.md)"
+)]
 enum Cli {
     /// Run a benchmark.
     #[command(subcommand)]
