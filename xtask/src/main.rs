@@ -1,11 +1,12 @@
-//! Project chores that are programs, not tests: the benchmarks of issue 2.
+//! Project chores that are programs, not tests: the benchmarks.
 //!
 //! - `xtask bench ingest`: release monitord against an empty actix-web handler (`ingest`).
 //! - `xtask bench agent`: the static agent against Debian's node exporter (`agent`).
 //! - `xtask bench deploy N`: monitor-deploy against plain ssh+scp and ansible (`deploy`).
 //!
-//! Both start real processes on loopback, bound every phase in time and count, and print their
-//! numbers next to a baseline measured in the same run. Not here: anything a test asserts.
+//! Each starts real processes (on loopback or in namespaces it makes), bounds every phase in time
+//! and count, and prints its numbers next to a baseline measured in the same run. Not here:
+//! anything a test asserts.
 
 mod agent;
 mod deploy;
