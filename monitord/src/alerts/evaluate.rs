@@ -346,7 +346,7 @@ impl Tx<'_, '_> {
         };
         let down = self.state(&client.name, HOST_DOWN_RULE);
         if let Some(silence) = machine::sample_arrived(down.state, self.now) {
-            tracing::info!(client = %client.name, rule = HOST_DOWN_RULE, silence_s = silence.as_secs(), "host is up again: resolved");
+            tracing::info!(client = %client.name, rule = %HOST_DOWN_RULE, silence_s = silence.as_secs(), "host is up again: resolved");
             self.set_state(&client.name, HOST_DOWN_RULE, ok_entry())?;
             let recent = self.recent(client, self.now);
             let mail = mail::host_down(&HostDownMail {
@@ -372,8 +372,8 @@ impl Tx<'_, '_> {
             let step = machine::step(rule, before.state, measured.value, self.now);
             if step.state.phase != before.state.phase {
                 tracing::info!(
-                    client = %client.name, rule = name, value = measured.value,
-                    from = before.state.phase.as_str(), to = step.state.phase.as_str(),
+                    client = %client.name, rule = %name, value = measured.value,
+                    from = %before.state.phase.as_str(), to = %step.state.phase.as_str(),
                     "alert state changed"
                 );
             }
@@ -422,7 +422,7 @@ impl Tx<'_, '_> {
         else {
             return Ok(());
         };
-        tracing::warn!(client = %client.name, rule = HOST_DOWN_RULE, silence_s = down.value, "no sample: host is down");
+        tracing::warn!(client = %client.name, rule = %HOST_DOWN_RULE, silence_s = down.value, "no sample: host is down");
         self.set_state(
             &client.name,
             HOST_DOWN_RULE,
@@ -503,7 +503,7 @@ impl Tx<'_, '_> {
             })
             .collect();
         store::insert_outbox(self.conn, &rows)?;
-        tracing::info!(client = %client.name, rule, recipients = rows.len(), subject = %mail.subject, "alert mail queued");
+        tracing::info!(client = %client.name, rule = %rule, recipients = rows.len(), subject = %mail.subject, "alert mail queued");
         self.book.wrote_mail = true;
         Ok(())
     }
