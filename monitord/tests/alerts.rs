@@ -548,3 +548,33 @@ fn implicit_tls_with_ca_file() {
         "[monitord] FIRING web1: processes 950 > 900"
     );
 }
+
+#[test]
+fn disk_names_the_fullest_mount_and_uptime_says_rebooted() {
+    let smtp = SmtpServer::start(SmtpOptions::default());
+    let m = monitord(
+        &smtp,
+        "",
+        &client(
+            "ops@test.example",
+            r#"<alert type="disk" limit="90%"/><alert type="uptime" limit="10m"/>"#,
+        ),
+    );
+    Feeder::new("web1").send(&m, |s| {
+        s["uptime_s"] = 180.into();
+        s["disks"] = serde_json::json!([
+            {"mount": "/", "fs": "ext4", "total": 1000, "used": 100, "avail": 900},
+            {"mount": "/var", "fs": "xfs", "total": 1000, "used": 931, "avail": 69}
+        ]);
+    });
+    smtp.wait_for(2, MAIL_WAIT);
+    let mut got = subjects(&smtp.settle(QUIET));
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            "[monitord] FIRING web1: disk /var 93.1% > 90%",
+            "[monitord] FIRING web1: uptime 3m < 10m (rebooted)"
+        ]
+    );
+}
