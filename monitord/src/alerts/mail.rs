@@ -100,7 +100,7 @@ pub struct HostDownMail<'a> {
     /// Firing: silent this long; resolved: was down this long.
     pub silence: Duration,
     pub down: bool,
-    /// When the last sample before the silence arrived.
+    /// When the silence began: the last sample's arrival, or monitord's start if later.
     pub last_seen_ms: i64,
     pub threshold: Duration,
     pub recent: &'a [Sample],
@@ -126,12 +126,12 @@ pub fn host_down(m: &HostDownMail<'_>) -> Mail {
         "Rule:     down (built in): no sample for {} (3 × interval, at least 3m)",
         format_duration(m.threshold)
     );
+    // Silence is counted from the last sample or monitord's own start, whichever is later.
     let _ = writeln!(
         body,
-        "Last sample before the silence: {}",
+        "Silent:   since {} ({span})",
         format_time(m.last_seen_ms)
     );
-    let _ = writeln!(body, "Silent for: {span}");
     samples_table(&mut body, m.recent);
     Mail { subject, body }
 }
