@@ -20,7 +20,7 @@ Exit codes:
 /// (LISTEN_FDS) or on `<server listen>` from config.xml. The operator commands read the
 /// database while monitord runs and never lock it exclusively.
 #[derive(Debug, Parser)]
-#[command(version, after_help = EXIT_CODES)]
+#[command(name = "monitord", version, after_help = EXIT_CODES)]
 pub struct Cli {
     /// config.xml to read.
     #[arg(long, global = true, value_name = "PATH", default_value = DEFAULT_CONFIG_PATH)]
