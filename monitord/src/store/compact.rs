@@ -3,10 +3,12 @@
 //! `(instance, seq)` pairs into `packed_seqs` ranges, so a replay of a packed sample is still
 //! recognised after a restart.
 //!
-//! Settled raw rows are read in one pass (oldest first, at most [`WINDOW`] at a time) and
-//! grouped by client in memory, because the raw tier has no per-client index (see the
-//! migration). Each client is then written in its own short transaction, so ingest waits at
-//! most for one client's block. Used by the daemon's timer and by `monitord compact`.
+//! Raw rows are taken in arrival order, [`CHUNK`] at a time, each chunk in one short
+//! transaction: its rows are grouped per client, appended to the client's newest block while
+//! that has room (so a client's samples end up in few, full blocks however often this runs),
+//! and deleted. Taking rows in arrival order keeps each transaction's deletes on neighbouring
+//! pages; taking them per client would touch most of the raw table once per client. Used by
+//! the daemon's timer and by `monitord compact`.
 //!
 //! [`sample_blocks`]: super::schema::sample_blocks
 
@@ -22,8 +24,8 @@ use super::schema::{RawRow, instances, packed_seqs, raw_samples, sample_blocks};
 
 /// The most samples one block holds.
 pub const BLOCK_MAX: usize = 4_096;
-/// The most raw rows one pass holds in memory.
-pub const WINDOW: i64 = 500_000;
+/// Raw rows packed per transaction: the writer waits for at most one chunk.
+pub const CHUNK: i64 = 20_000;
 
 /// Which raw samples to pack.
 #[derive(Debug, Clone, Copy)]
@@ -49,79 +51,60 @@ pub struct Report {
     pub blocks: i64,
 }
 
-/// One client's share of a pass.
-#[derive(Default)]
-struct ClientRows {
-    ids: Vec<i64>,
-    rows: Vec<PackedRow>,
-}
-
-/// Another compaction packed some of these rows first; this client is left to it.
-#[derive(Debug)]
-struct AlreadyPacked;
-
 /// Packs what `policy` selects, as of `now_ms`.
 pub fn compact(
     conn: &mut SqliteConnection,
     policy: Policy,
     now_ms: i64,
 ) -> Result<Report, StoreError> {
-    let cutoff =
-        now_ms.saturating_sub(i64::try_from(policy.settle.as_millis()).unwrap_or(i64::MAX));
+    let settle = i64::try_from(policy.settle.as_millis()).unwrap_or(i64::MAX);
+    let cutoff = now_ms.saturating_sub(settle);
     let mut report = Report::default();
     loop {
-        let raw = raw_samples::table
-            .filter(raw_samples::ts.le(cutoff))
-            .order(raw_samples::ts)
-            .limit(WINDOW)
-            .select((raw_samples::id, RawRow::as_select()))
-            .load::<(i64, RawRow)>(conn)?;
-        let full = raw.len() as i64 == WINDOW;
-        if raw.is_empty() {
-            break;
-        }
-        let client_of: HashMap<i64, i64> = instances::table
-            .select((instances::id, instances::client_id))
-            .load::<(i64, i64)>(conn)?
-            .into_iter()
-            .collect();
-        let mut by_client: BTreeMap<i64, ClientRows> = BTreeMap::new();
-        for (id, row) in raw {
-            let Some(&client_id) = client_of.get(&row.instance_id) else {
-                continue;
-            };
-            let group = by_client.entry(client_id).or_default();
-            group.ids.push(id);
-            group.rows.push(row.into_packed()?);
-        }
-        for (client_id, group) in by_client {
-            let n = group.ids.len() as i64;
-            match conn.immediate_transaction(|conn| pack_client(conn, client_id, group)) {
-                Ok(blocks) => {
-                    report.samples += n;
-                    report.blocks += blocks;
-                }
-                Err(PackError::AlreadyPacked(AlreadyPacked)) => {}
-                Err(PackError::Store(e)) => return Err(e),
-            }
-        }
-        if !full {
-            break;
+        let (samples, blocks) = conn.immediate_transaction(|conn| pack_chunk(conn, cutoff))?;
+        report.samples += samples;
+        report.blocks += blocks;
+        if samples < CHUNK {
+            return Ok(report);
         }
     }
-    Ok(report)
 }
 
-#[derive(Debug)]
-enum PackError {
-    AlreadyPacked(AlreadyPacked),
-    Store(StoreError),
-}
-
-impl From<diesel::result::Error> for PackError {
-    fn from(e: diesel::result::Error) -> PackError {
-        PackError::Store(e.into())
+/// Packs the next [`CHUNK`] settled raw rows; returns (samples, new blocks).
+fn pack_chunk(conn: &mut SqliteConnection, cutoff: i64) -> Result<(i64, i64), StoreError> {
+    let raw = raw_samples::table
+        .filter(raw_samples::ts.le(cutoff))
+        .order(raw_samples::id)
+        .limit(CHUNK)
+        .select((raw_samples::id, RawRow::as_select()))
+        .load::<(i64, RawRow)>(conn)?;
+    if raw.is_empty() {
+        return Ok((0, 0));
     }
+    let client_of: HashMap<i64, i64> = instances::table
+        .select((instances::id, instances::client_id))
+        .load::<(i64, i64)>(conn)?
+        .into_iter()
+        .collect();
+    let mut ids = Vec::with_capacity(raw.len());
+    let mut by_client: BTreeMap<i64, Vec<PackedRow>> = BTreeMap::new();
+    for (id, row) in raw {
+        ids.push(id);
+        // Every instance row is written before its samples, in the same transaction.
+        let client_id = client_of.get(&row.instance_id).copied().unwrap_or(-1);
+        by_client
+            .entry(client_id)
+            .or_default()
+            .push(row.into_packed()?);
+    }
+    let mut blocks = 0;
+    for (client_id, rows) in by_client {
+        blocks += pack_client(conn, client_id, rows)?;
+    }
+    for &id in &ids {
+        diesel::delete(raw_samples::table.find(id)).execute(conn)?;
+    }
+    Ok((ids.len() as i64, blocks))
 }
 
 /// Hands pages freed by packing back to the file system (the database is created with
@@ -131,24 +114,15 @@ pub fn release_free_pages(conn: &mut SqliteConnection) -> Result<(), StoreError>
     Ok(())
 }
 
-/// Writes one client's rows as blocks and removes them from the raw tier.
+/// Writes one client's rows as blocks, growing its newest block first.
 fn pack_client(
     conn: &mut SqliteConnection,
     client_id: i64,
-    mut group: ClientRows,
-) -> Result<i64, PackError> {
-    for &id in &group.ids {
-        if diesel::delete(raw_samples::table.find(id)).execute(conn)? != 1 {
-            return Err(PackError::AlreadyPacked(AlreadyPacked));
-        }
-    }
-    group
-        .rows
-        .sort_by_key(|r| (r.values.ts, r.instance_id, r.seq));
-    let mut keys: Vec<(i64, i64)> = group.rows.iter().map(|r| (r.instance_id, r.seq)).collect();
-    // Frequent passes would leave many small blocks; grow the client's newest block instead,
-    // while it has room and the new rows come after it.
-    let first_ts = group.rows.first().map_or(i64::MIN, |r| r.values.ts);
+    mut rows: Vec<PackedRow>,
+) -> Result<i64, StoreError> {
+    rows.sort_by_key(|r| (r.values.ts, r.instance_id, r.seq));
+    let mut keys: Vec<(i64, i64)> = rows.iter().map(|r| (r.instance_id, r.seq)).collect();
+    let first_ts = rows.first().map_or(i64::MIN, |r| r.values.ts);
     let newest = sample_blocks::table
         .filter(sample_blocks::client_id.eq(client_id))
         .order(sample_blocks::ts_max.desc())
@@ -160,25 +134,27 @@ fn pack_client(
         ))
         .first::<(i64, i64, i64, Vec<u8>)>(conn)
         .optional()?;
+    // Counts new blocks: a grown block replaces one that was there.
+    let mut blocks = 0;
     if let Some((id, ts_max, samples, data)) = newest {
-        if ts_max <= first_ts && samples as usize + group.rows.len() <= BLOCK_MAX {
-            let mut rows = decode_block(&data).map_err(|e| PackError::Store(e.into()))?;
-            rows.append(&mut group.rows);
-            group.rows = rows;
+        if ts_max <= first_ts && samples as usize + rows.len() <= BLOCK_MAX {
+            let mut merged = decode_block(&data)?;
+            merged.append(&mut rows);
+            rows = merged;
             diesel::delete(sample_blocks::table.find(id)).execute(conn)?;
+            blocks -= 1;
         }
     }
-    let mut blocks = 0;
-    for rows in group.rows.chunks(BLOCK_MAX) {
-        let ts_min = rows.iter().map(|r| r.values.ts).min().unwrap_or(0);
-        let ts_max = rows.iter().map(|r| r.values.ts).max().unwrap_or(0);
+    for chunk in rows.chunks(BLOCK_MAX) {
+        let ts_min = chunk.iter().map(|r| r.values.ts).min().unwrap_or(0);
+        let ts_max = chunk.iter().map(|r| r.values.ts).max().unwrap_or(0);
         diesel::insert_into(sample_blocks::table)
             .values((
                 sample_blocks::client_id.eq(client_id),
                 sample_blocks::ts_min.eq(ts_min),
                 sample_blocks::ts_max.eq(ts_max),
-                sample_blocks::samples.eq(rows.len() as i64),
-                sample_blocks::data.eq(encode_block(rows)),
+                sample_blocks::samples.eq(chunk.len() as i64),
+                sample_blocks::data.eq(encode_block(chunk)),
             ))
             .execute(conn)?;
         blocks += 1;
