@@ -578,3 +578,28 @@ fn disk_names_the_fullest_mount_and_uptime_says_rebooted() {
         ]
     );
 }
+
+#[test]
+fn monitord_s_own_downtime_does_not_count_as_host_silence() {
+    // Silence counts from the later of the last sample and monitord's start: a client silent
+    // while monitord was down gets its full 3 minutes after monitord is back. ~4 minutes.
+    let smtp = SmtpServer::start(SmtpOptions::default());
+    let mut m = monitord(&smtp, "", &client("ops@test.example", ""));
+    Feeder::new("web1").cpu(&m, 5.0);
+    m.kill9();
+    std::thread::sleep(Duration::from_secs(60));
+    m.spawn();
+    let restarted = Instant::now();
+    std::thread::sleep(Duration::from_secs(170));
+    assert!(
+        smtp.messages().is_empty(),
+        "host down counted monitord's own downtime: {:?}",
+        subjects(&smtp.messages())
+    );
+    let mail = smtp.wait_for(1, Duration::from_secs(40));
+    assert!(restarted.elapsed() >= Duration::from_secs(180));
+    assert_eq!(
+        mail[0].subject,
+        "[monitord] FIRING web1: down, no sample for 3m"
+    );
+}
