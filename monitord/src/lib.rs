@@ -46,6 +46,8 @@ pub enum ServeError {
     Listen(std::io::Error),
     #[error("cannot start a thread: {0}")]
     Thread(std::io::Error),
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
 }
 
 /// Serves `PUT /v1/samples/{name}` on `listener` until SIGTERM or SIGINT, then finishes
@@ -84,7 +86,9 @@ pub async fn serve(listener: TcpListener, config: Config) -> Result<(), ServeErr
 
     let handle = server.handle();
     let status = actix_web::rt::spawn(report_status(shared.clone(), writer.handle()));
-    let signals = actix_web::rt::spawn(handle_signals(shared, handle, in_flight));
+    // Installed before READY=1: a SIGHUP right after it must reload, not kill.
+    let signals = Signals::install().map_err(ServeError::Signals)?;
+    let signals = actix_web::rt::spawn(handle_signals(signals, shared, handle, in_flight));
     notify(&[NotifyState::Ready]);
     server.await.map_err(ServeError::Listen)?;
 
@@ -105,19 +109,33 @@ fn notify(state: &[NotifyState]) {
     }
 }
 
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+}
+
 async fn handle_signals(
+    signals: Signals,
     shared: Arc<Shared>,
     server: actix_web::dev::ServerHandle,
     in_flight: http::InFlight,
 ) {
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
-    ) else {
-        tracing::error!("cannot install signal handlers; stop monitord with SIGKILL");
-        return;
-    };
+    let Signals {
+        mut term,
+        mut int,
+        mut hup,
+    } = signals;
     loop {
         tokio::select! {
             _ = term.recv() => break,
