@@ -493,17 +493,7 @@ fn send_test_mail_checks_the_smtp_settings() {
 
 #[test]
 fn a_delivery_cut_off_by_sigterm_stays_in_the_outbox() {
-    // A "server" that accepts connections and never greets: the delivery hangs in flight.
-    let stall = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
-    let stall_port = stall.local_addr().expect("local address").port();
-    let (accepted_tx, accepted) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for conn in stall.incoming().take(8).flatten() {
-            held.push(conn);
-            let _ = accepted_tx.send(());
-        }
-    });
+    let (stall_port, accepted) = stalled_server();
     let smtp = SmtpServer::start(SmtpOptions::default());
     let rule = client("ops@test.example", r#"<alert type="cpu" limit="90%"/>"#);
     let mut m = Monitord::prepare(bin(), &[]);
@@ -602,4 +592,71 @@ fn monitord_s_own_downtime_does_not_count_as_host_silence() {
         mail[0].subject,
         "[monitord] FIRING web1: down, no sample for 3m"
     );
+}
+
+#[test]
+fn smtp_auth_with_the_password_from_password_file() {
+    let smtp = SmtpServer::start(SmtpOptions {
+        auth: Some(("alerts".into(), "s3cret & more".into())),
+        ..SmtpOptions::default()
+    });
+    let rule = client("ops@test.example", r#"<alert type="cpu" limit="90%"/>"#);
+    let mut m = Monitord::prepare(bin(), &[]);
+    std::fs::write(m.dir().join("smtp.pass"), "wr0ng-pass-42\n").expect("write smtp.pass");
+    let attrs = r#"username="alerts" password-file="smtp.pass""#;
+    write_config(&m, &smtp, attrs, &rule);
+    m.spawn();
+    Feeder::new("web1").cpu(&m, 95.0);
+    testkit::util::wait_until(MAIL_WAIT, "a refused login in the log", || {
+        m.stderr().contains("refused the login")
+    });
+    assert!(
+        smtp.messages().is_empty(),
+        "delivered with a wrong password"
+    );
+    assert!(
+        !m.stderr().contains("wr0ng-pass-42"),
+        "the password is in the log"
+    );
+
+    // The operator fixes the file; the mail waiting in the outbox goes out at its next try.
+    std::fs::write(m.dir().join("smtp.pass"), "s3cret & more\n").expect("write smtp.pass");
+    let mail = smtp.wait_for(1, Duration::from_secs(30));
+    assert_eq!(mail[0].subject, "[monitord] FIRING web1: cpu 95.0% > 90%");
+}
+
+/// A "server" that accepts connections and never says a word: deliveries hang in flight.
+/// Returns its port and a channel that receives one message per accepted connection.
+fn stalled_server() -> (u16, std::sync::mpsc::Receiver<()>) {
+    let stall = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    let port = stall.local_addr().expect("local address").port();
+    let (accepted_tx, accepted) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in stall.incoming().take(8).flatten() {
+            held.push(conn);
+            let _ = accepted_tx.send(());
+        }
+    });
+    (port, accepted)
+}
+
+#[test]
+fn a_server_that_never_answers_times_out_and_the_mail_is_retried() {
+    let (stall_port, accepted) = stalled_server();
+    let mut m = Monitord::prepare(bin(), &[]);
+    let rule = client("ops@test.example", r#"<alert type="cpu" limit="90%"/>"#);
+    write_config_port(&m, stall_port, "", &rule);
+    m.spawn();
+    Feeder::new("web1").cpu(&m, 95.0);
+    accepted
+        .recv_timeout(MAIL_WAIT)
+        .expect("a connection attempt");
+    // 30 s SMTP timeout, then the row waits 5 s and the next attempt connects again.
+    testkit::util::wait_until(Duration::from_secs(50), "the timeout in the log", || {
+        m.stderr().contains("no answer after")
+    });
+    accepted
+        .recv_timeout(Duration::from_secs(20))
+        .expect("a second attempt after the timeout");
 }

@@ -6,7 +6,7 @@
 //!
 //! Options: STARTTLS or implicit TLS with a certificate made at start (a throwaway CA signs a server
 //! certificate for `127.0.0.1` and `localhost`; the CA's PEM is what a test names in
-//! `<smtp ca-file>`), and recipients refused with `550`. [`SmtpServer::stop`] and
+//! `<smtp ca-file>`), recipients refused with `550`, and required AUTH. [`SmtpServer::stop`] and
 //! [`SmtpServer::start_again`] simulate an outage on the same port.
 //!
 //! Not here: anything about what monitord sends — the tests assert on that.
@@ -23,12 +23,18 @@ const START_TIMEOUT: Duration = Duration::from_secs(20);
 
 const SERVER_PY: &str = r#"
 import asyncio, email, email.policy, json, os, ssl, sys, time
-from aiosmtpd.smtp import SMTP
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
 port, outdir, reject = int(sys.argv[1]), sys.argv[2], set(filter(None, sys.argv[3].split(",")))
 mode = sys.argv[4]  # plain | starttls | tls
 cert = sys.argv[5] if mode != "plain" else None
 key = sys.argv[6] if mode != "plain" else None
+user, password = os.environ.get("SMTP_TEST_USER"), os.environ.get("SMTP_TEST_PASSWORD")
+
+def authenticate(server, session, envelope, mechanism, auth_data):
+    ok = (isinstance(auth_data, LoginPassword)
+          and auth_data.login.decode() == user and auth_data.password.decode() == password)
+    return AuthResult(success=ok, handled=False)
 
 class Handler:
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
@@ -66,7 +72,8 @@ async def main():
     starttls = ctx if mode == "starttls" else None
     server = await loop.create_server(
         lambda: SMTP(Handler(), hostname="localhost", tls_context=starttls,
-                     require_starttls=starttls is not None, auth_require_tls=False),
+                     require_starttls=starttls is not None, auth_require_tls=False,
+                     authenticator=authenticate if user else None, auth_required=bool(user)),
         host="127.0.0.1", port=port, reuse_address=True,
         ssl=ctx if mode == "tls" else None)
     print("listening on %d" % server.sockets[0].getsockname()[1], flush=True)
@@ -84,6 +91,8 @@ pub struct SmtpOptions {
     pub implicit_tls: bool,
     /// Recipients answered `550` at RCPT.
     pub reject: Vec<String>,
+    /// Require AUTH (PLAIN or LOGIN) with this user name and password before MAIL.
+    pub auth: Option<(String, String)>,
 }
 
 /// One message the server accepted.
@@ -191,6 +200,10 @@ impl SmtpServer {
             (false, false) => "plain",
         };
         cmd.arg(mode);
+        if let Some((user, password)) = &self.options.auth {
+            cmd.env("SMTP_TEST_USER", user)
+                .env("SMTP_TEST_PASSWORD", password);
+        }
         if mode != "plain" {
             cmd.arg(dir.join("server.pem")).arg(dir.join("server.key"));
         }

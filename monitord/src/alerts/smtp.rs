@@ -103,13 +103,25 @@ impl Session {
             let secret = password(smtp).map_err(|e| temporary("cannot read the password", &e))?;
             builder = builder.credentials(Credentials::new(username.clone(), secret));
         }
-        let conn = match smtp.security {
-            Security::None => builder.connect_plain().await.map(Conn::Plain),
-            Security::StartTls | Security::Tls => {
-                builder.connect().await.map(|c| Conn::Tls(Box::new(c)))
+        // mail-send bounds only parts of a plain connection by its timeout; a server that
+        // accepts and then says nothing must not hold the outbox forever.
+        let connecting = async {
+            match smtp.security {
+                Security::None => builder.connect_plain().await.map(Conn::Plain),
+                Security::StartTls | Security::Tls => {
+                    builder.connect().await.map(|c| Conn::Tls(Box::new(c)))
+                }
             }
-        }
-        .map_err(|e| classify(&format!("SMTP server {}:{}", smtp.host, smtp.port), e))?;
+        };
+        let conn = tokio::time::timeout(SMTP_TIMEOUT, connecting)
+            .await
+            .map_err(|_| {
+                DeliveryError::Temporary(format!(
+                    "SMTP server {}:{}: no answer after {SMTP_TIMEOUT:?}",
+                    smtp.host, smtp.port
+                ))
+            })?
+            .map_err(|e| classify(&format!("SMTP server {}:{}", smtp.host, smtp.port), e))?;
         Ok(Session {
             conn,
             from,
@@ -127,10 +139,18 @@ impl Session {
         let bytes = render(&self.from, mail)
             .map_err(|e| DeliveryError::Permanent(format!("cannot build the message: {e}")))?;
         let message = Message::new(self.from.as_str(), [mail.to], Cow::Owned(bytes));
-        let result = match &mut self.conn {
-            Conn::Plain(c) => send(c, message).await,
-            Conn::Tls(c) => send(c.as_mut(), message).await,
+        let sending = async {
+            match &mut self.conn {
+                Conn::Plain(c) => send(c, message).await,
+                Conn::Tls(c) => send(c.as_mut(), message).await,
+            }
         };
+        let result = tokio::time::timeout(SMTP_TIMEOUT, sending)
+            .await
+            .unwrap_or_else(|_| {
+                let e = format!("SMTP server: no answer after {SMTP_TIMEOUT:?}");
+                Err((DeliveryError::Temporary(e), false))
+            });
         if let Err((error, reusable)) = result {
             self.broken = !reusable;
             return Err(error);
