@@ -8,8 +8,8 @@
 //!
 //! A replay is recognised by [`Seen`], the stored `(instance, seq)` pairs held in memory
 //! (loaded from the database by the first batch), so a sample costs one appended row and no
-//! index lookup. Ids of clients, instances, metas and disks are cached too; the cache is
-//! dropped whenever `PRAGMA data_version` says another connection committed.
+//! index lookup. Ids of clients, instances, metas and disks are cached too: nothing else
+//! creates or removes those rows, so the cache only goes when a batch rolls back.
 //!
 //! Not here: HTTP (see [`crate::http`]), reading samples back (see [`super::read`]).
 
@@ -18,7 +18,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError, sync_channel};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
 
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
@@ -134,7 +133,6 @@ impl Writer {
             conn,
             cache: Cache::default(),
             seen: None,
-            data_version: None,
             stored: stored.clone(),
             alerts,
         };
@@ -166,7 +164,6 @@ struct WriterState {
     cache: Cache,
     /// `None` until the first batch loads it (inside its transaction).
     seen: Option<Seen>,
-    data_version: Option<i64>,
     stored: Arc<AtomicU64>,
     alerts: Option<Arc<Alerts>>,
 }
@@ -181,8 +178,6 @@ struct ClientCache {
     instances: Vec<InstanceEntry>,
     meta: Option<(Meta, i64)>,
     disks: Vec<(String, String, i64)>,
-    /// When this writer last wrote the client's `client_top` row.
-    top_written: Option<Instant>,
 }
 
 struct InstanceEntry {
@@ -192,12 +187,6 @@ struct InstanceEntry {
 
 /// Instances kept per client in the cache; an agent restart makes a new one.
 const INSTANCES_CACHED: usize = 8;
-
-#[derive(QueryableByName)]
-struct DataVersion {
-    #[diesel(sql_type = BigInt)]
-    data_version: i64,
-}
 
 impl WriterState {
     fn run(&mut self, rx: &Receiver<Msg>) {
@@ -231,7 +220,6 @@ impl WriterState {
         let mut outcomes = Vec::with_capacity(batch.len());
         let mut added = HashSet::new();
         let result = self.conn.immediate_transaction(|conn| {
-            check_data_version(conn, &mut self.data_version, &mut self.cache)?;
             if self.seen.is_none() {
                 self.seen = Some(Seen::load(conn)?);
             }
@@ -252,7 +240,7 @@ impl WriterState {
                     })
                 })
                 .collect();
-            update_latest_top(conn, &mut self.cache, &committed)?;
+            update_latest_top(conn, &committed)?;
             // Alert state changes and outbox rows commit with the samples that caused them.
             if let Some(alerts) = &self.alerts {
                 alerts.evaluate(conn, committed.iter().map(|c| (c.client, c.sample)))?;
@@ -272,7 +260,6 @@ impl WriterState {
         if let Err(e) = &result {
             // Ids created inside the rolled-back transaction no longer exist.
             self.cache = Cache::default();
-            self.data_version = None;
             tracing::warn!(
                 samples = batch.len(),
                 "could not commit a batch of samples, answering 503: {e}"
@@ -290,22 +277,6 @@ impl WriterState {
         }
         self.stored.fetch_add(stored, Ordering::Relaxed);
     }
-}
-
-/// Drops the id cache when another connection has committed since our last transaction.
-fn check_data_version(
-    conn: &mut SqliteConnection,
-    seen: &mut Option<i64>,
-    cache: &mut Cache,
-) -> QueryResult<()> {
-    let now = diesel::sql_query("PRAGMA data_version")
-        .get_result::<DataVersion>(conn)?
-        .data_version;
-    if *seen != Some(now) {
-        *cache = Cache::default();
-        *seen = Some(now);
-    }
-    Ok(())
 }
 
 /// Stores one sample unless its `(instance, seq)` is already stored or earlier in this batch
@@ -354,7 +325,6 @@ fn client_cache<'c>(
                 instances: Vec::new(),
                 meta: None,
                 disks: Vec::new(),
-                top_written: None,
             },
         );
     }
@@ -459,19 +429,9 @@ fn disk(
     Ok(id)
 }
 
-/// How often at most a client's row in `client_top` is rewritten. Agents send every 10 s
-/// or more, so each of their samples still lands; a flood (a spool draining, a benchmark)
-/// does not turn every sample into a second, larger write. Alert mail takes `top` from the
-/// samples of the batch itself, so it is never behind.
-const TOP_EVERY: Duration = Duration::from_secs(5);
-
 /// Keeps the newest `top` of each client (by the sample's `ts`, since a draining spool sends
 /// old samples late): at most one upsert per client per batch.
-fn update_latest_top(
-    conn: &mut SqliteConnection,
-    cache: &mut Cache,
-    committed: &[Committed],
-) -> QueryResult<()> {
+fn update_latest_top(conn: &mut SqliteConnection, committed: &[Committed]) -> QueryResult<()> {
     let mut newest: HashMap<&str, (i64, &Sample)> = HashMap::new();
     for c in committed.iter().filter(|c| !c.sample.top.is_empty()) {
         let entry = newest.entry(c.client).or_insert((c.client_id, c.sample));
@@ -479,17 +439,7 @@ fn update_latest_top(
             *entry = (c.client_id, c.sample);
         }
     }
-    let now = Instant::now();
-    for (name, (client_id, sample)) in newest {
-        if let Some(client) = cache.clients.get_mut(name) {
-            if client
-                .top_written
-                .is_some_and(|at| now.duration_since(at) < TOP_EVERY)
-            {
-                continue;
-            }
-            client.top_written = Some(now);
-        }
+    for (client_id, sample) in newest.into_values() {
         let top = serde_json::to_string(&sample.top).expect("top processes serialize");
         diesel::sql_query(
             "INSERT INTO client_top (client_id, ts, top) VALUES (?, ?, ?) \
