@@ -26,6 +26,7 @@ pub mod read;
 pub mod schema;
 pub mod seen;
 pub mod stored;
+pub mod top;
 pub mod writer;
 
 const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations");

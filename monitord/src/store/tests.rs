@@ -228,3 +228,31 @@ fn frequent_passes_grow_blocks_instead_of_adding_small_ones() {
     assert_eq!(read_back(&path, "host1"), expected);
     writer.shutdown();
 }
+
+#[test]
+fn the_newest_top_is_written_once_the_queue_goes_quiet() {
+    let path = temp_db("top");
+    let samples = fleet(1, 3);
+    let writer = Writer::start(super::open_for_writing(&path).unwrap()).unwrap();
+    for s in &samples {
+        assert_eq!(
+            submit_all(&writer, std::slice::from_ref(s)),
+            vec![Outcome::Stored]
+        );
+    }
+    let mut conn = super::open_existing(&path).unwrap();
+    let newest = samples[2].1.ts;
+    let deadline = std::time::Instant::now() + super::top::TOP_EVERY * 3;
+    loop {
+        let (ts, _) = read::latest_top(&mut conn, "host0").unwrap().unwrap();
+        if ts == newest {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "top still from {ts}, not {newest}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    writer.shutdown();
+}

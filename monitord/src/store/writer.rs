@@ -16,17 +16,20 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError, sync_channel};
+use std::sync::mpsc::{
+    Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError, sync_channel,
+};
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Text};
 use monitor_core::Sample;
 use tokio::sync::oneshot;
 
 use super::schema::{RawRow, clients, disks, instances, metas, raw_samples};
 use super::seen::Seen;
 use super::stored::{DiskValues, Meta, Values, kib};
+use super::top::{LatestTops, TOP_EVERY};
 use crate::alerts::Alerts;
 
 /// Requests waiting for the writer; one more is answered 503.
@@ -133,6 +136,7 @@ impl Writer {
             conn,
             cache: Cache::default(),
             seen: None,
+            tops: LatestTops::default(),
             stored: stored.clone(),
             alerts,
         };
@@ -164,6 +168,7 @@ struct WriterState {
     cache: Cache,
     /// `None` until the first batch loads it (inside its transaction).
     seen: Option<Seen>,
+    tops: LatestTops,
     stored: Arc<AtomicU64>,
     alerts: Option<Arc<Alerts>>,
 }
@@ -192,12 +197,24 @@ impl WriterState {
     fn run(&mut self, rx: &Receiver<Msg>) {
         let mut batch = Vec::with_capacity(BATCH_MAX);
         loop {
-            let mut stop = match rx.recv() {
+            // While some `top` is unwritten, wake up when the queue goes quiet to write it.
+            let first = if self.tops.has_unwritten() {
+                match rx.recv_timeout(TOP_EVERY) {
+                    Err(RecvTimeoutError::Timeout) => {
+                        self.flush_tops();
+                        continue;
+                    }
+                    other => other.map_err(|_| ()),
+                }
+            } else {
+                rx.recv().map_err(|_| ())
+            };
+            let mut stop = match first {
                 Ok(Msg::Job(job)) => {
                     batch.push(*job);
                     false
                 }
-                Ok(Msg::Stop) | Err(_) => true,
+                Ok(Msg::Stop) | Err(()) => true,
             };
             while !stop && batch.len() < BATCH_MAX {
                 match rx.try_recv() {
@@ -210,8 +227,22 @@ impl WriterState {
                 self.commit_batch(&mut batch);
             }
             if stop {
+                self.flush_tops();
                 return;
             }
+        }
+    }
+
+    /// Writes every unwritten `top`; on failure they stay unwritten for the next try.
+    fn flush_tops(&mut self) {
+        let now = Instant::now();
+        let tops = &self.tops;
+        match self
+            .conn
+            .immediate_transaction(|conn| tops.write_due(conn, now, true))
+        {
+            Ok(written) => self.tops.written(&written, now),
+            Err(e) => tracing::debug!("could not write the latest top processes yet: {e}"),
         }
     }
 
@@ -219,6 +250,9 @@ impl WriterState {
     fn commit_batch(&mut self, batch: &mut Vec<Job>) {
         let mut outcomes = Vec::with_capacity(batch.len());
         let mut added = HashSet::new();
+        let now = Instant::now();
+        let tops = &mut self.tops;
+        let mut tops_written = Vec::new();
         let result = self.conn.immediate_transaction(|conn| {
             if self.seen.is_none() {
                 self.seen = Some(Seen::load(conn)?);
@@ -240,7 +274,8 @@ impl WriterState {
                     })
                 })
                 .collect();
-            update_latest_top(conn, &committed)?;
+            tops.record(&committed);
+            tops_written = tops.write_due(conn, now, false)?;
             // Alert state changes and outbox rows commit with the samples that caused them.
             if let Some(alerts) = &self.alerts {
                 alerts.evaluate(conn, committed.iter().map(|c| (c.client, c.sample)))?;
@@ -251,6 +286,7 @@ impl WriterState {
             alerts.committed();
         }
         if result.is_ok() {
+            self.tops.written(&tops_written, now);
             if let Some(seen) = &mut self.seen {
                 for (instance_id, seq) in added {
                     seen.insert(instance_id, seq);
@@ -260,6 +296,7 @@ impl WriterState {
         if let Err(e) = &result {
             // Ids created inside the rolled-back transaction no longer exist.
             self.cache = Cache::default();
+            self.tops.forget();
             tracing::warn!(
                 samples = batch.len(),
                 "could not commit a batch of samples, answering 503: {e}"
@@ -427,29 +464,4 @@ fn disk(
         .first(conn)?;
     client.disks.push((mount.to_owned(), fs.to_owned(), id));
     Ok(id)
-}
-
-/// Keeps the newest `top` of each client (by the sample's `ts`, since a draining spool sends
-/// old samples late): at most one upsert per client per batch.
-fn update_latest_top(conn: &mut SqliteConnection, committed: &[Committed]) -> QueryResult<()> {
-    let mut newest: HashMap<&str, (i64, &Sample)> = HashMap::new();
-    for c in committed.iter().filter(|c| !c.sample.top.is_empty()) {
-        let entry = newest.entry(c.client).or_insert((c.client_id, c.sample));
-        if c.sample.ts >= entry.1.ts {
-            *entry = (c.client_id, c.sample);
-        }
-    }
-    for (client_id, sample) in newest.into_values() {
-        let top = serde_json::to_string(&sample.top).expect("top processes serialize");
-        diesel::sql_query(
-            "INSERT INTO client_top (client_id, ts, top) VALUES (?, ?, ?) \
-             ON CONFLICT (client_id) DO UPDATE SET ts = excluded.ts, top = excluded.top \
-             WHERE excluded.ts >= client_top.ts",
-        )
-        .bind::<BigInt, _>(client_id)
-        .bind::<BigInt, _>(sample.ts)
-        .bind::<Text, _>(top)
-        .execute(conn)?;
-    }
-    Ok(())
 }
