@@ -13,6 +13,7 @@
 //! Not here: SMTP (see [`super::sender`]), the timer loop (see [`super::sender::run`]).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -231,6 +232,42 @@ impl Alerts {
             }
         }
         Ok(())
+    }
+
+    /// Whether [`Alerts::check_host_down`] has anything to do, judged from memory alone, so
+    /// the timer takes the database's write lock only then (not every few seconds).
+    pub fn host_down_due(&self) -> bool {
+        let snapshot = self.snapshot();
+        let config = &snapshot.config;
+        let now = now_ms();
+        let book = self.lock();
+        if book.tentative.contains(&true) || !book.loaded {
+            return true;
+        }
+        let stale = book.states.iter().any(|(client, rules)| {
+            let configured = config.client(client);
+            rules.iter().any(|(rule, _)| match configured {
+                None => true,
+                Some(c) => {
+                    rule != HOST_DOWN_RULE && !c.alerts.iter().any(|a| a.kind.as_str() == rule)
+                }
+            })
+        });
+        stale
+            || config.clients.iter().any(|client| {
+                let last_seen = book
+                    .last_seen
+                    .get(&client.name)
+                    .copied()
+                    .unwrap_or(self.started_ms)
+                    .max(self.started_ms);
+                let down = book
+                    .states
+                    .get(&client.name)
+                    .and_then(|rules| rules.iter().find(|(r, _)| r == HOST_DOWN_RULE))
+                    .map_or(RuleState::OK, |(_, e)| e.state);
+                machine::check_down(down, last_seen, client.interval, now).is_some()
+            })
     }
 
     /// The host-down timer's check, inside its own immediate transaction (then call
@@ -524,7 +561,10 @@ fn info(client: &Client) -> ClientInfo<'_> {
 }
 
 /// `<1795839120000.9f2c4e1a7b3d5c60@host>`: unique without coordination, fixed at insert.
+/// The counter makes two ids of one process differ even if the random source fails.
 pub fn message_id(now_ms: i64, host: &str) -> String {
-    let random = getrandom::u64().unwrap_or_else(|_| now_ms as u64 ^ u64::from(std::process::id()));
-    format!("<{now_ms}.{random:016x}@{host}>")
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let seq = SEQ.fetch_add(1, Ordering::Relaxed);
+    let random = getrandom::u64().unwrap_or(u64::from(std::process::id()));
+    format!("<{now_ms}.{seq}.{random:016x}@{host}>")
 }

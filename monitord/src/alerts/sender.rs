@@ -32,6 +32,7 @@ pub const RETRY_MAX: Duration = Duration::from_secs(600);
 pub const GIVE_UP_AFTER: Duration = Duration::from_secs(2 * 86_400);
 /// Delivered and failed rows are kept this long for `monitord alerts`.
 const KEEP_DONE: Duration = Duration::from_secs(30 * 86_400);
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// Attempts to record a delivery's outcome (each waits up to busy_timeout for the lock).
 const RECORD_TRIES: u32 = 5;
 /// Rows taken per pass; the pass repeats while rows are due, at most [`BATCHES_PER_WAKE`]
@@ -84,10 +85,16 @@ async fn run(alerts: Arc<Alerts>, db_path: PathBuf, stop: Arc<Notify>) {
     };
     super::smtp::prepare_tls(&alerts.snapshot().config.smtp);
     let mut next_check = tokio::time::Instant::now();
+    let mut next_prune = tokio::time::Instant::now();
     loop {
         if tokio::time::Instant::now() >= next_check {
             host_down_pass(&mut conn, &alerts);
             next_check = tokio::time::Instant::now() + HOST_DOWN_TICK;
+        }
+        // A DELETE takes the write lock even when it matches nothing: not every tick.
+        if tokio::time::Instant::now() >= next_prune {
+            prune_pass(&mut conn);
+            next_prune = tokio::time::Instant::now() + PRUNE_EVERY;
         }
         let next_due = tokio::select! {
             () = stop.notified() => return,
@@ -107,10 +114,16 @@ async fn run(alerts: Arc<Alerts>, db_path: PathBuf, stop: Arc<Notify>) {
 }
 
 fn host_down_pass(conn: &mut SqliteConnection, alerts: &Alerts) {
-    match conn.immediate_transaction(|conn| alerts.check_host_down(conn)) {
-        Ok(()) => alerts.host_down_committed(),
-        Err(e) => tracing::warn!("host-down check failed, trying again shortly: {e}"),
+    if alerts.host_down_due() {
+        match conn.immediate_transaction(|conn| alerts.check_host_down(conn)) {
+            Ok(()) => alerts.host_down_committed(),
+            Err(e) => tracing::warn!("host-down check failed, trying again shortly: {e}"),
+        }
     }
+}
+
+/// Drops delivered and failed rows past [`KEEP_DONE`].
+fn prune_pass(conn: &mut SqliteConnection) {
     let before = now_ms() - KEEP_DONE.as_millis() as i64;
     if let Err(e) = store::prune(conn, before) {
         tracing::warn!("could not prune old outbox rows: {e}");
