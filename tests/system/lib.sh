@@ -20,14 +20,22 @@ SYS_NET=192.0.2
 SYS_CGROUP=monitord-systest-$$
 SYS_WORK=
 SYS_NSPAWN_PID=
+SYS_USERS=()
 
 log() { printf '[system-test %s] %s\n' "$(date +%T)" "$*" >&2; }
 die() { log "FAILED: $*"; exit 1; }
 
-# Builds the cached rootfs once; later runs reuse it.
+# Builds the cached rootfs when it is missing or lacks a package of SYS_ROOTFS_PACKAGES (the
+# cache is keyed on that list: add a package there and the next run rebuilds it).
 sys_rootfs() {
+    local wanted
+    wanted=$(tr , ' ' <<<"$SYS_ROOTFS_PACKAGES")
     if [ -x "$SYS_ROOTFS_CACHE/lib/systemd/systemd" ]; then
-        return
+        # shellcheck disable=SC2086 # one word per package
+        if chroot "$SYS_ROOTFS_CACHE" dpkg-query -W $wanted >/dev/null 2>&1; then
+            return
+        fi
+        log "the rootfs cache lacks some of: $wanted; rebuilding it"
     fi
     log "building the debootstrap rootfs cache in $SYS_ROOTFS_CACHE (once)"
     mkdir -p "$SYS_CACHE"
@@ -35,6 +43,7 @@ sys_rootfs() {
     debootstrap --variant=minbase --include="$SYS_ROOTFS_PACKAGES" bookworm \
         "$SYS_ROOTFS_CACHE.tmp" http://deb.debian.org/debian >"$SYS_CACHE/debootstrap.log" 2>&1 \
         || die "debootstrap failed, see $SYS_CACHE/debootstrap.log"
+    rm -rf "$SYS_ROOTFS_CACHE"
     mv "$SYS_ROOTFS_CACHE.tmp" "$SYS_ROOTFS_CACHE"
 }
 
@@ -100,6 +109,71 @@ sys_in() {
         PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 "$@"
 }
 
+# sys_wait_port NS IP PORT: until a TCP connect from namespace md-NS succeeds (10 s at most).
+sys_wait_port() {
+    local ns=$1 ip=$2 port=$3 i
+    for i in $(seq 1 50); do
+        if ip netns exec "md-$ns" timeout 2 bash -c "exec 3<>/dev/tcp/$ip/$port" 2>/dev/null; then
+            return 0
+        fi
+        sleep 0.2
+    done
+    return 1
+}
+
+# sys_user NAME: a fresh account on this machine with its home under $SYS_WORK, for key login
+# only ('*': no password, yet not locked, which sshd without PAM would refuse). One account per
+# client host, so two agents on this one filesystem never share ~/.cache/monitor-agent.
+sys_user() {
+    local name=$1
+    if getent passwd "$name" >/dev/null; then
+        userdel --force "$name" 2>/dev/null || true  # left over from a run that was killed
+    fi
+    mkdir -p "$SYS_WORK/home"
+    useradd --create-home --home-dir "$SYS_WORK/home/$name" --shell /bin/sh "$name"
+    usermod -p '*' "$name"
+    SYS_USERS+=("$name")
+}
+
+# sys_sshd HOST OCTET USER PUBKEY: this machine's sshd on port 22 of namespace md-HOST
+# ($SYS_NET.OCTET) with a throwaway host key, letting USER in with PUBKEY only.
+sys_sshd() {
+    local host=$1 octet=$2 user=$3 pubkey=$4
+    local dir="$SYS_WORK/sshd-$host"
+    mkdir -p "$dir/authorized_keys" /run/sshd
+    ssh-keygen -q -t ed25519 -N '' -C "md-$host host key" -f "$dir/host_key"
+    cp "$pubkey" "$dir/authorized_keys/$user"
+    cat >"$dir/sshd_config" <<EOF_SSHD
+ListenAddress $SYS_NET.$octet:22
+HostKey $dir/host_key
+PidFile $dir/sshd.pid
+AuthorizedKeysFile $dir/authorized_keys/%u
+StrictModes no
+UsePAM no
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+LogLevel VERBOSE
+Subsystem sftp internal-sftp
+EOF_SSHD
+    ip netns exec "md-$host" /usr/sbin/sshd -D -e -f "$dir/sshd_config" \
+        </dev/null 2>"$dir/sshd.log" &
+    disown  # teardown kills it with its namespace; no "Killed" job notice then
+    sys_wait_port "$host" "$SYS_NET.$octet" 22 ||
+        die "sshd in md-$host is not listening; its log: $(cat "$dir/sshd.log")"
+}
+
+# sys_smtp OCTET: a real SMTP server (aiosmtpd's own command line and its Mailbox handler) on
+# port 25 of namespace md-smtp; every accepted message lands in the maildir $SYS_WORK/mail.
+sys_smtp() {
+    local octet=$1
+    ip netns exec md-smtp python3 -m aiosmtpd -n -l "$SYS_NET.$octet:25" \
+        -c aiosmtpd.handlers.Mailbox "$SYS_WORK/mail" </dev/null >"$SYS_WORK/smtp.log" 2>&1 &
+    disown
+    sys_wait_port smtp "$SYS_NET.$octet" 25 ||
+        die "the SMTP server is not listening; its log: $(cat "$SYS_WORK/smtp.log")"
+}
+
 sys_teardown() {
     local rc=$?
     set +e
@@ -113,6 +187,11 @@ sys_teardown() {
     for ns in $(ip netns list 2>/dev/null | awk '/^md-/ {print $1}'); do
         ip netns pids "$ns" 2>/dev/null | xargs -r kill -KILL 2>/dev/null
         ip netns delete "$ns"
+    done
+    local u
+    for u in "${SYS_USERS[@]}"; do
+        crontab -r -u "$u" 2>/dev/null  # monitor-deploy's @reboot line for the agent
+        userdel --force "$u" 2>/dev/null
     done
     local h
     for h in systemd unified; do
