@@ -279,7 +279,15 @@ fn time_deploy(
     )?;
     let elapsed = started.elapsed();
     let summary = String::from_utf8_lossy(&out.stdout);
-    eprintln!("  {}", summary.lines().last().unwrap_or(""));
+    // Tells whether a re-deploy really skipped the hosts (or restarted agents with spooled samples).
+    let skipped = summary
+        .lines()
+        .filter(|l| l.starts_with("ok") && l.contains("already running"))
+        .count();
+    eprintln!(
+        "  {} ({skipped} left running untouched)",
+        summary.lines().last().unwrap_or("")
+    );
     Ok(elapsed)
 }
 
