@@ -1,7 +1,8 @@
 //! Alerts end to end: a real monitord fed sealed samples whose values the test controls, and
 //! a real SMTP server (aiosmtpd) on loopback whose received mail the tests read. Covers
 //! firing once, `for`, `repeat`, resolving, `clear`, the top process in the mail, host down,
-//! an SMTP outage, restarts and `kill -9` while firing, a delivery cut off by SIGTERM,
+//! an SMTP outage, restarts and `kill -9` while firing (and the one window where a kill re-sends
+//! a mail: with the same Message-ID), a delivery cut off by SIGTERM,
 //! late (spooled) samples, a rule removed by a reload, `send-test-mail`, STARTTLS trusted through
 //! `<smtp ca-file>`, and a recipient refused with 550.
 
@@ -291,6 +292,32 @@ fn smtp_outage_delays_mail_but_every_mail_arrives_once() {
     );
 }
 
+/// The status of every outbox row, newest first, as `monitord alerts` lists them.
+fn outbox_statuses(m: &Monitord) -> Vec<String> {
+    let listing = m.command_ok(&["alerts"]);
+    listing
+        .lines()
+        .skip_while(|l| !l.starts_with("Outbox (newest first)"))
+        .skip(2)
+        .filter_map(|l| l.split_whitespace().nth(1).map(str::to_owned))
+        .collect()
+}
+
+/// Waits until `count` outbox rows exist and every one is marked sent: only then is a
+/// delivery final, a crash before it is re-sent (with the same Message-ID).
+fn wait_until_sent(m: &Monitord, count: usize) {
+    testkit::util::wait_until(MAIL_WAIT, "the outbox rows to be marked sent", || {
+        let statuses = outbox_statuses(m);
+        statuses.len() == count && statuses.iter().all(|s| s == "sent")
+    });
+}
+
+fn message_ids(mail: &[Received]) -> Vec<String> {
+    mail.iter()
+        .map(|r| r.header("Message-ID").expect("a Message-ID header"))
+        .collect()
+}
+
 #[test]
 fn restart_or_kill_9_while_firing_sends_no_second_mail() {
     let smtp = SmtpServer::start(SmtpOptions::default());
@@ -302,22 +329,76 @@ fn restart_or_kill_9_while_firing_sends_no_second_mail() {
     let mut f = Feeder::new("web1");
     f.cpu(&m, 95.0);
     smtp.wait_for(1, MAIL_WAIT);
+    // The server stores a mail before monitord hears its 250; a kill in between re-sends it
+    // (see `a_kill_between_the_servers_250_and_the_outbox_commit_re_sends_the_same_message`).
+    // Here the delivery is final before the kill.
+    wait_until_sent(&m, 1);
 
     m.kill9();
     m.spawn();
     f.cpu(&m, 96.0);
-    assert_eq!(smtp.settle(QUIET).len(), 1, "re-sent after kill -9");
+    let mail = smtp.settle(QUIET);
+    assert_eq!(
+        mail.len(),
+        1,
+        "re-sent after kill -9: {:?}",
+        subjects(&mail)
+    );
 
     let status = m.terminate();
     assert!(status.success(), "SIGTERM exit: {status}");
     m.spawn();
     f.cpu(&m, 97.0);
-    assert_eq!(smtp.settle(QUIET).len(), 1, "re-sent after a restart");
+    let mail = smtp.settle(QUIET);
+    assert_eq!(
+        mail.len(),
+        1,
+        "re-sent after a restart: {:?}",
+        subjects(&mail)
+    );
 
     f.cpu(&m, 10.0);
     let mail = smtp.wait_for(2, MAIL_WAIT);
     assert_eq!(mail[1].subject, "[monitord] RESOLVED web1: cpu 10.0% ≤ 90%");
-    assert_eq!(smtp.settle(QUIET).len(), 2);
+    let mail = smtp.settle(QUIET);
+    assert_eq!(mail.len(), 2, "{:?}", subjects(&mail));
+    let ids: std::collections::BTreeSet<String> = message_ids(&mail).into_iter().collect();
+    assert_eq!(ids.len(), 2, "FIRING and RESOLVED share a Message-ID");
+}
+
+#[test]
+fn a_kill_between_the_servers_250_and_the_outbox_commit_re_sends_the_same_message() {
+    // The one window where a mail can go out twice: the server has the mail, monitord is
+    // killed before it reads the 250 and marks the row. After the restart the row is still
+    // pending and goes out again, with the same Message-ID, so the receiver can tell.
+    let smtp = SmtpServer::start(SmtpOptions {
+        hold_reply: Duration::from_secs(5),
+        ..SmtpOptions::default()
+    });
+    let mut m = monitord(
+        &smtp,
+        "",
+        &client("ops@test.example", r#"<alert type="cpu" limit="90%"/>"#),
+    );
+    let mut f = Feeder::new("web1");
+    f.cpu(&m, 95.0);
+    smtp.wait_for(1, MAIL_WAIT);
+    assert_eq!(outbox_statuses(&m), ["pending"], "marked before the 250");
+    m.kill9();
+    m.spawn();
+    f.cpu(&m, 96.0);
+    let mail = smtp.wait_for(2, MAIL_WAIT);
+    wait_until_sent(&m, 1);
+    let mail_after = smtp.settle(QUIET);
+    assert_eq!(mail_after.len(), 2, "{:?}", subjects(&mail_after));
+    assert_eq!(mail[0].subject, mail[1].subject);
+    assert_eq!(mail[0].subject, "[monitord] FIRING web1: cpu 95.0% > 90%");
+    let ids = message_ids(&mail);
+    assert_eq!(
+        ids[0], ids[1],
+        "the re-sent mail is not recognisably the same"
+    );
+    assert_eq!(mail[0].header("Date"), mail[1].header("Date"));
 }
 
 #[test]

@@ -6,7 +6,8 @@
 //!
 //! Options: STARTTLS or implicit TLS with a certificate made at start (a throwaway CA signs a server
 //! certificate for `127.0.0.1` and `localhost`; the CA's PEM is what a test names in
-//! `<smtp ca-file>`), recipients refused with `550`, and required AUTH. [`SmtpServer::stop`] and
+//! `<smtp ca-file>`), recipients refused with `550` or deferred with `451`, required AUTH, and a
+//! slow `250` after DATA (the mail is stored before the client hears it was). [`SmtpServer::stop`] and
 //! [`SmtpServer::start_again`] simulate an outage on the same port.
 //!
 //! Not here: anything about what monitord sends — the tests assert on that.
@@ -30,6 +31,8 @@ mode = sys.argv[4]  # plain | starttls | tls
 cert = sys.argv[5] if mode != "plain" else None
 key = sys.argv[6] if mode != "plain" else None
 user, password = os.environ.get("SMTP_TEST_USER"), os.environ.get("SMTP_TEST_PASSWORD")
+defer = set(filter(None, os.environ.get("SMTP_TEST_DEFER", "").split(",")))
+hold = float(os.environ.get("SMTP_TEST_HOLD_S", "0"))
 
 def authenticate(server, session, envelope, mechanism, auth_data):
     ok = (isinstance(auth_data, LoginPassword)
@@ -40,6 +43,8 @@ class Handler:
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if address in reject:
             return "550 5.1.1 <%s>: mailbox unavailable" % address
+        if address in defer:
+            return "451 4.3.0 <%s>: try again later" % address
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
@@ -61,6 +66,8 @@ class Handler:
         with open(tmp, "w") as f:
             json.dump(record, f)
         os.rename(tmp, os.path.join(outdir, name))
+        if hold:
+            await asyncio.sleep(hold)
         return "250 OK queued"
 
 async def main():
@@ -93,6 +100,11 @@ pub struct SmtpOptions {
     pub reject: Vec<String>,
     /// Require AUTH (PLAIN or LOGIN) with this user name and password before MAIL.
     pub auth: Option<(String, String)>,
+    /// Recipients answered `451` at RCPT: a temporary failure, every time.
+    pub defer: Vec<String>,
+    /// Store each message, then wait this long before answering `250` to its DATA: a
+    /// client that dies meanwhile has delivered the mail without learning it.
+    pub hold_reply: Duration,
 }
 
 /// One message the server accepted.
@@ -200,6 +212,11 @@ impl SmtpServer {
             (false, false) => "plain",
         };
         cmd.arg(mode);
+        cmd.env("SMTP_TEST_DEFER", self.options.defer.join(","))
+            .env(
+                "SMTP_TEST_HOLD_S",
+                self.options.hold_reply.as_secs_f64().to_string(),
+            );
         if let Some((user, password)) = &self.options.auth {
             cmd.env("SMTP_TEST_USER", user)
                 .env("SMTP_TEST_PASSWORD", password);
