@@ -63,7 +63,13 @@ pub enum Command {
     /// Pack every raw sample into dense blocks now (the daemon also does this on a timer).
     Compact,
     /// Every alert rule's state (ok, pending, firing) and the mail outbox.
-    Alerts,
+    Alerts {
+        /// One JSON object: `states` (client, rule, phase, since_ms, value, detail,
+        /// condition) and `outbox` (id, message_id, recipient, client, rule, subject, status,
+        /// attempts, created_ms, next_attempt_ms, last_error, done_ms), newest first.
+        #[arg(long)]
+        json: bool,
+    },
     /// Send one test mail with the <smtp> settings (exit 0 once the server accepted it).
     SendTestMail { address: String },
 }

@@ -30,7 +30,7 @@ fn main() -> ExitCode {
         }
         Some(Command::Stats { json }) => commands::stats(&config, json),
         Some(Command::Compact) => commands::compact(&config),
-        Some(Command::Alerts) => monitord::alerts::cli::alerts_command(&config),
+        Some(Command::Alerts { json }) => monitord::alerts::cli::alerts_command(&config, json),
         Some(Command::SendTestMail { address }) => {
             monitord::alerts::cli::send_test_mail_command(&config, &address)
         }

@@ -292,14 +292,14 @@ fn smtp_outage_delays_mail_but_every_mail_arrives_once() {
     );
 }
 
-/// The status of every outbox row, newest first, as `monitord alerts` lists them.
+/// The status of every outbox row, newest first, as `monitord alerts --json` lists them.
 fn outbox_statuses(m: &Monitord) -> Vec<String> {
-    let listing = m.command_ok(&["alerts"]);
-    listing
-        .lines()
-        .skip_while(|l| !l.starts_with("Outbox (newest first)"))
-        .skip(2)
-        .filter_map(|l| l.split_whitespace().nth(1).map(str::to_owned))
+    let listing = m.alerts();
+    listing["outbox"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no outbox array: {listing}"))
+        .iter()
+        .map(|r| r["status"].as_str().unwrap_or("?").to_owned())
         .collect()
 }
 
@@ -470,6 +470,98 @@ fn a_refused_recipient_is_recorded_and_the_other_still_gets_the_mail() {
         .unwrap_or_else(|| panic!("`monitord alerts` does not list the refused mail:\n{listing}"));
     assert!(row.contains("failed") && row.contains("550"), "{row}");
     assert!(listing.contains("firing"), "{listing}");
+
+    let json = m.alerts();
+    let outbox = json["outbox"].as_array().expect("an outbox array");
+    let row = |to: &str| {
+        outbox
+            .iter()
+            .find(|r| r["recipient"] == to)
+            .unwrap_or_else(|| panic!("no outbox row for {to}: {json}"))
+    };
+    assert_eq!(outbox.len(), 2, "{json}");
+    let refused = row("nobody@test.example");
+    assert_eq!(refused["status"], "failed");
+    assert_eq!(refused["attempts"], 1);
+    assert!(
+        refused["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("550")),
+        "{refused}"
+    );
+    assert_eq!(row("ops@test.example")["status"], "sent");
+    assert_eq!(
+        refused["message_id"],
+        row("ops@test.example")["message_id"],
+        "one mail, one Message-ID for all its recipients"
+    );
+}
+
+#[test]
+fn alerts_json_lists_every_rule_and_the_outbox() {
+    let smtp = SmtpServer::start(SmtpOptions::default());
+    let m = monitord(
+        &smtp,
+        "",
+        &client(
+            "ops@test.example",
+            r#"<alert type="cpu" limit="90%"/><alert type="disk" limit="90%" for="1h"/>"#,
+        ),
+    );
+    let empty = m.alerts();
+    assert_eq!(empty["outbox"], serde_json::json!([]), "{empty}");
+    let before = now_ms();
+    Feeder::new("web1").send(&m, |s| {
+        s["cpu_percent"] = 95.0.into();
+        s["disks"] = serde_json::json!([
+            {"mount": "/var", "fs": "xfs", "total": 1000, "used": 931, "avail": 69}
+        ]);
+    });
+    let mail = smtp.wait_for(1, MAIL_WAIT);
+    wait_until_sent(&m, 1);
+    let json = m.alerts();
+    println!("{json:#}");
+    let state = |rule: &str| {
+        json["states"]
+            .as_array()
+            .expect("a states array")
+            .iter()
+            .find(|s| s["client"] == "web1" && s["rule"] == rule)
+            .unwrap_or_else(|| panic!("no state for web1/{rule}: {json}"))
+            .clone()
+    };
+    assert_eq!(json["states"].as_array().map(Vec::len), Some(3), "{json}");
+    let cpu = state("cpu");
+    assert_eq!(cpu["phase"], "firing");
+    assert_eq!(cpu["value"], 95.0);
+    assert_eq!(cpu["condition"], "> 90%");
+    let since = cpu["since_ms"].as_i64().expect("since_ms of a firing rule");
+    assert!(since >= before - 1000 && since <= now_ms(), "{cpu}");
+    let disk = state("disk");
+    assert_eq!(disk["phase"], "pending", "`for` holds it back");
+    assert_eq!(disk["detail"], "/var");
+    let down = state("down");
+    assert_eq!(down["phase"], "ok");
+    assert_eq!(down["since_ms"], serde_json::Value::Null);
+    assert_eq!(down["value"], serde_json::Value::Null);
+    assert_eq!(down["condition"], "no sample for 3m");
+
+    let outbox = json["outbox"].as_array().expect("an outbox array");
+    assert_eq!(outbox.len(), 1, "{json}");
+    let row = &outbox[0];
+    assert_eq!(row["status"], "sent");
+    assert_eq!(row["recipient"], "ops@test.example");
+    assert_eq!(row["client"], "web1");
+    assert_eq!(row["rule"], "cpu");
+    assert_eq!(row["attempts"], 1);
+    assert_eq!(row["subject"].as_str(), Some(mail[0].subject.as_str()));
+    assert_eq!(
+        row["message_id"].as_str(),
+        mail[0].header("Message-ID").as_deref(),
+        "the listed Message-ID is not the one the mail carried"
+    );
+    assert!(row["done_ms"].as_i64().is_some_and(|d| d >= since), "{row}");
+    assert_eq!(row["last_error"], serde_json::Value::Null);
 }
 
 #[test]

@@ -361,6 +361,13 @@ impl Monitord {
         }
     }
 
+    /// `monitord alerts --json`, parsed: `{"states": [...], "outbox": [...]}`.
+    pub fn alerts(&self) -> serde_json::Value {
+        let text = self.command_ok(&["alerts", "--json"]);
+        serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("`monitord alerts --json` is not JSON ({e}): {text:?}"))
+    }
+
     /// `monitord stats --json`, parsed.
     pub fn stats(&self) -> serde_json::Value {
         let text = self.command_ok(&["stats", "--json"]);
