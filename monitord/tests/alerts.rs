@@ -4,7 +4,8 @@
 //! an SMTP outage, restarts and `kill -9` while firing (and the one window where a kill re-sends
 //! a mail: with the same Message-ID), a delivery cut off by SIGTERM,
 //! late (spooled) samples, a rule removed by a reload, `send-test-mail`, STARTTLS trusted through
-//! `<smtp ca-file>`, and a recipient refused with 550.
+//! `<smtp ca-file>`, a recipient refused with 550, and temporary failures (451) retried for
+//! more than a day and given up after two.
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -399,6 +400,97 @@ fn a_kill_between_the_servers_250_and_the_outbox_commit_re_sends_the_same_messag
         "the re-sent mail is not recognisably the same"
     );
     assert_eq!(mail[0].header("Date"), mail[1].header("Date"));
+}
+
+/// One outbox row of `monitord alerts --json`, by recipient.
+fn outbox_row(m: &Monitord, to: &str) -> serde_json::Value {
+    let json = m.alerts();
+    json["outbox"]
+        .as_array()
+        .and_then(|rows| rows.iter().find(|r| r["recipient"] == to).cloned())
+        .unwrap_or_else(|| panic!("no outbox row for {to}: {json}"))
+}
+
+#[test]
+fn temporary_failures_are_retried_for_at_least_a_day_and_given_up_after_two() {
+    // The server defers both recipients (451) for ever. Two days cannot pass in a test, so
+    // while monitord is stopped the rows are aged in its real database with sqlite3: one was
+    // written 25 hours ago (still retried), the other two days and a minute ago (given up).
+    let smtp = SmtpServer::start(SmtpOptions {
+        defer: vec!["late@test.example".into(), "patient@test.example".into()],
+        ..SmtpOptions::default()
+    });
+    let mut m = monitord(
+        &smtp,
+        "",
+        &client(
+            "late@test.example, patient@test.example",
+            r#"<alert type="cpu" limit="90%"/>"#,
+        ),
+    );
+    Feeder::new("web1").cpu(&m, 95.0);
+    testkit::util::wait_until(MAIL_WAIT, "a deferred attempt for each recipient", || {
+        ["late@test.example", "patient@test.example"]
+            .iter()
+            .all(|to| outbox_row(&m, to)["attempts"].as_i64() >= Some(1))
+    });
+    let status = m.terminate();
+    assert!(status.success(), "SIGTERM exit: {status}");
+
+    const HOUR_MS: i64 = 3_600_000;
+    let age = |to: &str, by_ms: i64| {
+        format!(
+            "UPDATE outbox SET created_ms = created_ms - {by_ms}, \
+             next_attempt_ms = created_ms - {by_ms} WHERE recipient = '{to}';"
+        )
+    };
+    let sql = age("late@test.example", 48 * HOUR_MS + 60_000)
+        + &age("patient@test.example", 25 * HOUR_MS);
+    let out = std::process::Command::new("sqlite3")
+        .arg(m.db_path())
+        .arg(&sql)
+        .output()
+        .expect("run sqlite3 (the test command installs it)");
+    assert!(
+        out.status.success(),
+        "sqlite3: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    m.spawn();
+    testkit::util::wait_until(MAIL_WAIT, "the two-day-old row to be given up", || {
+        outbox_row(&m, "late@test.example")["status"] == "failed"
+    });
+    let late = outbox_row(&m, "late@test.example");
+    assert_eq!(late["attempts"], 2, "{late}");
+    let error = late["last_error"].as_str().unwrap_or("");
+    assert!(
+        error.starts_with("given up") && error.contains("451"),
+        "{late}"
+    );
+
+    // The 25-hour-old row is tried after the restart and again at its next retry (10 s).
+    testkit::util::wait_until(
+        Duration::from_secs(30),
+        "a 25 h old row retried twice",
+        || outbox_row(&m, "patient@test.example")["attempts"].as_i64() >= Some(3),
+    );
+    let patient = outbox_row(&m, "patient@test.example");
+    assert_eq!(patient["status"], "pending", "{patient}");
+    // Meanwhile the given-up row was left alone, and said so in the log exactly once.
+    assert_eq!(outbox_row(&m, "late@test.example")["attempts"], 2);
+    let log = m.stderr();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("late@test.example"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert!(
+        lines[0].contains("given up after 2d") && lines[0].contains("client=web1"),
+        "{}",
+        lines[0]
+    );
+    assert!(smtp.messages().is_empty(), "a deferred mail was accepted");
 }
 
 #[test]
