@@ -61,7 +61,7 @@ pub async fn serve(listener: TcpListener, config: Config) -> Result<(), ServeErr
     let writer =
         Writer::start_with_alerts(conn, Some(alerts.clone())).map_err(ServeError::Thread)?;
     let alert_tasks =
-        alerts::AlertTasks::start(alerts, database.clone()).map_err(ServeError::Thread)?;
+        alerts::AlertTasks::start(alerts.clone(), database.clone()).map_err(ServeError::Thread)?;
     let compactor = Compactor::start(database).map_err(ServeError::Thread)?;
 
     let in_flight = http::InFlight::default();
@@ -85,7 +85,7 @@ pub async fn serve(listener: TcpListener, config: Config) -> Result<(), ServeErr
     tracing::info!("listening on {addr}");
 
     let handle = server.handle();
-    let status = actix_web::rt::spawn(report_status(shared.clone(), writer.handle()));
+    let status = actix_web::rt::spawn(report_status(shared.clone(), writer.handle(), alerts));
     // Installed before READY=1: a SIGHUP right after it must reload, not kill.
     let signals = Signals::install().map_err(ServeError::Signals)?;
     let signals = actix_web::rt::spawn(handle_signals(signals, shared, handle, in_flight));
@@ -141,7 +141,15 @@ async fn handle_signals(
             _ = term.recv() => break,
             _ = int.recv() => break,
             _ = hup.recv() => {
-                notify(&[NotifyState::Reloading]);
+                // systemd (Type=notify-reload, and ≥ 253 for any RELOADING=1) wants the
+                // time the reload began, to tell this reload from an older one.
+                match NotifyState::monotonic_usec_now() {
+                    Ok(now) => notify(&[NotifyState::Reloading, now]),
+                    Err(e) => {
+                        tracing::debug!("cannot read CLOCK_MONOTONIC: {e}");
+                        notify(&[NotifyState::Reloading]);
+                    }
+                }
                 match shared.reload() {
                     Ok(warnings) => {
                         for w in warnings {
@@ -167,8 +175,9 @@ async fn handle_signals(
     server.stop(true).await;
 }
 
-/// `STATUS=` with clients and samples/s, and `WATCHDOG=1` when the unit asks for it.
-async fn report_status(shared: Arc<Shared>, writer: WriterHandle) {
+/// `STATUS=` with clients, samples/s and firing alerts (what `systemctl status` shows), and
+/// `WATCHDOG=1` when the unit asks for it.
+async fn report_status(shared: Arc<Shared>, writer: WriterHandle, alerts: Arc<alerts::Alerts>) {
     let every = sd_notify::watchdog_enabled().map_or(Duration::from_secs(10), |w| {
         (w / 2).min(Duration::from_secs(10))
     });
@@ -177,12 +186,26 @@ async fn report_status(shared: Arc<Shared>, writer: WriterHandle) {
     loop {
         tick.tick().await;
         let (count, at) = (writer.stored_total(), Instant::now());
-        let rate = (count - last_count) as f64 / at.duration_since(last_at).as_secs_f64();
+        let elapsed = at.duration_since(last_at).as_secs_f64();
+        let rate = if elapsed > 0.0 {
+            (count - last_count) as f64 / elapsed
+        } else {
+            0.0
+        };
         (last_count, last_at) = (count, at);
         let clients = shared.snapshot().config.clients.len();
-        let status = format!("{clients} clients, {rate:.0} samples/s, {count} stored since start");
+        let firing = alerts.firing_count();
+        let status = format!(
+            "{clients} {}, {rate:.1} samples/s, {firing} {} firing, {count} stored since start",
+            plural(clients, "client", "clients"),
+            plural(firing, "alert", "alerts"),
+        );
         notify(&[NotifyState::Status(&status), NotifyState::Watchdog]);
     }
+}
+
+fn plural(n: usize, one: &'static str, many: &'static str) -> &'static str {
+    if n == 1 { one } else { many }
 }
 
 /// The compaction timer: its own thread and connection, so packing never runs on the writer.

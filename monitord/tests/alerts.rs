@@ -19,7 +19,7 @@ const MAIL_WAIT: Duration = Duration::from_secs(20);
 const QUIET: Duration = Duration::from_secs(3);
 
 /// A monitord whose config.xml has `<smtp>` pointing at `smtp` and the given `<client>`s.
-fn monitord(smtp: &SmtpServer, smtp_attrs: &str, clients: &str) -> Monitord {
+pub fn monitord(smtp: &SmtpServer, smtp_attrs: &str, clients: &str) -> Monitord {
     let mut m = Monitord::prepare(bin(), &[]);
     write_config(&m, smtp, smtp_attrs, clients);
     m.spawn();
@@ -40,14 +40,14 @@ fn write_config_port(m: &Monitord, smtp_port: u16, smtp_attrs: &str, clients: &s
 }
 
 /// Sends samples of one client with increasing `seq`; `set` changes the sample's values.
-struct Feeder {
+pub struct Feeder {
     name: &'static str,
     instance: String,
     seq: i64,
 }
 
 impl Feeder {
-    fn new(name: &'static str) -> Feeder {
+    pub fn new(name: &'static str) -> Feeder {
         Feeder {
             name,
             instance: format!("alerts-{}", now_ms()),
@@ -56,7 +56,7 @@ impl Feeder {
     }
 
     /// PUTs one sample and returns when its 200 arrived.
-    fn send(&mut self, m: &Monitord, set: impl FnOnce(&mut serde_json::Value)) -> SystemTime {
+    pub fn send(&mut self, m: &Monitord, set: impl FnOnce(&mut serde_json::Value)) -> SystemTime {
         self.seq += 1;
         let mut s = sample(&self.instance, self.seq, now_ms());
         set(&mut s);
@@ -71,7 +71,7 @@ impl Feeder {
         SystemTime::now()
     }
 
-    fn cpu(&mut self, m: &Monitord, cpu: f64) -> SystemTime {
+    pub fn cpu(&mut self, m: &Monitord, cpu: f64) -> SystemTime {
         self.send(m, |s| s["cpu_percent"] = cpu.into())
     }
 }
@@ -80,7 +80,7 @@ fn subjects(mail: &[Received]) -> Vec<String> {
     mail.iter().map(|r| r.subject.clone()).collect()
 }
 
-fn client(mail: &str, alerts: &str) -> String {
+pub fn client(mail: &str, alerts: &str) -> String {
     format!(
         "  <client name=\"web1\" ip=\"127.0.0.1\" username=\"monitor\" mail=\"{mail}\" interval=\"10s\">\n{alerts}\n  </client>"
     )

@@ -9,5 +9,6 @@ mod busy;
 mod crash;
 mod ingest;
 mod lifecycle;
+mod notify;
 mod python_envelope;
 mod statuses;

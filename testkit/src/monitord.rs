@@ -139,6 +139,12 @@ impl Monitord {
 
     /// Starts the daemon (again) and waits for its `listening on` line.
     pub fn spawn(&mut self) {
+        self.spawn_with_env(&[]);
+    }
+
+    /// Like [`spawn`](Self::spawn) with extra environment variables, e.g. a test's own
+    /// `NOTIFY_SOCKET` to read what monitord tells systemd.
+    pub fn spawn_with_env(&mut self, env: &[(&str, &str)]) {
         assert!(self.child.is_none(), "monitord is already running");
         self.stderr.lock().expect("stderr lock").clear();
         let mut child = Command::new(&self.bin)
@@ -153,6 +159,7 @@ impl Monitord {
             .env_remove("NOTIFY_SOCKET")
             .env_remove("WATCHDOG_USEC")
             .env("NO_COLOR", "1")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -234,6 +234,17 @@ impl Alerts {
         Ok(())
     }
 
+    /// How many (client, rule) states are firing, for `STATUS=`. From memory: right after a
+    /// transaction that has not committed yet it may be one off, which a status line can bear.
+    pub fn firing_count(&self) -> usize {
+        self.lock()
+            .states
+            .values()
+            .flatten()
+            .filter(|(_, e)| e.state.phase == Phase::Firing)
+            .count()
+    }
+
     /// Whether [`Alerts::check_host_down`] has anything to do, judged from memory alone, so
     /// the timer takes the database's write lock only then (not every few seconds).
     pub fn host_down_due(&self) -> bool {
