@@ -21,7 +21,7 @@ use crate::store::{self, compact, read};
 fn load_config(path: &Path) -> anyhow::Result<Config> {
     match config::load(path) {
         Ok(loaded) => {
-            for w in &loaded.warnings {
+            for w in loaded.warnings.iter().filter(|w| w.concerns_monitord()) {
                 tracing::warn!("{w}");
             }
             Ok(loaded.config)
@@ -97,14 +97,14 @@ pub fn gen_key(config_path: &Path, path: Option<PathBuf>) -> anyhow::Result<Exit
 pub fn check_config(path: &Path) -> anyhow::Result<ExitCode> {
     match config::load(path) {
         Ok(loaded) => {
-            for w in &loaded.warnings {
+            for w in loaded.warnings.iter().filter(|w| w.concerns_monitord()) {
                 eprintln!("{w}");
             }
             println!("{}", loaded.config.summary());
             Ok(ExitCode::SUCCESS)
         }
         Err(invalid) => {
-            for w in &invalid.warnings {
+            for w in invalid.warnings.iter().filter(|w| w.concerns_monitord()) {
                 eprintln!("{w}");
             }
             for e in &invalid.errors {

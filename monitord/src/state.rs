@@ -83,6 +83,7 @@ impl Shared {
     }
 
     /// Re-reads config.xml and the master key; on any error the running config stays.
+    /// Returns the warnings that concern monitord.
     pub fn reload(&self) -> Result<Vec<Diagnostic>, ReloadError> {
         let loaded = config::load(&self.path).map_err(ReloadError::Config)?;
         let old = self.snapshot();
@@ -96,7 +97,11 @@ impl Shared {
         let master = MasterKey::load(&loaded.config.server.key_file)?;
         let snapshot = Snapshot::new(loaded.config, &master);
         *self.current.write().expect("config lock poisoned") = Arc::new(snapshot);
-        Ok(loaded.warnings)
+        Ok(loaded
+            .warnings
+            .into_iter()
+            .filter(|w| w.concerns_monitord())
+            .collect())
     }
 
     /// For a request naming an unknown client: reloads when config.xml's modification time

@@ -252,3 +252,77 @@ fn the_agent_reports_bad_settings_and_refusals_without_secrets() {
     );
     assert!(m.samples("web1").is_empty());
 }
+
+#[test]
+fn check_config_as_the_service_user_is_quiet_about_the_deployers_ssh_credentials() {
+    // The packaged unit runs `monitord check-config` as user monitord (ExecStartPre), which
+    // must not read root's SSH key or password file, and does not need to: only
+    // monitor-deploy does. Files monitord itself reads (an SMTP password file) still warn,
+    // and so does a credential that does not exist at all. Here `nobody` plays monitord.
+    if !util::runnable_as_root("running check-config as another user") {
+        return;
+    }
+    let dir = util::temp_dir("service-user");
+    let path = |name: &str| dir.path().join(name);
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    for secret in ["id_ed25519", "smtp.pass"] {
+        std::fs::write(path(secret), "secret\n").unwrap();
+        std::fs::set_permissions(path(secret), std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    std::fs::write(
+        path("config.xml"),
+        r#"<monitor>
+  <smtp host="127.0.0.1" username="alerts" password-file="smtp.pass"/>
+  <defaults username="monitor" key="id_ed25519" mail="ops@example.test"/>
+  <client name="web1" ip="192.0.2.11"/>
+  <client name="web2" ip="192.0.2.12" password-file="missing.pass"/>
+</monitor>
+"#,
+    )
+    .unwrap();
+    std::fs::set_permissions(path("config.xml"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let config = path("config.xml");
+    let check = |as_nobody: bool| {
+        let mut cmd = if as_nobody {
+            let mut c = std::process::Command::new("setpriv");
+            c.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"]);
+            c.arg(bin());
+            c
+        } else {
+            std::process::Command::new(bin())
+        };
+        let out = cmd
+            .arg("check-config")
+            .arg(&config)
+            .output()
+            .expect("run monitord check-config");
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "check-config failed: {stderr}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "OK: 2 clients, 0 alert rules"
+        );
+        stderr
+    };
+
+    let warnings = check(true);
+    println!("as nobody:\n{warnings}");
+    assert!(
+        !warnings.contains("id_ed25519"),
+        "warned about the deployer's key:\n{warnings}"
+    );
+    assert!(
+        warnings.contains("smtp.pass") && warnings.contains("cannot be read by this user"),
+        "no warning about monitord's own unreadable SMTP password file:\n{warnings}"
+    );
+    assert!(
+        warnings.contains("missing.pass") && warnings.contains("does not exist"),
+        "no warning about a credential that does not exist:\n{warnings}"
+    );
+    assert_eq!(warnings.lines().count(), 2, "{warnings}");
+
+    // Root, who deploys, can read both; only the missing file is left to warn about.
+    let warnings = check(false);
+    assert_eq!(warnings.lines().count(), 1, "{warnings}");
+    assert!(warnings.contains("missing.pass"), "{warnings}");
+}

@@ -12,7 +12,9 @@ use std::time::Duration;
 use super::parse::RawElement;
 use super::validate::Checker;
 use super::values::{self, suggest};
-use super::{AlertKind, AlertRule, Auth, Client, DEFAULT_INTERVAL, Secret, parse_duration};
+use super::{
+    AlertKind, AlertRule, Audience, Auth, Client, DEFAULT_INTERVAL, Secret, parse_duration,
+};
 
 const CLIENT_ATTRS: [&str; 9] = [
     "name",
@@ -262,7 +264,7 @@ fn auth(ck: &mut Checker, el: &RawElement) -> Option<Auth> {
                 return Some(Auth::Password(Secret::new(value.to_string())));
             }
             let path = ck.path_attr(el, one)?;
-            ck.warn_unreadable(el, one, &path);
+            ck.warn_unreadable(el, one, &path, Audience::Deployer);
             Some(if *one == "key" {
                 Auth::Key(path)
             } else {

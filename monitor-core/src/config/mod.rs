@@ -6,7 +6,9 @@
 //! whole file and reports **every** problem at once, each as
 //! `file:line: element: what is wrong, what is expected`. Only a file without errors becomes a
 //! [`Config`]; warnings (no clients, a client without mail, an unreadable key file, a
-//! world-readable file holding passwords) come back beside it.
+//! world-readable file holding passwords) come back beside it, each saying whom it concerns
+//! ([`Audience`]): a client's SSH key or password file that exists but this user cannot read
+//! matters to monitor-deploy, which reads it, not to monitord (the service user never may).
 //!
 //! `<defaults>` is applied here, so the rest of the code sees each client complete.
 
@@ -244,16 +246,35 @@ pub enum Severity {
     Warning,
 }
 
+/// Which program a diagnostic matters to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audience {
+    /// Every program that reads config.xml.
+    Everyone,
+    /// Only the deployer: the client's SSH credentials (`key`, `password-file` of `<client>`
+    /// and `<defaults>`) exist but this user cannot read them. monitord never reads them,
+    /// and as the `monitord` user it is not meant to (they are root's), so it stays quiet.
+    Deployer,
+}
+
 /// One problem found in config.xml. `Display` is `file:line: element: message`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diagnostic {
     pub severity: Severity,
+    pub audience: Audience,
     /// The path as given on the command line.
     pub file: String,
     pub line: u32,
     /// The element the problem is in, e.g. `client` or `alert`; empty for file-level problems.
     pub element: String,
     pub message: String,
+}
+
+impl Diagnostic {
+    /// Whether monitord (the daemon and its commands) should show it: not the deployer's own.
+    pub fn concerns_monitord(&self) -> bool {
+        self.audience == Audience::Everyone
+    }
 }
 
 impl std::fmt::Display for Diagnostic {
@@ -310,6 +331,7 @@ pub fn load(path: &Path) -> Result<Loaded, Invalid> {
         Err(e) => Err(Invalid {
             errors: vec![Diagnostic {
                 severity: Severity::Error,
+                audience: Audience::Everyone,
                 file: path.display().to_string(),
                 line: 0,
                 element: String::new(),

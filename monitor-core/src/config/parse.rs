@@ -55,6 +55,7 @@ pub(super) fn parse(bytes: &[u8], path: &Path) -> Result<RawConfig, Invalid> {
     let fail = |line: u32, element: String, message: String| Invalid {
         errors: vec![Diagnostic {
             severity: Severity::Error,
+            audience: super::Audience::Everyone,
             file: file.clone(),
             line,
             element,

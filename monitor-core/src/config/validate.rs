@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use super::parse::{QUOTE_HINT, RawConfig, RawElement, TYPOGRAPHIC_QUOTES};
 use super::values::{self, suggest};
 use super::{
-    Config, DEFAULT_DATABASE, DEFAULT_KEY_FILE, DEFAULT_LISTEN, Diagnostic, Invalid, Loaded,
-    Secret, Security, Server, Severity, Smtp, client,
+    Audience, Config, DEFAULT_DATABASE, DEFAULT_KEY_FILE, DEFAULT_LISTEN, Diagnostic, Invalid,
+    Loaded, Secret, Security, Server, Severity, Smtp, client,
 };
 
 const ROOT_CHILDREN: [&str; 4] = ["server", "smtp", "defaults", "client"];
@@ -188,7 +188,7 @@ fn smtp(ck: &mut Checker, el: Option<&RawElement>) -> Smtp {
     }
     smtp.ca_file = ck.path_attr(el, "ca-file");
     if let Some(ca) = &smtp.ca_file {
-        ck.warn_unreadable(el, "ca-file", ca);
+        ck.warn_unreadable(el, "ca-file", ca, Audience::Everyone);
     }
     smtp_auth(ck, el, &mut smtp);
     smtp
@@ -220,7 +220,7 @@ fn smtp_auth(ck: &mut Checker, el: &RawElement, smtp: &mut Smtp) {
         (None, Some(_)) => {
             smtp.password_file = ck.path_attr(el, "password-file");
             if let Some(p) = smtp.password_file.clone() {
-                ck.warn_unreadable(el, "password-file", &p);
+                ck.warn_unreadable(el, "password-file", &p, Audience::Everyone);
             }
         }
         (None, None) => {
@@ -271,6 +271,7 @@ impl Checker {
     ) -> Diagnostic {
         Diagnostic {
             severity,
+            audience: Audience::Everyone,
             file: self.file.clone(),
             line,
             element: element.to_string(),
@@ -339,21 +340,36 @@ impl Checker {
     }
 
     /// Warns (once per file) when a file named by `attr` is missing or unreadable by this user.
-    pub fn warn_unreadable(&mut self, el: &RawElement, attr: &str, path: &Path) {
+    /// For a file only `audience` reads, "exists but unreadable" concerns only it (a missing
+    /// file or a directory is wrong for everyone).
+    pub fn warn_unreadable(
+        &mut self,
+        el: &RawElement,
+        attr: &str,
+        path: &Path,
+        audience: Audience,
+    ) {
         if !self.warned_paths.insert(path.to_path_buf()) {
             return;
         }
-        let problem = match std::fs::File::open(path) {
-            Ok(_) if path.is_dir() => "is a directory, not a file".to_string(),
+        let (problem, audience) = match std::fs::File::open(path) {
+            Ok(_) if path.is_dir() => {
+                ("is a directory, not a file".to_string(), Audience::Everyone)
+            }
             Ok(_) => return,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => "does not exist".into(),
-            Err(e) => format!("cannot be read by this user ({e})"),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                ("does not exist".into(), Audience::Everyone)
+            }
+            Err(e) => (format!("cannot be read by this user ({e})"), audience),
         };
-        self.warn_at(
+        let mut d = self.diagnostic(
+            Severity::Warning,
             el.line,
             &el.name,
             format!("`{attr}` file {} {problem}", path.display()),
         );
+        d.audience = audience;
+        self.warnings.push(d);
     }
 
     /// Reports attributes not in `known`, suggesting the closest known name for a likely typo.
