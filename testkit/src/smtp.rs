@@ -1,5 +1,5 @@
 //! A real SMTP server on loopback for tests: Python's `aiosmtpd` (installed by the test
-//! command) driven by a small script written into a temporary directory. It binds
+//! command) driven by `tests/python/smtp_sink.py`, the same script scripts/demo runs. It binds
 //! `127.0.0.1:0` and reports its port; each accepted message is written as one JSON file
 //! (envelope, raw data, whether the session was under TLS, when it was accepted), which
 //! [`SmtpServer::messages`] reads back.
@@ -22,72 +22,10 @@ use crate::util::{self, TempDir};
 
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
-const SERVER_PY: &str = r#"
-import asyncio, email, email.policy, json, os, ssl, sys, time
-from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
-
-port, outdir, reject = int(sys.argv[1]), sys.argv[2], set(filter(None, sys.argv[3].split(",")))
-mode = sys.argv[4]  # plain | starttls | tls
-cert = sys.argv[5] if mode != "plain" else None
-key = sys.argv[6] if mode != "plain" else None
-user, password = os.environ.get("SMTP_TEST_USER"), os.environ.get("SMTP_TEST_PASSWORD")
-defer = set(filter(None, os.environ.get("SMTP_TEST_DEFER", "").split(",")))
-hold = float(os.environ.get("SMTP_TEST_HOLD_S", "0"))
-
-def authenticate(server, session, envelope, mechanism, auth_data):
-    ok = (isinstance(auth_data, LoginPassword)
-          and auth_data.login.decode() == user and auth_data.password.decode() == password)
-    return AuthResult(success=ok, handled=False)
-
-class Handler:
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-        if address in reject:
-            return "550 5.1.1 <%s>: mailbox unavailable" % address
-        if address in defer:
-            return "451 4.3.0 <%s>: try again later" % address
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server, session, envelope):
-        now = time.time()
-        name = "%d-%d.json" % (time.time_ns(), os.getpid())
-        msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
-        part = msg.get_body(("plain",))
-        record = {
-            "subject": str(msg["subject"] or ""),
-            "body": part.get_content() if part is not None else "",
-            "mail_from": envelope.mail_from,
-            "rcpt_tos": envelope.rcpt_tos,
-            "data": envelope.content.decode("utf-8", "replace"),
-            "tls": server.transport.get_extra_info("ssl_object") is not None,
-            "accepted_at": now,
-        }
-        tmp = os.path.join(outdir, name + ".tmp")
-        with open(tmp, "w") as f:
-            json.dump(record, f)
-        os.rename(tmp, os.path.join(outdir, name))
-        if hold:
-            await asyncio.sleep(hold)
-        return "250 OK queued"
-
-async def main():
-    ctx = None
-    if cert:
-        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        ctx.load_cert_chain(cert, key)
-    loop = asyncio.get_running_loop()
-    starttls = ctx if mode == "starttls" else None
-    server = await loop.create_server(
-        lambda: SMTP(Handler(), hostname="localhost", tls_context=starttls,
-                     require_starttls=starttls is not None, auth_require_tls=False,
-                     authenticator=authenticate if user else None, auth_required=bool(user)),
-        host="127.0.0.1", port=port, reuse_address=True,
-        ssl=ctx if mode == "tls" else None)
-    print("listening on %d" % server.sockets[0].getsockname()[1], flush=True)
-    await server.serve_forever()
-
-asyncio.run(main())
-"#;
+/// The server, shared with scripts/demo: one script, run from the source tree.
+fn sink_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/python/smtp_sink.py")
+}
 
 /// What the server is told to do.
 #[derive(Debug, Clone, Default)]
@@ -162,7 +100,6 @@ impl SmtpServer {
     pub fn start(options: SmtpOptions) -> SmtpServer {
         let dir = util::temp_dir("smtp");
         fs::create_dir(dir.path().join("mail")).expect("create the mail directory");
-        fs::write(dir.path().join("server.py"), SERVER_PY).expect("write the SMTP script");
         if options.starttls || options.implicit_tls {
             make_certificates(dir.path());
         }
@@ -202,7 +139,8 @@ impl SmtpServer {
     fn spawn(&mut self) {
         let dir = self.dir.path();
         let mut cmd = Command::new("python3");
-        cmd.arg(dir.join("server.py"))
+        cmd.arg(sink_script())
+            .arg("serve")
             .arg(self.port.to_string())
             .arg(dir.join("mail"))
             .arg(self.options.reject.join(","));
