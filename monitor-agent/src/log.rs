@@ -72,25 +72,10 @@ macro_rules! log {
 }
 pub(crate) use log;
 
-/// RFC 3339 UTC to the second, without a date crate: the civil-from-days algorithm.
+/// RFC 3339 UTC to the second.
 pub fn timestamp(at: SystemTime) -> String {
-    let secs = at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    let secs = at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    monitor_core::time::Utc::from_unix_secs(secs as i64).rfc3339()
 }
 
 #[cfg(test)]

@@ -180,7 +180,10 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             let json =
                 serde_json::to_string(&collector.sample()?).expect("samples always serialize");
             return Ok(match endpoint.send(&json) {
-                Outcome::Stored => exit::STORED,
+                Outcome::Stored => {
+                    run::recorded(&state);
+                    exit::STORED
+                }
                 Outcome::Rejected { reason, .. } => {
                     eprintln!("monitor-agent: monitord refused the sample: {reason}");
                     exit::FAILED

@@ -37,12 +37,15 @@ pub mod exit {
 
 pub struct Agent {
     endpoint: Endpoint,
+    state: StateDir,
     collector: Collector,
     spool: Spool,
     interval: Duration,
     failures: u32,
     retry_at: Option<Instant>,
     last_reason: String,
+    /// `last_sent` could not be written last time (logged once, not every sample).
+    unrecorded: bool,
 }
 
 impl std::fmt::Debug for Agent {
@@ -61,12 +64,14 @@ impl Agent {
             .with_context(|| format!("opening the spool in {}", state.path().display()))?;
         Ok(Agent {
             endpoint,
+            state: state.clone(),
             collector: Collector::new()?,
             spool,
             interval,
             failures: 0,
             retry_at: None,
             last_reason: String::new(),
+            unrecorded: false,
         })
     }
 
@@ -109,7 +114,7 @@ impl Agent {
             return self.keep(&json);
         }
         match self.endpoint.send(&json) {
-            Outcome::Stored => {}
+            Outcome::Stored => self.record_sent(),
             Outcome::Rejected { reason, .. } => dropped(&reason),
             Outcome::Unavailable {
                 reason,
@@ -168,6 +173,9 @@ impl Agent {
                 return self.failed(format!("spool: {e}"), None);
             }
         }
+        if sent > 0 {
+            self.record_sent(); // once per drain, however many it sent
+        }
         if refused > REFUSALS_LOGGED {
             log!(
                 "monitord refused {} more spooled samples; dropped them",
@@ -180,6 +188,17 @@ impl Agent {
         self.retry_at = None;
         if sent > 0 && self.spool.is_empty() {
             log!("spool drained: {sent} samples sent");
+        }
+    }
+
+    fn record_sent(&mut self) {
+        match self.state.record_sent() {
+            Ok(()) => self.unrecorded = false,
+            Err(e) if !self.unrecorded => {
+                self.unrecorded = true;
+                log!("cannot record the time of the last send in the state directory: {e}");
+            }
+            Err(_) => {}
         }
     }
 
@@ -230,6 +249,13 @@ impl Agent {
     }
 }
 
+/// [`StateDir::record_sent`] for the one-sample modes, where stderr reaches a person.
+pub fn recorded(state: &StateDir) {
+    if let Err(e) = state.record_sent() {
+        eprintln!("monitor-agent: cannot record the time of the last send: {e}");
+    }
+}
+
 fn dropped(reason: &str) {
     log!("monitord refused a sample ({reason}); dropped it, resending cannot fix that");
 }
@@ -262,6 +288,7 @@ pub fn detach(state: &StateDir, endpoint: Endpoint, interval: Duration) -> anyho
     let code = match endpoint.send(&json) {
         Outcome::Stored => {
             eprintln!("monitor-agent: first sample stored");
+            recorded(state);
             exit::STORED
         }
         Outcome::Rejected { reason, .. } => {

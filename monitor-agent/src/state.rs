@@ -5,6 +5,7 @@
 //! |---|---|
 //! | `settings.json` | the settings last received on stdin (mode 0600: it holds the keys) |
 //! | `agent.pid` | pid of the detached agent (what monitor-deploy reads) |
+//! | `last_sent` | unix milliseconds when monitord last stored a sample from this agent (`monitor-deploy --status` shows it) |
 //! | `spool`, `spool.head` | unsent samples (see `spool`) |
 //! | `agent.log`, `agent.log.1` | the detached agent's log, size-bounded |
 //!
@@ -14,7 +15,7 @@ use std::fs;
 use std::io::{IsTerminal, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail};
 use monitor_core::AgentSettings;
@@ -97,6 +98,20 @@ impl StateDir {
         let path = self.file("agent.pid");
         write_private(&path, format!("{pid}\n").as_bytes())
             .with_context(|| format!("writing {}", path.display()))
+    }
+
+    /// Records that monitord stored a sample just now, in `last_sent` (unix milliseconds).
+    /// Replaced by rename so a reader never sees half a number, and without an fsync: it is
+    /// written once per sample (or per drain), and a crash that loses it only makes the
+    /// recorded time older.
+    pub fn record_sent(&self) -> std::io::Result<()> {
+        let ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        let path = self.file("last_sent");
+        let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
+        fs::write(&tmp, format!("{ms}\n"))?;
+        fs::rename(&tmp, &path)
     }
 
     /// Stops the agent `agent.pid` names, if it is a live monitor-agent other than this

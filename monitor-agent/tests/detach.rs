@@ -92,6 +92,8 @@ fn detached_agent_runs_in_its_own_session_and_a_new_start_replaces_it() {
             .unwrap_or(0);
         log.contains("started") && spooled >= 2
     });
+    // Nothing reached monitord, so there is no time of a last successful send to show.
+    assert!(!dir.path().join("last_sent").exists());
 
     // A second start (settings now from settings.json: stdin is empty) stops the first.
     let (out, second) = detach(&dir, "");

@@ -5,6 +5,7 @@
 //! - [`sample`]: what an agent sends, with range checks.
 //! - [`settings`]: the JSON the agent receives on stdin.
 //! - [`masterkey`]: the one file monitord and monitor-deploy share.
+//! - [`time`]: unix time to a UTC date and clock, for what the programs print.
 //!
 //! No I/O frameworks live here (no actix, diesel, tokio or ssh), so the static agent stays
 //! small and the contract fits on a screen.
@@ -14,6 +15,7 @@ pub mod envelope;
 pub mod masterkey;
 pub mod sample;
 pub mod settings;
+pub mod time;
 
 pub use envelope::{ClientKeys, Envelope};
 pub use masterkey::MasterKey;
