@@ -31,7 +31,8 @@ pub struct Cli {
     /// Stop the agent and remove what makes it start at boot.
     #[arg(long, conflicts_with = "status")]
     pub stop: bool,
-    /// Show per host whether the agent runs, its version and its last send.
+    /// Show per host whether the agent runs, its version and its last successful send; a host
+    /// whose agent has delivered nothing for 3 intervals counts as failed (exit 1).
     #[arg(long)]
     pub status: bool,
     /// Show what would be done; connect nowhere.

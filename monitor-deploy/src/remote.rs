@@ -243,7 +243,9 @@ pub fn stop() -> String {
     format!("base=\"{BASE}\"\n{STOP_FN}\n{PERSIST_FN}\nunpersist\nstop_agent\nexit 0\n")
 }
 
-/// Whether the agent runs, its binary and version, and the last line of its log.
+/// Whether the agent runs, its binary, version and command line, when it last delivered a
+/// sample (`last_sent`, unix ms, with the host's clock `now` in seconds to measure it against),
+/// and the last line of its log.
 pub fn status() -> String {
     format!(
         r#"base="{BASE}"
@@ -254,8 +256,11 @@ if [ -n "$p" ] && alive_agent "$p"; then
   exe=$(readlink "/proc/$p/exe")
   echo "exe=$exe"
   echo "version=$("$exe" --version 2>/dev/null | head -n 1)"
+  echo "cmd=$(tr '\0' ' ' < "/proc/$p/cmdline") "
 fi
 {PENDING}
+[ -f "$base/last_sent" ] && echo "last_sent=$(cat "$base/last_sent")"
+echo "now=$(date +%s)"
 [ -f "$base/agent.log" ] && echo "log=$(tail -n 1 "$base/agent.log")"
 exit 0
 "#

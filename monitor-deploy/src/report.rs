@@ -164,17 +164,18 @@ pub fn summary(outcomes: &[Outcome], action: Action) {
         Action::Deploy => "deployed",
         Action::Once => "sent a sample",
         Action::Stop => "stopped",
-        Action::Status => "running",
+        Action::Status => "running and delivering",
+    };
+    // --status records no failed hosts (it changes nothing), so --failed would not mean these.
+    let again = match action {
+        _ if failed == 0 => "",
+        Action::Status => " (deploy to those hosts again to restart their agents)",
+        _ => " (run again on just those with --failed)",
     };
     println!(
-        "{} of {} hosts {verb}, {failed} failed{}",
+        "{} of {} hosts {verb}, {failed} failed{again}",
         outcomes.len() - failed,
         outcomes.len(),
-        if failed > 0 {
-            " (run again on just those with --failed)"
-        } else {
-            ""
-        }
     );
 }
 

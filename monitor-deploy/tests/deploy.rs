@@ -47,7 +47,7 @@ fn agent_arg(agent: &std::path::Path) -> String {
 
 #[test]
 fn key_deploy_then_redeploy_status_and_stop() {
-    let Some((monitord, server, d, agent)) = setup(&["web"]) else {
+    let Some((mut monitord, server, d, agent)) = setup(&["web"]) else {
         return;
     };
     let user = support::login(&server, None).expect("root checked");
@@ -116,10 +116,28 @@ fn key_deploy_then_redeploy_status_and_stop() {
 
     let run = d.run(&["--status", "--all"]);
     assert_eq!(run.code, 0, "{run}");
+    let row = run.row("web");
+    assert!(row.contains(&format!("pid {}", second[0])), "{run}");
+    // The agent delivers every 3 s, so its last send is a few seconds old at most.
+    let age = last_send_age(&row).unwrap_or_else(|| panic!("no last send shown: {run}"));
+    assert!(age <= 9, "last send {age} s ago: {run}");
+    assert!(!row.contains("STALE"), "{run}");
+
+    // monitord gone: after 3 intervals without a delivery, --status says so and fails.
+    monitord.terminate();
+    let mut run = d.run(&["--status", "--all"]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    while run.code == 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_secs(2));
+        run = d.run(&["--status", "--all"]);
+    }
+    assert_eq!(run.code, 1, "{run}");
+    let row = run.row("web");
     assert!(
-        run.row("web").contains(&format!("pid {}", second[0])),
+        row.contains("STALE, more than 3 x its 3 s interval") && row.contains("NOT DELIVERING"),
         "{run}"
     );
+    assert!(last_send_age(&row).is_some_and(|age| age > 9), "{run}");
 
     let run = d.run(&["--stop", "web"]);
     assert_eq!(run.code, 0, "{run}");
@@ -130,6 +148,13 @@ fn key_deploy_then_redeploy_status_and_stop() {
     let run = d.run(&["--status", "--all"]);
     assert_eq!(run.code, 1, "{run}");
     assert!(run.row("web").contains("not running"), "{run}");
+}
+
+/// `N` from `last successful send 2026-11-28 12:00:00 UTC (N s ago…` in a status row.
+fn last_send_age(row: &str) -> Option<u64> {
+    let rest = row.split_once("last successful send ")?.1;
+    let rest = rest.split_once(" UTC (")?.1;
+    rest.split_once(" s ago")?.0.parse().ok()
 }
 
 #[test]
