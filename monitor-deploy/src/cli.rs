@@ -50,6 +50,10 @@ pub struct Cli {
     /// Limit for each step on each host (`30s`, `2m`, a bare number is seconds).
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_timeout)]
     pub timeout: Duration,
+    /// Also log each host's result (and the run's) to the journal, with fields HOST, STEP,
+    /// RESULT and DURATION_MS: `journalctl -t monitor-deploy HOST=web1`.
+    #[arg(long)]
+    pub log_journal: bool,
     /// The agent binary to upload (default: the packaged one matching the host, or the build output).
     #[arg(long, value_name = "PATH")]
     pub agent: Option<PathBuf>,

@@ -4,7 +4,8 @@
 //! 1: some failed; 2: usage or config error.
 //!
 //! This file is the command line and the run as a whole; the per-host work is in [`deploy`],
-//! SSH in [`ssh`], the password helper in [`askpass`], output in [`report`].
+//! SSH in [`ssh`], the password helper in [`askpass`], output in [`report`] (and, with
+//! `--log-journal`, in [`journal`]).
 //!
 //! State of the work and what is left: `monitor-deploy/TODO.md`.
 
@@ -12,6 +13,7 @@ mod agentbin;
 mod askpass;
 mod cli;
 mod deploy;
+mod journal;
 mod remote;
 mod report;
 mod ssh;
@@ -44,6 +46,9 @@ fn main() -> ExitCode {
         return code;
     }
     let cli = Cli::parse();
+    if cli.log_journal {
+        journal::init();
+    }
     match run(cli) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
@@ -111,6 +116,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
         state.write_failed(&failed)?;
     }
     report::summary(&outcomes, action);
+    journal::run_done(&outcomes, action);
     Ok(outcomes.iter().all(deploy::Outcome::is_ok))
 }
 

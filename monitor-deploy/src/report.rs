@@ -59,6 +59,7 @@ impl Progress {
     }
 
     pub fn done(&self, outcome: &Outcome) {
+        crate::journal::host_done(outcome);
         let mut live = self.state.lock().expect("progress lock");
         live.done += 1;
         live.running.retain(|(h, _, _)| *h != outcome.host);
