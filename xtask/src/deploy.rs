@@ -5,8 +5,9 @@
 //! with its own test account. Timed, in this order, at the same parallelism (`--jobs`):
 //! (a) the floor: `ssh host true` plus an `scp` of the agent per host; (b) `monitor-deploy --all`;
 //! (c) `ansible-core` (pip, in a cached venv) copying the agent and running it once, forks = jobs;
-//! (d) `monitor-deploy --all` again on the unchanged fleet. Prints the times, the ratios and the
-//! load average. Not here: anything a test asserts (the deploy tests are in monitor-deploy).
+//! (d) `monitor-deploy --all` again on the unchanged fleet; (e) `ssh host true` alone, one
+//! connection per host, which is all a re-deploy of an unchanged host should cost. Prints the
+//! times, the ratios, the CPU time the machine spent in each phase and the load average. Not here: anything a test asserts (the deploy tests are in monitor-deploy).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -18,7 +19,7 @@ use anyhow::{Context as _, bail, ensure};
 use testkit::monitord::Monitord;
 use testkit::sshd::{Sshd, SshdOptions, TestUser};
 
-use crate::procstat::load_average;
+use crate::procstat::{load_average, machine_busy};
 use crate::server::target_dir;
 
 #[derive(Debug, clap::Args)]
@@ -91,51 +92,54 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
     write_config(&config, &hosts, &names, &url, &monitord.key_path())?;
 
     let load_before = load_average();
-    let floor = time_floor(&hosts, &known_hosts, &agent, opts.jobs)?;
-    let first = time_deploy(&deploy, &config, &known_hosts, &agent, opts.jobs)?;
+    let floor = measure(|| time_floor(&hosts, &known_hosts, &agent, opts.jobs, true))?;
+    let first = measure(|| time_deploy(&deploy, &config, &known_hosts, &agent, opts.jobs))?;
     let ansible = if opts.no_ansible {
         None
     } else {
-        Some(time_ansible(
-            &hosts,
-            &names,
-            &monitord,
-            &known_hosts,
-            &agent,
-            opts.jobs,
-            work.path(),
-        )?)
+        Some(measure(|| {
+            time_ansible(
+                &hosts,
+                &names,
+                &monitord,
+                &known_hosts,
+                &agent,
+                opts.jobs,
+                work.path(),
+            )
+        })?)
     };
-    let again = time_deploy(&deploy, &config, &known_hosts, &agent, opts.jobs)?;
+    let again = measure(|| time_deploy(&deploy, &config, &known_hosts, &agent, opts.jobs))?;
+    let connect = measure(|| time_floor(&hosts, &known_hosts, &agent, opts.jobs, false))?;
     let load_after = load_average();
 
-    let secs = |d: Duration| d.as_secs_f64();
+    let ratio = |m: &Measured| m.wall.as_secs_f64() / floor.wall.as_secs_f64();
     println!("bench deploy: {} hosts, --jobs {}", hosts.len(), opts.jobs);
+    println!("  (a) floor: ssh true + scp of the agent   {floor}");
     println!(
-        "  (a) floor: ssh true + scp of the agent   {:>8.2}s",
-        secs(floor)
+        "  (b) monitor-deploy --all (first)        {first}  = {:.2} x floor",
+        ratio(&first)
     );
-    println!(
-        "  (b) monitor-deploy --all (first)        {:>8.2}s  = {:.2} x floor",
-        secs(first),
-        secs(first) / secs(floor)
-    );
-    if let Some(ansible) = ansible {
+    if let Some(ansible) = &ansible {
         println!(
-            "  (c) ansible-core copy + run, forks {:<4} {:>8.2}s  = {:.2} x floor, monitor-deploy is {:.1} x faster",
+            "  (c) ansible-core copy + run, forks {:<4} {ansible}  = {:.2} x floor, monitor-deploy is {:.1} x faster",
             opts.jobs,
-            secs(ansible),
-            secs(ansible) / secs(floor),
-            secs(ansible) / secs(first)
+            ratio(ansible),
+            ansible.wall.as_secs_f64() / first.wall.as_secs_f64()
         );
     }
     println!(
-        "  (d) monitor-deploy --all (unchanged)    {:>8.2}s  = {:.2} x floor",
-        secs(again),
-        secs(again) / secs(floor)
+        "  (d) monitor-deploy --all (unchanged)    {again}  = {:.2} x floor",
+        ratio(&again)
+    );
+    println!(
+        "  (e) ssh true alone (one connection)     {connect}  = {:.2} x floor",
+        ratio(&connect)
     );
     println!("  load average before: {load_before}   after: {load_after}");
-    println!("  goals at N = 200: (b) <= 1.3 x floor, (d) <= 0.6 x floor");
+    println!(
+        "  goals at N = 200: (b) <= 1.3 x floor, (d) <= 0.6 x floor; (e) is what (d) cannot beat"
+    );
     drop(monitord);
     Ok(())
 }
@@ -180,6 +184,32 @@ fn write_config(
     fs::write(path, xml).context("writing config.xml")
 }
 
+/// A phase's wall time and the CPU time the machine was busy meanwhile.
+struct Measured {
+    wall: Duration,
+    cpu: Duration,
+}
+
+impl std::fmt::Display for Measured {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:>8.2}s (machine CPU {:>6.1}s)",
+            self.wall.as_secs_f64(),
+            self.cpu.as_secs_f64()
+        )
+    }
+}
+
+fn measure(phase: impl FnOnce() -> anyhow::Result<Duration>) -> anyhow::Result<Measured> {
+    let busy = machine_busy();
+    let wall = phase()?;
+    Ok(Measured {
+        wall,
+        cpu: machine_busy().saturating_sub(busy),
+    })
+}
+
 /// Runs `per_host` for every host index on `jobs` threads; the wall time of the whole.
 fn parallel(
     count: usize,
@@ -219,13 +249,15 @@ fn parallel(
     Ok(started.elapsed())
 }
 
+/// `ssh host true` per host, then (with `scp`) a copy of the agent.
 fn time_floor(
     hosts: &[Host],
     known_hosts: &Path,
     agent: &Path,
     jobs: usize,
+    scp: bool,
 ) -> anyhow::Result<Duration> {
-    eprintln!("(a) floor …");
+    eprintln!("ssh true{} …", if scp { " + scp" } else { "" });
     let common = |h: &Host| -> Vec<String> {
         vec![
             "-o".into(),
@@ -245,6 +277,9 @@ fn time_floor(
             Command::new("ssh").args(common(h)).arg(&target).arg("true"),
             Duration::from_secs(120),
         )?;
+        if !scp {
+            return Ok(());
+        }
         bounded(
             Command::new("scp")
                 .arg("-q")

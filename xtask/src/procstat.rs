@@ -185,3 +185,25 @@ pub fn load_average() -> String {
         .map(|t| t.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_else(|_| "unknown".to_owned())
 }
+
+/// CPU time the whole machine spent busy (everything but idle and iowait, all CPUs) so far,
+/// from `/proc/stat`: the difference over a phase is what that phase (and, on a shared
+/// machine, everything else running) cost in CPU.
+pub fn machine_busy() -> Duration {
+    let ticks = std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|text| {
+            let line = text.lines().find(|l| l.starts_with("cpu "))?;
+            let fields: Vec<u64> = line
+                .split_whitespace()
+                .skip(1)
+                .filter_map(|f| f.parse().ok())
+                .collect();
+            // user nice system idle iowait irq softirq steal …: idle and iowait are not busy.
+            let total: u64 = fields.iter().take(8).sum();
+            Some(total - fields.get(3)? - fields.get(4)?)
+        })
+        .unwrap_or(0);
+    // USER_HZ is 100 on every Linux this runs on.
+    Duration::from_millis(ticks * 10)
+}
