@@ -202,10 +202,10 @@ async fn deploy(
     if conn.key_recorded {
         did.push("host key trusted on first use".to_owned());
     }
-    let unchanged = probe.has_agent(&agent.version, &agent.sha256).then(|| {
-        let digest = agentbin::sha256_hex(settings.to_json().as_bytes());
-        probe.running_unchanged(&agent.version, interval_secs, &digest)
-    });
+    let settings_sha256 = agentbin::sha256_hex(settings.to_json().as_bytes());
+    let unchanged = probe
+        .has_agent(&agent.version, &agent.sha256)
+        .then(|| probe.running_unchanged(&agent.version, interval_secs, &settings_sha256));
     if let (Action::Deploy, Some(Some(pid))) = (plan.action, unchanged) {
         // Same binary, settings and interval: restarting would only cost time (the re-deploy
         // of an unchanged fleet is one round trip per host).
@@ -230,7 +230,10 @@ async fn deploy(
     input.push(b'\n');
     let (script, once) = match plan.action {
         Action::Once => (remote::once(&agent.version), true),
-        _ => (remote::start(&agent.version, interval_secs), false),
+        _ => (
+            remote::start(&agent.version, interval_secs, &settings_sha256),
+            false,
+        ),
     };
     progress.step(&client.name, Step::FirstSample);
     let out = ssh::run_script(&conn.session, &script, Some(&input), plan.timeout)
@@ -322,6 +325,16 @@ async fn upload(conn: &Connection, agent: &AgentBinary, timeout: Duration) -> Re
         fs.rename(&tmp, &target)
             .await
             .map_err(|e| format!("renaming to ~/{target}: {e:#}"))?;
+        // Its hash, written after the binary so it is not older: the next probe reads it
+        // instead of hashing the binary.
+        let hash_tmp = format!("{tmp}.sha256");
+        let hash_file = format!("{target}.sha256");
+        fs.write(&hash_tmp, format!("{}\n", agent.sha256).as_bytes())
+            .await
+            .map_err(|e| format!("writing ~/{hash_tmp}: {e:#}"))?;
+        fs.rename(&hash_tmp, &hash_file)
+            .await
+            .map_err(|e| format!("renaming to ~/{hash_file}: {e:#}"))?;
         drop(fs);
         sftp.close().await.map_err(|e| format!("{e:#}"))?;
         Ok::<(), String>(())
@@ -422,7 +435,7 @@ async fn status(
 
 /// When the agent last delivered a sample, judged against its interval on the host's clock.
 #[derive(Debug, PartialEq)]
-enum LastSend {
+pub enum LastSend {
     /// `at` (unix ms), `age_secs` before the host's now.
     Recent { at: i64, age_secs: i64 },
     /// Longer ago than [`STALE_INTERVALS`] intervals.
@@ -442,7 +455,7 @@ enum LastSend {
 const STALE_INTERVALS: u64 = 3;
 
 impl LastSend {
-    fn judge(
+    pub fn judge(
         last_ms: Option<i64>,
         now_secs: Option<i64>,
         interval_secs: u64,
@@ -467,7 +480,7 @@ impl LastSend {
         }
     }
 
-    fn is_delivering(&self) -> bool {
+    pub fn is_delivering(&self) -> bool {
         matches!(self, LastSend::Recent { .. } | LastSend::Unknown)
     }
 }

@@ -1,21 +1,20 @@
 //! The POSIX `sh` scripts monitor-deploy runs on a host, and the parsing of what they print.
 //!
 //! Each step is one round trip over the master: the probe learns everything the upload and the
-//! start need at once (machine type, the agents already there with their hashes, the address
-//! the host sees us come from, and the server's address resolved on the host by `getent`).
-//! Values put into scripts are either fixed here or checked to be plain words
-//! ([`crate::agentbin`] versions, host names) and single-quoted. Not here: running them.
+//! start need at once (machine type, the agents already there with their hashes, whether the
+//! running agent is the one the last deploy started, the address the host sees us come from,
+//! and the server's address resolved on the host by `getent`). Values put into scripts are
+//! either fixed here or checked to be plain words ([`crate::agentbin`] versions, hex hashes,
+//! host names) and single-quoted. Not here: running them.
 
 /// The agent's state directory on the host, parent of the per-version directories.
 pub const BASE: &str = "$HOME/.cache/monitor-agent";
 
-/// Stops this user's agent: the one `agent.pid` names and any other live monitor-agent of the
-/// user (one started by a boot hook, or left by an older deploy), so a restart never leaves
-/// two. SIGTERM, up to 5 s, then SIGKILL; prints `stopped=<pids>` when it stopped any. A zombie
-/// counts as gone: where nobody reaps orphans (containers) it would look alive forever.
-const STOP_FN: &str = r#"
+/// `alive_agent PID`: whether PID is a live monitor-agent. A zombie counts as gone: where
+/// nobody reaps orphans (containers) it would look alive forever. Shell builtins only: the
+/// probe runs it on every deploy, and `stop_agent` for every process of the user (all of root's).
+const ALIVE_FN: &str = r#"
 alive_agent() {
-  # Shell builtins only: stop_agent runs this for every process of the user (all of root's).
   c=""; st=""
   { read -r c < "/proc/$1/comm"; } 2>/dev/null
   [ "$c" = monitor-agent ] || return 1
@@ -23,6 +22,13 @@ alive_agent() {
   st=${st##*) }
   [ -n "$st" ] && [ "${st%% *}" != Z ]
 }
+"#;
+
+/// Stops this user's agent: the one `agent.pid` names and any other live monitor-agent of the
+/// user (one started by a boot hook, or left by an older deploy), so a restart never leaves
+/// two. SIGTERM, up to 5 s, then SIGKILL; prints `stopped=<pids>` when it stopped any. Needs
+/// [`ALIVE_FN`].
+const STOP_FN: &str = r#"
 stop_agent() {
   found=""
   for p in $(cat "$base/agent.pid" 2>/dev/null) $(for d in /proc/[0-9]*; do [ -O "$d" ] && echo "${d#/proc/}"; done); do
@@ -34,7 +40,7 @@ stop_agent() {
     while alive_agent "$p" && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
     alive_agent "$p" && kill -9 "$p" 2>/dev/null
   done
-  rm -f "$base/agent.pid"
+  rm -f "$base/agent.pid" "$base/deployed"
   [ -z "$found" ] || echo "stopped=${found# }"
 }
 "#;
@@ -49,23 +55,45 @@ if [ -f "$base/spool" ]; then
 fi
 "#;
 
-/// Everything the deploy needs to know about a host, in one round trip.
+/// Everything the deploy needs to know about a host, in one round trip. On an unchanged host
+/// it starts no process but the shell: what the last deploy started is read from `deployed`
+/// (written by [`start`]) and the agents' hashes from the `monitor-agent.sha256` recorded at
+/// upload, with shell builtins; `sha256sum` runs only for a binary newer than its recorded hash
+/// (or without one), and `date` only when samples are spooled.
 pub fn probe(resolve: Option<&str>) -> String {
     let mut script = format!(
         r#"base="{BASE}"
-{STOP_FN}
-p=$(cat "$base/agent.pid" 2>/dev/null)
+set -f
+{ALIVE_FN}
+p=""; {{ read -r p < "$base/agent.pid"; }} 2>/dev/null
 if [ -n "$p" ] && alive_agent "$p"; then
   echo "running=$p"
-  echo "running_exe=$(readlink "/proc/$p/exe")"
-  echo "running_cmd=$(tr '\0' ' ' < "/proc/$p/cmdline") "
+  # The running agent is what the last deploy started: same process, binary and settings.
+  d=""; {{ read -r d < "$base/deployed"; }} 2>/dev/null
+  set -- $d
+  if [ $# = 4 ] && [ "$1" = "$p" ] && [ "/proc/$p/exe" -ef "$base/$2/monitor-agent" ] &&
+    ! [ "$base/settings.json" -nt "$base/deployed" ]; then
+    echo "deployed=$2 $3 $4"
+  fi
+  if [ -s "$base/spool" ]; then
+    echo "spooled=1"
+    l=""; {{ read -r l < "$base/last_sent"; }} 2>/dev/null
+    echo "last_sent=$l"
+    echo "now=$(date +%s)"
+  fi
 fi
-[ -f "$base/settings.json" ] && echo "settings=$(sha256sum "$base/settings.json" | cut -d' ' -f1)"
-{PENDING}
-echo "machine=$(uname -m)"
+m=""; {{ read -r m < /proc/sys/kernel/arch; }} 2>/dev/null
+echo "machine=${{m:-$(uname -m)}}"
 echo "conn=${{SSH_CONNECTION:-}}"
+set +f
 for f in "$base"/*/monitor-agent; do
-  [ -f "$f" ] && echo "have=$(sha256sum "$f" 2>/dev/null | cut -d' ' -f1) $f"
+  [ -f "$f" ] || continue
+  h=""
+  if [ -f "$f.sha256" ] && ! [ "$f" -nt "$f.sha256" ]; then
+    {{ read -r h < "$f.sha256"; }} 2>/dev/null
+  fi
+  [ -n "$h" ] || h=$(sha256sum "$f" 2>/dev/null | cut -d' ' -f1)
+  echo "have=$h $f"
 done
 "#
     );
@@ -79,6 +107,14 @@ done
     script
 }
 
+/// What the last deploy started, as the probe found it still running.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Deployed {
+    pub version: String,
+    pub interval_secs: u64,
+    pub settings_sha256: String,
+}
+
 /// What [`probe`] printed.
 #[derive(Debug, Default)]
 pub struct Probe {
@@ -89,12 +125,15 @@ pub struct Probe {
     pub agents: Vec<(String, String)>,
     /// Addresses `getent ahosts` gave for the server's host name.
     pub resolved: Vec<String>,
-    /// The live agent `agent.pid` names: pid, executable, command line.
-    pub running: Option<(String, String, String)>,
-    /// SHA-256 of the settings file the agent keeps.
-    pub settings_sha256: Option<String>,
-    /// Bytes of samples the agent has not delivered yet.
-    pub pending: u64,
+    /// Pid of the live agent `agent.pid` names.
+    pub running: Option<String>,
+    /// That agent is the one the last deploy started, with this version, interval and settings.
+    pub deployed: Option<Deployed>,
+    /// It has samples it could not deliver yet: then `last_sent` (unix ms) and the host's `now`
+    /// (unix s) tell whether it delivers at all.
+    pub spooled: bool,
+    pub last_sent: Option<i64>,
+    pub now: Option<i64>,
 }
 
 impl Probe {
@@ -114,19 +153,25 @@ impl Probe {
                         probe.agents.push((hash.to_owned(), path.to_owned()));
                     }
                 }
-                "running" => probe.running = Some((value.to_owned(), String::new(), String::new())),
-                "running_exe" => {
-                    if let Some(running) = &mut probe.running {
-                        running.1 = value.to_owned();
+                "running" => probe.running = Some(value.trim().to_owned()),
+                "deployed" => {
+                    let mut words = value.split_whitespace();
+                    if let (Some(version), Some(Ok(interval_secs)), Some(sha), None) = (
+                        words.next(),
+                        words.next().map(str::parse),
+                        words.next(),
+                        words.next(),
+                    ) {
+                        probe.deployed = Some(Deployed {
+                            version: version.to_owned(),
+                            interval_secs,
+                            settings_sha256: sha.to_owned(),
+                        });
                     }
                 }
-                "running_cmd" => {
-                    if let Some(running) = &mut probe.running {
-                        running.2 = value.to_owned();
-                    }
-                }
-                "settings" => probe.settings_sha256 = Some(value.trim().to_owned()),
-                "pending" => probe.pending = value.trim().parse().unwrap_or(0),
+                "spooled" => probe.spooled = true,
+                "last_sent" => probe.last_sent = value.trim().parse().ok(),
+                "now" => probe.now = value.trim().parse().ok(),
                 "addr" if !probe.resolved.iter().any(|a| a == value) => {
                     probe.resolved.push(value.to_owned());
                 }
@@ -136,9 +181,10 @@ impl Probe {
         probe
     }
 
-    /// The pid of an agent already running `version` every `interval_secs` with settings
-    /// whose hash is `settings_sha256`, and delivering (nothing spooled): then a deploy has
-    /// nothing to do. With samples spooled it is restarted, so its first sample tells whether
+    /// The pid of an agent that the last deploy started with `version`, `interval_secs` and
+    /// settings whose hash is `settings_sha256`, and that is delivering (nothing spooled, or a
+    /// successful send recently enough for `--status` to call it delivering): then a deploy
+    /// has nothing to do. Otherwise it is restarted, so its first sample tells whether
     /// monitord is reachable now.
     pub fn running_unchanged(
         &self,
@@ -146,12 +192,17 @@ impl Probe {
         interval_secs: u64,
         settings_sha256: &str,
     ) -> Option<&str> {
-        let (pid, exe, cmd) = self.running.as_ref()?;
-        let same_binary = exe.ends_with(&format!("/.cache/monitor-agent/{version}/monitor-agent"));
-        let same_interval = cmd.contains(&format!(" --interval {interval_secs} "));
-        let same_settings = self.settings_sha256.as_deref() == Some(settings_sha256);
-        let delivering = self.pending == 0;
-        (same_binary && same_interval && same_settings && delivering).then_some(pid.as_str())
+        let wanted = Deployed {
+            version: version.to_owned(),
+            interval_secs,
+            settings_sha256: settings_sha256.to_owned(),
+        };
+        let delivering = !self.spooled
+            || crate::deploy::LastSend::judge(self.last_sent, self.now, interval_secs, 1)
+                .is_delivering();
+        (self.deployed.as_ref() == Some(&wanted) && delivering)
+            .then_some(self.running.as_deref())
+            .flatten()
     }
 
     /// True when the agent of `version` on the host has `sha256`.
@@ -213,11 +264,14 @@ unpersist() {
 }
 "#;
 
-/// Replaces a running agent with `version` in continuous mode (settings on stdin); once its
-/// first sample is stored, makes it come back after a reboot.
-pub fn start(version: &str, interval_secs: u64) -> String {
+/// Replaces a running agent with `version` in continuous mode (settings, whose hash is
+/// `settings_sha256`, on stdin); once its first sample is stored, makes it come back after a
+/// reboot, and records in `deployed` what runs (pid, version, interval, settings hash) for the
+/// next [`probe`].
+pub fn start(version: &str, interval_secs: u64, settings_sha256: &str) -> String {
     format!(
         r#"base="{BASE}"
+{ALIVE_FN}
 {STOP_FN}
 {PERSIST_FN}
 stop_agent >/dev/null
@@ -227,6 +281,8 @@ rc=$?
 # 3: monitord unavailable; the agent keeps the sample and goes on retrying in the
 # background, so it must come back after a reboot all the same.
 [ $rc = 0 ] || [ $rc = 3 ] || exit $rc
+p=""; {{ read -r p < "$base/agent.pid"; }} 2>/dev/null
+[ -z "$p" ] || echo "$p {version} {interval_secs} {settings_sha256}" > "$base/deployed"
 persist "$exe" {interval_secs}
 exit $rc
 "#
@@ -240,7 +296,7 @@ pub fn once(version: &str) -> String {
 
 /// Stops the agent.
 pub fn stop() -> String {
-    format!("base=\"{BASE}\"\n{STOP_FN}\n{PERSIST_FN}\nunpersist\nstop_agent\nexit 0\n")
+    format!("base=\"{BASE}\"\n{ALIVE_FN}\n{STOP_FN}\n{PERSIST_FN}\nunpersist\nstop_agent\nexit 0\n")
 }
 
 /// Whether the agent runs, its binary, version and command line, when it last delivered a
@@ -249,7 +305,7 @@ pub fn stop() -> String {
 pub fn status() -> String {
     format!(
         r#"base="{BASE}"
-{STOP_FN}
+{ALIVE_FN}
 p=$(cat "$base/agent.pid" 2>/dev/null)
 if [ -n "$p" ] && alive_agent "$p"; then
   echo "pid=$p"
@@ -289,22 +345,88 @@ mod tests {
         assert!(!p.has_agent("0.2.0", "abc"));
         assert_eq!(p.resolved, ["10.0.0.5", "fe80::1"]);
         assert!(p.running_unchanged("0.1.0", 10, "s").is_none());
-        let p = Probe::parse(
-            "running=42\nrunning_exe=/h/.cache/monitor-agent/0.1.0/monitor-agent\n\
-             running_cmd=/h/.cache/monitor-agent/0.1.0/monitor-agent --interval 10 --dir /h/.cache/monitor-agent \n\
-             settings=s\n",
-        );
+        let p = Probe::parse("running=42\ndeployed=0.1.0 10 s\n");
         assert_eq!(p.running_unchanged("0.1.0", 10, "s"), Some("42"));
-        let spooling = Probe {
-            pending: 120,
-            ..Probe::parse(
-                "running=42\nrunning_exe=/h/.cache/monitor-agent/0.1.0/monitor-agent\nrunning_cmd=x --interval 10 \nsettings=s\n",
-            )
-        };
-        assert!(spooling.running_unchanged("0.1.0", 10, "s").is_none());
         assert!(p.running_unchanged("0.1.0", 10, "t").is_none());
         assert!(p.running_unchanged("0.1.0", 1, "s").is_none());
         assert!(p.running_unchanged("0.2.0", 10, "s").is_none());
+        // Samples spooled: left alone only while the last send is recent (3 intervals).
+        let spooling = |ago: i64| {
+            Probe::parse(&format!(
+                "running=42\ndeployed=0.1.0 10 s\nspooled=1\nlast_sent={}\nnow=1800000000\n",
+                (1_800_000_000 - ago) * 1000
+            ))
+        };
+        assert_eq!(spooling(25).running_unchanged("0.1.0", 10, "s"), Some("42"));
+        assert!(spooling(31).running_unchanged("0.1.0", 10, "s").is_none());
+        let never = Probe::parse("running=42\ndeployed=0.1.0 10 s\nspooled=1\nnow=1800000000\n");
+        assert!(never.running_unchanged("0.1.0", 10, "s").is_none());
+        // A stamp without a live agent means nothing.
+        assert!(
+            Probe::parse("deployed=0.1.0 10 s\n")
+                .running_unchanged("0.1.0", 10, "s")
+                .is_none()
+        );
+    }
+
+    /// The probe, run by the real `sh` on a state directory made here, with a live process
+    /// named monitor-agent: the unchanged case starts nothing but the shell and reports the
+    /// stamp; a binary changed after its hash was recorded is hashed again.
+    #[test]
+    fn probe_reads_the_stamp_and_recorded_hashes() {
+        use std::os::unix::fs::PermissionsExt as _;
+        use std::process::Command;
+        let home = tempfile::tempdir().unwrap();
+        let base = home.path().join(".cache/monitor-agent");
+        let dir = base.join("0.1.0");
+        std::fs::create_dir_all(&dir).unwrap();
+        let exe = dir.join("monitor-agent");
+        std::fs::copy("/bin/sleep", &exe).unwrap();
+        std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let mut agent = Command::new(&exe).arg("30").spawn().unwrap();
+        let pid = agent.id();
+        std::fs::write(base.join("settings.json"), "{}").unwrap();
+        std::fs::write(base.join("agent.pid"), format!("{pid}\n")).unwrap();
+        std::fs::write(base.join("deployed"), format!("{pid} 0.1.0 10 feed\n")).unwrap();
+        std::fs::write(dir.join("monitor-agent.sha256"), "recorded\n").unwrap();
+        let run = || {
+            let out = Command::new("sh")
+                .arg("-c")
+                .arg(probe(None))
+                .env("HOME", home.path())
+                .output()
+                .unwrap();
+            assert!(out.status.success());
+            Probe::parse(&String::from_utf8_lossy(&out.stdout))
+        };
+        let p = run();
+        assert_eq!(p.running.as_deref(), Some(pid.to_string().as_str()));
+        assert_eq!(
+            p.running_unchanged("0.1.0", 10, "feed"),
+            Some(pid.to_string().as_str())
+        );
+        assert!(p.has_agent("0.1.0", "recorded"));
+        assert_eq!(p.machine, std::env::consts::ARCH);
+
+        // Settings changed since the deploy: no longer what the deploy started.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(base.join("settings.json"), "{ }").unwrap();
+        assert!(run().deployed.is_none());
+        std::fs::write(base.join("deployed"), format!("{pid} 0.1.0 10 feed\n")).unwrap();
+        assert!(run().deployed.is_some());
+
+        // The binary replaced after its hash was recorded: hashed again, not trusted, and the
+        // running agent is no longer that binary.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(dir.join("new"), b"other").unwrap();
+        std::fs::rename(dir.join("new"), &exe).unwrap();
+        let p = run();
+        assert!(p.deployed.is_none());
+        assert!(!p.has_agent("0.1.0", "recorded"));
+        assert!(p.has_agent("0.1.0", &crate::agentbin::sha256_hex(b"other")));
+        let _ = agent.kill();
+        let _ = agent.wait();
+        assert!(run().running.is_none());
     }
 
     #[test]
