@@ -199,17 +199,30 @@ pub fn samples(
     since: &str,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
+    let since_text = since;
     let since = parse_duration(since)
         .ok_or_else(|| anyhow!("--since {since:?} is not a duration; use e.g. 30m, 1h, 2d"))?;
-    let mut conn = open_database(config_path)?;
+    let config = load_config(config_path)?;
+    let mut conn = store::open_existing(&config.server.database)?;
     let from = crate::now_ms() - i64::try_from(since.as_millis()).unwrap_or(i64::MAX / 2);
-    let Some(samples) = read::samples_since(&mut conn, name, from)? else {
-        bail!("no samples stored for client {name:?}");
+    // A client of config.xml that has not sent yet simply has no samples; a name neither
+    // config.xml nor the database knows is most likely a typo.
+    let samples = match read::samples_since(&mut conn, name, from)? {
+        Some(samples) => samples,
+        None if config.client(name).is_some() => Vec::new(),
+        None => bail!(
+            "unknown client {name:?}: not in {} and never stored (`monitord clients` lists them)",
+            config_path.display()
+        ),
     };
     let mut out = std::io::stdout().lock();
     if json {
         serde_json::to_writer(&mut out, &samples)?;
         writeln!(out)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if samples.is_empty() {
+        writeln!(out, "no samples from {name} in the last {since_text}")?;
         return Ok(ExitCode::SUCCESS);
     }
     writeln!(

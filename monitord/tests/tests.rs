@@ -6,6 +6,7 @@ mod support;
 
 mod alerts;
 mod busy;
+mod commands;
 mod crash;
 mod ingest;
 mod lifecycle;
