@@ -42,6 +42,8 @@ pub enum ServeError {
     Key(#[from] KeyError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Lock(#[from] store::lock::LockError),
     #[error("cannot serve on the listening socket: {0}")]
     Listen(std::io::Error),
     #[error("cannot start a thread: {0}")]
@@ -55,6 +57,8 @@ pub enum ServeError {
 pub async fn serve(listener: TcpListener, config: Config) -> Result<(), ServeError> {
     let master = MasterKey::load(&config.server.key_file)?;
     let database = config.server.database.clone();
+    // Before anything touches the database: a second daemon must not even migrate it.
+    let _lock = store::lock::DaemonLock::acquire(&database)?;
     let conn = store::open_for_writing(&database)?;
     let shared = Arc::new(Shared::new(Snapshot::new(config, &master)));
     let alerts = Arc::new(alerts::Alerts::new(shared.clone()));

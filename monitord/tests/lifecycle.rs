@@ -326,3 +326,30 @@ fn check_config_as_the_service_user_is_quiet_about_the_deployers_ssh_credentials
     assert_eq!(warnings.lines().count(), 1, "{warnings}");
     assert!(warnings.contains("missing.pass"), "{warnings}");
 }
+
+#[test]
+fn a_second_monitord_on_the_same_database_refuses_to_start() {
+    let mut m = Monitord::start(bin(), &["web1"]);
+    let first = m.pid();
+    // Same config.xml, so the same database; `listen` is port 0, so only the lock can stop it.
+    let out = m.run_to_exit(&[], Duration::from_secs(30));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "the second monitord: {stderr}");
+    let db = m.db_path().display().to_string();
+    for needle in [&format!("pid {first}"), &db, &"another monitord".to_owned()] {
+        assert!(
+            stderr.contains(needle.as_str()),
+            "stderr lacks {needle:?}:\n{stderr}"
+        );
+    }
+    let r = m.put_sample("web1", &sample("lock", 0, now_ms())).unwrap();
+    expect_status(&r, 200, "the first monitord after the second gave up", &[]);
+
+    // kill -9 leaves the lock file behind, and no lock: the next start just works.
+    m.kill9();
+    assert!(m.dir().join("db.sqlite3.lock").exists());
+    m.spawn();
+    let r = m.put_sample("web1", &sample("lock", 1, now_ms())).unwrap();
+    expect_status(&r, 200, "after kill -9 and a restart", &[]);
+    assert_eq!(m.samples("web1").len(), 2);
+}

@@ -11,7 +11,7 @@
 //!
 //! Submodules: [`stored`] (stored precision), [`codec`] (byte layouts), [`writer`] (the one
 //! connection that ingests), [`compact`] (packing the raw tier), [`read`] (queries for the
-//! operator commands).
+//! operator commands), [`lock`] (one daemon per database).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -22,6 +22,7 @@ use diesel_migrations::{EmbeddedMigrations, MigrationHarness as _, embed_migrati
 
 pub mod codec;
 pub mod compact;
+pub mod lock;
 pub mod read;
 pub mod schema;
 pub mod seen;
