@@ -8,7 +8,8 @@
 //! that has room (so a client's samples end up in few, full blocks however often this runs),
 //! and deleted. Taking rows in arrival order keeps each transaction's deletes on neighbouring
 //! pages; taking them per client would touch most of the raw table once per client. Used by
-//! the daemon's timer and by `monitord compact`.
+//! the daemon's timer and by `monitord compact`, which also delete the `packed_seqs` ranges
+//! the replay guard has forgotten (all samples older than [`super::seen::FORGET_AFTER_MS`]).
 //!
 //! [`sample_blocks`]: super::schema::sample_blocks
 
@@ -21,6 +22,7 @@ use diesel::prelude::*;
 use super::StoreError;
 use super::codec::{PackedRow, decode_block, encode_block};
 use super::schema::{RawRow, instances, packed_seqs, raw_samples, sample_blocks};
+use super::seen::FORGET_AFTER_MS;
 
 /// The most samples one block holds.
 pub const BLOCK_MAX: usize = 4_096;
@@ -60,6 +62,7 @@ pub fn compact(
     let settle = i64::try_from(policy.settle.as_millis()).unwrap_or(i64::MAX);
     let cutoff = now_ms.saturating_sub(settle);
     let mut report = Report::default();
+    conn.immediate_transaction(|conn| forget_old_ranges(conn, now_ms))?;
     loop {
         let (samples, blocks) = conn.immediate_transaction(|conn| pack_chunk(conn, cutoff))?;
         report.samples += samples;
@@ -121,7 +124,10 @@ fn pack_client(
     mut rows: Vec<PackedRow>,
 ) -> Result<i64, StoreError> {
     rows.sort_by_key(|r| (r.values.ts, r.instance_id, r.seq));
-    let mut keys: Vec<(i64, i64)> = rows.iter().map(|r| (r.instance_id, r.seq)).collect();
+    let mut keys: Vec<(i64, i64, i64)> = rows
+        .iter()
+        .map(|r| (r.instance_id, r.seq, r.values.ts))
+        .collect();
     let first_ts = rows.first().map_or(i64::MIN, |r| r.values.ts);
     let newest = sample_blocks::table
         .filter(sample_blocks::client_id.eq(client_id))
@@ -160,40 +166,61 @@ fn pack_client(
         blocks += 1;
     }
     keys.sort_unstable();
-    for (instance_id, lo, hi) in ranges(&keys) {
-        add_packed_range(conn, instance_id, lo, hi)?;
+    for r in ranges(&keys) {
+        add_packed_range(conn, r)?;
     }
     Ok(blocks)
 }
 
-/// Sorted `(instance, seq)` pairs as closed runs of consecutive seqs.
-fn ranges(keys: &[(i64, i64)]) -> Vec<(i64, i64, i64)> {
-    let mut out: Vec<(i64, i64, i64)> = Vec::new();
-    for &(instance, seq) in keys {
+/// A closed run of consecutive seqs of one instance, and the newest `ts` among them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct SeqRun {
+    instance_id: i64,
+    lo: i64,
+    hi: i64,
+    ts_max: i64,
+}
+
+/// Sorted `(instance, seq, ts)` triples as closed runs of consecutive seqs.
+fn ranges(keys: &[(i64, i64, i64)]) -> Vec<SeqRun> {
+    let mut out: Vec<SeqRun> = Vec::new();
+    for &(instance_id, seq, ts) in keys {
         match out.last_mut() {
-            Some((i, _, hi)) if *i == instance && *hi + 1 == seq => *hi = seq,
-            _ => out.push((instance, seq, seq)),
+            Some(run) if run.instance_id == instance_id && run.hi + 1 == seq => {
+                run.hi = seq;
+                run.ts_max = run.ts_max.max(ts);
+            }
+            _ => out.push(SeqRun {
+                instance_id,
+                lo: seq,
+                hi: seq,
+                ts_max: ts,
+            }),
         }
     }
     out
 }
 
-/// Records `lo..=hi` as packed, merged with any range it touches.
-fn add_packed_range(
-    conn: &mut SqliteConnection,
-    instance_id: i64,
-    lo: i64,
-    hi: i64,
-) -> QueryResult<()> {
+/// Records `run` as packed, merged with any range it touches. A touching range of unknown
+/// age (`ts_max` NULL, packed before the column existed) holds lower seqs of the same agent
+/// process, so older samples: the run's own `ts_max` stands for the merged range.
+fn add_packed_range(conn: &mut SqliteConnection, run: SeqRun) -> QueryResult<()> {
+    let SeqRun {
+        instance_id,
+        lo,
+        hi,
+        ts_max,
+    } = run;
     let touching = packed_seqs::table
         .filter(packed_seqs::instance_id.eq(instance_id))
         .filter(packed_seqs::lo.le(hi.saturating_add(1)))
         .filter(packed_seqs::hi.ge(lo.saturating_sub(1)))
-        .select((packed_seqs::lo, packed_seqs::hi))
-        .load::<(i64, i64)>(conn)?;
+        .select((packed_seqs::lo, packed_seqs::hi, packed_seqs::ts_max))
+        .load::<(i64, i64, Option<i64>)>(conn)?;
     let new_lo = touching.iter().map(|r| r.0).fold(lo, i64::min);
     let new_hi = touching.iter().map(|r| r.1).fold(hi, i64::max);
-    for (old_lo, _) in touching {
+    let new_ts = touching.iter().filter_map(|r| r.2).fold(ts_max, i64::max);
+    for (old_lo, _, _) in touching {
         diesel::delete(packed_seqs::table.find((instance_id, old_lo))).execute(conn)?;
     }
     diesel::insert_into(packed_seqs::table)
@@ -201,9 +228,16 @@ fn add_packed_range(
             packed_seqs::instance_id.eq(instance_id),
             packed_seqs::lo.eq(new_lo),
             packed_seqs::hi.eq(new_hi),
+            packed_seqs::ts_max.eq(new_ts),
         ))
         .execute(conn)?;
     Ok(())
+}
+
+/// Deletes the packed ranges the replay guard no longer needs (see [`super::seen`]).
+fn forget_old_ranges(conn: &mut SqliteConnection, now_ms: i64) -> QueryResult<usize> {
+    diesel::delete(packed_seqs::table.filter(packed_seqs::ts_max.lt(now_ms - FORGET_AFTER_MS)))
+        .execute(conn)
 }
 
 #[cfg(test)]
@@ -212,7 +246,18 @@ mod tests {
 
     #[test]
     fn ranges_split_on_gaps_and_instances() {
-        let keys = [(1, 0), (1, 1), (1, 2), (1, 5), (2, 6), (2, 7)];
-        assert_eq!(ranges(&keys), vec![(1, 0, 2), (1, 5, 5), (2, 6, 7)]);
+        let keys = [
+            (1, 0, 10),
+            (1, 1, 30),
+            (1, 2, 20),
+            (1, 5, 50),
+            (2, 6, 5),
+            (2, 7, 7),
+        ];
+        let runs: Vec<_> = ranges(&keys)
+            .into_iter()
+            .map(|r| (r.instance_id, r.lo, r.hi, r.ts_max))
+            .collect();
+        assert_eq!(runs, vec![(1, 0, 2, 30), (1, 5, 5, 50), (2, 6, 7, 7)]);
     }
 }

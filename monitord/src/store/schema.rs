@@ -73,6 +73,7 @@ diesel::table! {
         instance_id -> BigInt,
         lo -> BigInt,
         hi -> BigInt,
+        ts_max -> Nullable<BigInt>,
     }
 }
 

@@ -8,19 +8,20 @@
 //!
 //! A replay is recognised by [`Seen`], the stored `(instance, seq)` pairs held in memory
 //! (loaded from the database by the first batch), so a sample costs one appended row and no
-//! index lookup. Ids of clients, instances, metas and disks are cached too: nothing else
+//! index lookup; it forgets instances whose samples have all aged past the acceptance window
+//! (see [`super::seen`]), checked every [`FORGET_EVERY`]. Ids of clients, instances, metas and disks are cached too: nothing else
 //! creates or removes those rows, so the cache only goes when a batch rolls back.
 //!
 //! Not here: HTTP (see [`crate::http`]), reading samples back (see [`super::read`]).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{
     Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError, sync_channel,
 };
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use diesel::prelude::*;
 use monitor_core::Sample;
@@ -36,6 +37,9 @@ use crate::alerts::Alerts;
 pub const QUEUE_CAPACITY: usize = 16_384;
 /// The most samples one transaction takes.
 pub const BATCH_MAX: usize = 4_096;
+
+/// How often the replay guard forgets instances past the acceptance window.
+pub const FORGET_EVERY: Duration = Duration::from_secs(3600);
 
 /// What became of a submitted sample.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,6 +140,7 @@ impl Writer {
             conn,
             cache: Cache::default(),
             seen: None,
+            forgot_at: Instant::now(),
             tops: LatestTops::default(),
             stored: stored.clone(),
             alerts,
@@ -168,6 +173,8 @@ struct WriterState {
     cache: Cache,
     /// `None` until the first batch loads it (inside its transaction).
     seen: Option<Seen>,
+    /// When `seen` last forgot old instances.
+    forgot_at: Instant,
     tops: LatestTops,
     stored: Arc<AtomicU64>,
     alerts: Option<Arc<Alerts>>,
@@ -249,13 +256,13 @@ impl WriterState {
     /// One transaction for the whole batch, then one answer per request.
     fn commit_batch(&mut self, batch: &mut Vec<Job>) {
         let mut outcomes = Vec::with_capacity(batch.len());
-        let mut added = HashSet::new();
+        let mut added = HashMap::new();
         let now = Instant::now();
         let tops = &mut self.tops;
         let mut tops_written = Vec::new();
         let result = self.conn.immediate_transaction(|conn| {
             if self.seen.is_none() {
-                self.seen = Some(Seen::load(conn)?);
+                self.seen = Some(Seen::load(conn, crate::now_ms())?);
             }
             let seen = self.seen.as_ref().expect("loaded above");
             outcomes.clear();
@@ -288,8 +295,19 @@ impl WriterState {
         if result.is_ok() {
             self.tops.written(&tops_written, now);
             if let Some(seen) = &mut self.seen {
-                for (instance_id, seq) in added {
-                    seen.insert(instance_id, seq);
+                for ((instance_id, seq), ts) in added {
+                    seen.insert(instance_id, seq, ts);
+                }
+                if self.forgot_at.elapsed() >= FORGET_EVERY {
+                    self.forgot_at = Instant::now();
+                    let forgotten = seen.forget_older_than(crate::now_ms());
+                    if forgotten > 0 {
+                        tracing::info!(
+                            forgotten,
+                            remembered = seen.len(),
+                            "replay guard: forgot agent instances whose samples are all past the 7-day window"
+                        );
+                    }
                 }
             }
         }
@@ -322,13 +340,13 @@ fn store_one(
     conn: &mut SqliteConnection,
     cache: &mut Cache,
     seen: &Seen,
-    added: &mut HashSet<(i64, i64)>,
+    added: &mut HashMap<(i64, i64), i64>,
     job: &Job,
 ) -> QueryResult<(Outcome, i64)> {
     let client = client_cache(conn, cache, &job.client)?;
     let s = &job.sample;
     let instance_id = instance(conn, client, &s.instance)?;
-    if seen.contains(instance_id, s.seq) || !added.insert((instance_id, s.seq)) {
+    if seen.contains(instance_id, s.seq) || added.insert((instance_id, s.seq), s.ts).is_some() {
         return Ok((Outcome::Duplicate, client.id));
     }
     let meta_id = meta(conn, client, s)?;

@@ -1,0 +1,1 @@
+ALTER TABLE packed_seqs DROP COLUMN ts_max;
