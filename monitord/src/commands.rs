@@ -2,8 +2,9 @@
 //! context for a person (`anyhow`); the exit codes are listed in `monitord --help`.
 //!
 //! The operator commands (clients, samples, stats, compact) open the database next to a
-//! running monitord: reads go through WAL and never block it, and compact takes the write
-//! lock one block at a time.
+//! running monitord: the reading ones read-only (through WAL, never blocking it), and compact
+//! takes the write lock one chunk at a time. None of them creates the database: run as root,
+//! that would leave a file the monitord user cannot open.
 
 use std::io::Write as _;
 use std::net::TcpListener;
@@ -115,10 +116,10 @@ pub fn check_config(path: &Path) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// The database of config.xml, opened for reading next to a running monitord.
+/// The database of config.xml, opened read-only next to a running monitord.
 fn open_database(config_path: &Path) -> anyhow::Result<diesel::SqliteConnection> {
     let config = load_config(config_path)?;
-    Ok(store::open_existing(&config.server.database)?)
+    Ok(store::open_read_only(&config.server.database)?)
 }
 
 /// `YYYY-MM-DD HH:MM:SS` in UTC.
@@ -156,7 +157,7 @@ fn fullest_disk(s: &Sample) -> String {
 
 pub fn clients(config_path: &Path) -> anyhow::Result<ExitCode> {
     let config = load_config(config_path)?;
-    let mut conn = store::open_existing(&config.server.database)?;
+    let mut conn = store::open_read_only(&config.server.database)?;
     let mut clients = read::clients_latest(&mut conn)?;
     // Clients in config.xml that never sent a sample are what an operator looks for first.
     for c in &config.clients {
@@ -203,7 +204,7 @@ pub fn samples(
     let since = parse_duration(since)
         .ok_or_else(|| anyhow!("--since {since:?} is not a duration; use e.g. 30m, 1h, 2d"))?;
     let config = load_config(config_path)?;
-    let mut conn = store::open_existing(&config.server.database)?;
+    let mut conn = store::open_read_only(&config.server.database)?;
     let from = crate::now_ms() - i64::try_from(since.as_millis()).unwrap_or(i64::MAX / 2);
     // A client of config.xml that has not sent yet simply has no samples; a name neither
     // config.xml nor the database knows is most likely a typo.
@@ -266,7 +267,7 @@ pub fn stats(config_path: &Path, json: bool) -> anyhow::Result<ExitCode> {
 
 pub fn compact(config_path: &Path) -> anyhow::Result<ExitCode> {
     let config = load_config(config_path)?;
-    let mut conn = store::open_for_writing(&config.server.database)?;
+    let mut conn = store::open_existing_for_writing(&config.server.database)?;
     let report = compact::compact(&mut conn, compact::Policy::ALL, crate::now_ms())?;
     compact::release_free_pages(&mut conn)?;
     println!(

@@ -1,9 +1,12 @@
 //! The operator commands against a real monitord's database: what `monitord samples` says
-//! when there is nothing to show.
+//! when there is nothing to show, and that commands run as root next to a daemon of another
+//! user leave no file that user cannot open.
 
-use std::process::Output;
+use std::os::unix::fs::MetadataExt as _;
+use std::process::{Command, Output};
 
 use testkit::monitord::{Monitord, now_ms, sample};
+use testkit::util;
 
 use crate::support::{bin, expect_status};
 
@@ -57,5 +60,96 @@ fn samples_with_nothing_to_show_is_empty_not_an_error() {
             stderr(&out)
         );
         assert!(out.stdout.is_empty(), "{args:?}: {}", stdout(&out));
+    }
+}
+
+/// uid and gid of `nobody:nogroup` on Debian, standing in for the packaged `monitord` user.
+const NOBODY: u32 = 65_534;
+
+fn owners(dir: &std::path::Path) -> Vec<(String, u32, u32)> {
+    let mut out: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let meta = e.metadata().unwrap();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                meta.uid(),
+                meta.gid(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn commands_run_as_root_leave_no_file_monitord_cannot_open() {
+    if !util::runnable_as_root("running the commands as root next to another user's database") {
+        return;
+    }
+    let mut m = Monitord::start(bin(), &["web1"]);
+    let r = m.put_sample("web1", &sample("root", 0, now_ms())).unwrap();
+    expect_status(&r, 200, "a sample", &[]);
+    assert!(m.terminate().success(), "{}", m.stderr());
+    // As the package has it: the state directory and the database belong to the daemon's user.
+    let chown = Command::new("chown")
+        .arg("-R")
+        .arg(format!("{NOBODY}:{NOBODY}"))
+        .arg(m.dir())
+        .status()
+        .unwrap();
+    assert!(chown.success());
+
+    for args in [
+        &["clients"][..],
+        &["samples", "web1", "--since", "1h", "--json"],
+        &["stats", "--json"],
+        &["alerts"],
+        &["compact"],
+    ] {
+        m.command_ok(args);
+        for (name, uid, gid) in owners(m.dir()) {
+            assert_eq!(
+                (uid, gid),
+                (NOBODY, NOBODY),
+                "after `monitord {args:?}` as root, {name} belongs to {uid}:{gid}"
+            );
+        }
+    }
+    // The daemon's user can still write the database (its -wal and -shm included).
+    let write = Command::new("setpriv")
+        .args([
+            "--reuid",
+            &NOBODY.to_string(),
+            "--regid",
+            &NOBODY.to_string(),
+        ])
+        .arg("--clear-groups")
+        .arg("sqlite3")
+        .arg(m.db_path())
+        .arg("INSERT INTO clients (name) VALUES ('written-by-nobody');")
+        .output()
+        .unwrap();
+    assert!(
+        write.status.success(),
+        "nobody cannot write the database: {}",
+        String::from_utf8_lossy(&write.stderr)
+    );
+
+    // No command creates a database that is not there (it would be root's).
+    std::fs::remove_file(m.db_path()).unwrap();
+    for args in [&["compact"][..], &["stats"], &["clients"]] {
+        let out = m.command(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?} without a database");
+        assert!(
+            stderr(&out).contains("does not exist yet"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+        assert!(
+            !m.db_path().exists(),
+            "`monitord {args:?}` created the database"
+        );
     }
 }

@@ -234,7 +234,7 @@ fn load_config(path: &Path) -> anyhow::Result<Config> {
 /// `monitord alerts [--json]`: every configured rule's state, and the outbox.
 pub fn alerts_command(config_path: &Path, json: bool) -> anyhow::Result<ExitCode> {
     let config = load_config(config_path)?;
-    let mut conn = crate::store::open_existing(&config.server.database)?;
+    let mut conn = crate::store::open_read_only(&config.server.database)?;
     let listing = listing(&mut conn, &config).with_context(|| {
         format!(
             "cannot read alerts from {}",

@@ -52,15 +52,45 @@ pub enum StoreError {
     Corrupt(#[from] codec::Corrupt),
 }
 
-fn connect(path: &Path) -> Result<SqliteConnection, StoreError> {
+/// How a connection opens the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    ReadWrite,
+    ReadOnly,
+}
+
+/// `path` as a read-only SQLite URI (`file:…?mode=ro`), escaping what a URI gives a meaning to.
+fn read_only_uri(path: &str) -> String {
+    // `file:///abs` for an absolute path (`file://x` would name a host), `file:rel` otherwise.
+    let mut out = String::from(if path.starts_with('/') {
+        "file://"
+    } else {
+        "file:"
+    });
+    for c in path.chars() {
+        match c {
+            '%' | '?' | '#' => out.push_str(&format!("%{:02X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push_str("?mode=ro");
+    out
+}
+
+fn connect(path: &Path, access: Access) -> Result<SqliteConnection, StoreError> {
     let open_err = |reason: String| StoreError::Open {
         path: path.to_path_buf(),
         reason,
     };
-    let url = path
+    let text = path
         .to_str()
         .ok_or_else(|| open_err("the path is not valid UTF-8".into()))?;
-    let mut conn = SqliteConnection::establish(url).map_err(|e| open_err(e.to_string()))?;
+    let url = match access {
+        // A plain path: SQLite creates the file when it is missing.
+        Access::ReadWrite => text.to_owned(),
+        Access::ReadOnly => read_only_uri(text),
+    };
+    let mut conn = SqliteConnection::establish(&url).map_err(|e| open_err(e.to_string()))?;
     conn.batch_execute(&format!(
         "PRAGMA busy_timeout = {}; PRAGMA foreign_keys = OFF;",
         BUSY_TIMEOUT.as_millis()
@@ -79,7 +109,7 @@ pub fn open_for_writing(path: &Path) -> Result<SqliteConnection, StoreError> {
             });
         }
     }
-    let mut conn = connect(path)?;
+    let mut conn = connect(path, Access::ReadWrite)?;
     // auto_vacuum only takes effect on a new, empty database: it lets `compact` hand freed
     // pages back to the file system.
     conn.batch_execute(
@@ -97,15 +127,37 @@ pub fn open_for_writing(path: &Path) -> Result<SqliteConnection, StoreError> {
     Ok(conn)
 }
 
-/// Opens an existing database for the operator commands. Reads in WAL mode never block
-/// monitord's writer, and nothing here takes an exclusive lock.
-pub fn open_existing(path: &Path) -> Result<SqliteConnection, StoreError> {
-    if !path.exists() {
-        return Err(StoreError::Missing {
+fn must_exist(path: &Path) -> Result<(), StoreError> {
+    if path.exists() {
+        Ok(())
+    } else {
+        Err(StoreError::Missing {
             path: path.to_path_buf(),
-        });
+        })
     }
-    connect(path)
+}
+
+/// Opens an existing database to write next to monitord (the compaction timer, the alert
+/// sender); never creates one.
+pub fn open_existing(path: &Path) -> Result<SqliteConnection, StoreError> {
+    must_exist(path)?;
+    connect(path, Access::ReadWrite)
+}
+
+/// [`open_for_writing`] for `monitord compact`: migrates, but never creates a database, which
+/// run as root would be a file monitord cannot open.
+pub fn open_existing_for_writing(path: &Path) -> Result<SqliteConnection, StoreError> {
+    must_exist(path)?;
+    open_for_writing(path)
+}
+
+/// Opens an existing database read-only (`mode=ro`), for the commands that only read. Reads
+/// in WAL mode never block monitord's writer, and such a connection can neither write nor
+/// checkpoint. Run as root, SQLite still creates the `-wal`/`-shm` files if monitord is not
+/// running, but gives them the database file's owner, so monitord can open them afterwards.
+pub fn open_read_only(path: &Path) -> Result<SqliteConnection, StoreError> {
+    must_exist(path)?;
+    connect(path, Access::ReadOnly)
 }
 
 #[cfg(test)]
