@@ -162,16 +162,16 @@ impl Sample {
             non_negative("processes", p)?;
         }
         for d in &self.disks {
-            sizes(&format!("disk {}", d.mount), d.total, d.used)?;
+            sizes(format_args!("disk {}", d.mount), d.total, d.used)?;
             if let Some(avail) = d.avail {
-                non_negative(&format!("disk {} avail", d.mount), avail)?;
+                non_negative(format_args!("disk {} avail", d.mount), avail)?;
             }
         }
         for p in &self.top {
             if !p.cpu_percent.is_finite() || p.cpu_percent < 0.0 {
                 return out(format!("top process {} has a negative cpu_percent", p.pid));
             }
-            non_negative(&format!("top process {} rss", p.pid), p.rss)?;
+            non_negative(format_args!("top process {} rss", p.pid), p.rss)?;
         }
         Ok(())
     }
@@ -194,7 +194,10 @@ fn percent(what: &str, value: f64) -> Result<(), SampleError> {
     }
 }
 
-fn non_negative(what: &str, value: i64) -> Result<(), SampleError> {
+// The helpers below take `what` as `impl Display` (often `format_args!`) so that the message
+// is only built for a refusal: validation runs on every request and nearly always passes.
+
+fn non_negative(what: impl std::fmt::Display, value: i64) -> Result<(), SampleError> {
     if value >= 0 {
         Ok(())
     } else {
@@ -202,9 +205,9 @@ fn non_negative(what: &str, value: i64) -> Result<(), SampleError> {
     }
 }
 
-fn sizes(what: &str, total: i64, used: i64) -> Result<(), SampleError> {
-    non_negative(&format!("{what} total"), total)?;
-    non_negative(&format!("{what} used"), used)?;
+fn sizes(what: impl std::fmt::Display, total: i64, used: i64) -> Result<(), SampleError> {
+    non_negative(format_args!("{what} total"), total)?;
+    non_negative(format_args!("{what} used"), used)?;
     if used > total {
         return Err(SampleError::OutOfRange(format!(
             "{what} used ({used}) is above total ({total})"

@@ -257,6 +257,7 @@ impl WriterState {
     fn commit_batch(&mut self, batch: &mut Vec<Job>) {
         let mut outcomes = Vec::with_capacity(batch.len());
         let mut added = HashMap::new();
+        let mut rows = Vec::with_capacity(batch.len());
         let now = Instant::now();
         let tops = &mut self.tops;
         let mut tops_written = Vec::new();
@@ -267,9 +268,15 @@ impl WriterState {
             let seen = self.seen.as_ref().expect("loaded above");
             outcomes.clear();
             added.clear();
+            rows.clear();
             for job in batch.iter() {
-                outcomes.push(store_one(conn, &mut self.cache, seen, &mut added, job)?);
+                let (outcome, client_id, row) =
+                    store_one(conn, &mut self.cache, seen, &mut added, job)?;
+                outcomes.push((outcome, client_id));
+                rows.extend(row);
             }
+            // Before alerts run: their mail quotes the latest samples, these included.
+            insert_rows(conn, &rows)?;
             let committed: Vec<Committed> = batch
                 .iter()
                 .zip(&outcomes)
@@ -334,20 +341,21 @@ impl WriterState {
     }
 }
 
-/// Stores one sample unless its `(instance, seq)` is already stored or earlier in this batch
-/// (`added`, which joins `seen` once the batch commits).
+/// The row to store for one sample, unless its `(instance, seq)` is already stored or
+/// earlier in this batch (`added`, which joins `seen` once the batch commits); creates the
+/// client, instance, meta and disk rows it refers to when they are new.
 fn store_one(
     conn: &mut SqliteConnection,
     cache: &mut Cache,
     seen: &Seen,
     added: &mut HashMap<(i64, i64), i64>,
     job: &Job,
-) -> QueryResult<(Outcome, i64)> {
+) -> QueryResult<(Outcome, i64, Option<RawRow>)> {
     let client = client_cache(conn, cache, &job.client)?;
     let s = &job.sample;
     let instance_id = instance(conn, client, &s.instance)?;
     if seen.contains(instance_id, s.seq) || added.insert((instance_id, s.seq), s.ts).is_some() {
-        return Ok((Outcome::Duplicate, client.id));
+        return Ok((Outcome::Duplicate, client.id, None));
     }
     let meta_id = meta(conn, client, s)?;
     let mut disk_values = Vec::with_capacity(s.disks.len());
@@ -360,10 +368,29 @@ fn store_one(
         });
     }
     let row = RawRow::new(instance_id, s.seq, meta_id, &job.values, &disk_values);
-    diesel::insert_into(raw_samples::table)
-        .values(&row)
-        .execute(conn)?;
-    Ok((Outcome::Stored, client.id))
+    Ok((Outcome::Stored, client.id, Some(row)))
+}
+
+/// Rows per multi-row INSERT. A fixed count gives the statement a type of its own, so Diesel
+/// prepares it once and then only binds; one INSERT per row spent more time in Diesel's
+/// statement cache than in SQLite, and a `Vec` of rows is prepared anew every time.
+const INSERT_ROWS: usize = 32;
+
+/// Appends `rows` to the raw tier: [`INSERT_ROWS`] at a time, then the rest one by one.
+fn insert_rows(conn: &mut SqliteConnection, rows: &[RawRow]) -> QueryResult<()> {
+    let mut chunks = rows.chunks_exact(INSERT_ROWS);
+    for chunk in &mut chunks {
+        let chunk: &[RawRow; INSERT_ROWS] = chunk.try_into().expect("chunks_exact");
+        diesel::insert_into(raw_samples::table)
+            .values(chunk)
+            .execute(conn)?;
+    }
+    for row in chunks.remainder() {
+        diesel::insert_into(raw_samples::table)
+            .values(row)
+            .execute(conn)?;
+    }
+    Ok(())
 }
 
 fn client_cache<'c>(
