@@ -200,6 +200,9 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             if detach {
                 return run::detach(&state, endpoint, every);
             }
+            // Started by a boot hook (unit, @reboot) in the foreground: still the agent of this
+            // state directory, so `monitor-deploy --status` and the next deploy find it.
+            state.write_pid(std::process::id())?;
             run::Agent::new(endpoint, &state, every)?.run(Instant::now() + run::FIRST_MEASURE);
         }
         Mode::Detached { every } => run::detached(&StateDir::open(cli.dir)?, every)?,

@@ -4,7 +4,7 @@
 //! | file | what |
 //! |---|---|
 //! | `settings.json` | the settings last received on stdin (mode 0600: it holds the keys) |
-//! | `agent.pid` | pid of the detached agent (what monitor-deploy reads) |
+//! | `agent.pid` | pid of the continuous agent, detached or started by a boot hook (what monitor-deploy reads) |
 //! | `last_sent` | unix milliseconds when monitord last stored a sample from this agent (`monitor-deploy --status` shows it) |
 //! | `spool`, `spool.head` | unsent samples (see `spool`) |
 //! | `agent.log`, `agent.log.1` | the detached agent's log, size-bounded |
@@ -93,7 +93,7 @@ impl StateDir {
             .with_context(|| format!("saving settings to {}", path.display()))
     }
 
-    /// Records the detached agent's pid.
+    /// Records the continuous agent's pid.
     pub fn write_pid(&self, pid: u32) -> anyhow::Result<()> {
         let path = self.file("agent.pid");
         write_private(&path, format!("{pid}\n").as_bytes())

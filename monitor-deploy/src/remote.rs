@@ -429,6 +429,64 @@ mod tests {
         assert!(run().running.is_none());
     }
 
+    /// The unit the start script installs for boot (system unit for root, user unit where
+    /// lingering is on) passes `systemd-analyze verify` both ways, for a home with a space.
+    /// Booting with it is for the nspawn system test; this checks the text systemd will read.
+    #[test]
+    fn boot_units_pass_systemd_analyze_verify() {
+        use std::process::Command;
+        let have = Command::new("systemd-analyze")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !testkit::util::runnable(
+            have,
+            "systemd-analyze is not installed (apt install systemd)",
+        ) {
+            return;
+        }
+        let home = tempfile::Builder::new()
+            .prefix("home with space ")
+            .tempdir()
+            .unwrap();
+        let base = home.path().join(".cache/monitor-agent");
+        let exe = base.join("0.1.0/monitor-agent");
+        std::fs::create_dir_all(exe.parent().unwrap()).unwrap();
+        std::fs::copy("/bin/true", &exe).unwrap();
+        let runtime = tempfile::tempdir().unwrap(); // --user wants a runtime directory
+        for (target, scope) in [
+            ("multi-user.target", "--system"),
+            ("default.target", "--user"),
+        ] {
+            let out = Command::new("sh")
+                .arg("-c")
+                .arg(format!("{PERSIST_FN}\nunit_text \"$1\" 10 {target}"))
+                .arg("sh")
+                .arg(&exe)
+                .env("base", &base)
+                .output()
+                .unwrap();
+            assert!(out.status.success());
+            let unit_dir = home.path().join(scope.trim_start_matches('-'));
+            std::fs::create_dir_all(&unit_dir).unwrap();
+            let unit = unit_dir.join("monitor-agent.service");
+            std::fs::write(&unit, &out.stdout).unwrap();
+            let verify = Command::new("systemd-analyze")
+                .args([scope, "verify"])
+                .arg(&unit)
+                .env("XDG_RUNTIME_DIR", runtime.path())
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout);
+            let complaints = String::from_utf8_lossy(&verify.stderr);
+            assert!(
+                verify.status.success() && !complaints.contains("monitor-agent"),
+                "{scope} unit:\n{text}\nsystemd-analyze verify: {complaints}"
+            );
+            assert!(text.contains(&format!("WantedBy={target}")), "{text}");
+        }
+    }
+
     #[test]
     fn quoting_survives_quotes() {
         assert_eq!(quote("a'b"), r"'a'\''b'");

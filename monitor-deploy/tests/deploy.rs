@@ -395,6 +395,10 @@ fn new_binary_replaces_the_agent_and_the_boot_hook_brings_it_back() {
         "samples from the agent the hook started",
         || monitord.samples("boot").len() >= stored + 2,
     );
+    // --status finds the agent the hook started, and sees it delivering.
+    let run = d.run(&["--status", "boot"]);
+    assert_eq!(run.code, 0, "{run}");
+    assert!(run.row("boot").contains("last successful send"), "{run}");
     let _ = booted.kill();
     let _ = booted.wait();
 
