@@ -38,6 +38,9 @@ pub const QUEUE_CAPACITY: usize = 16_384;
 /// The most samples one transaction takes.
 pub const BATCH_MAX: usize = 4_096;
 
+/// A batch commit at least this slow is logged (with its size and duration).
+pub const SLOW_COMMIT: Duration = Duration::from_millis(500);
+
 /// How often the replay guard forgets instances past the acceptance window.
 pub const FORGET_EVERY: Duration = Duration::from_secs(3600);
 
@@ -317,6 +320,17 @@ impl WriterState {
                     }
                 }
             }
+        }
+        let took = now.elapsed();
+        if result.is_ok() && took >= SLOW_COMMIT {
+            // Every request of the batch waited this long: worth a line when it happens, so
+            // an operator (or a benchmark's log) can tell a slow disk from a slow monitord.
+            tracing::warn!(
+                samples = batch.len(),
+                ms = took.as_millis() as u64,
+                "a batch of samples took {} ms to commit (storing, alerts, fsync and any WAL checkpoint)",
+                took.as_millis()
+            );
         }
         if let Err(e) = &result {
             // Ids created inside the rolled-back transaction no longer exist.
