@@ -1,5 +1,6 @@
-//! The HTTP load generator: many keep-alive HTTP/1.1 connections (hyper's client connection,
-//! one per task) sending pre-sealed `PUT /v1/samples/{name}` bodies to one loopback server.
+//! The HTTP load generator: many keep-alive HTTP/1.1 connections (one per task, each writing
+//! prepared requests and reading answers itself, `httparse` for the status line and headers)
+//! sending pre-sealed `PUT /v1/samples/{name}` bodies to one loopback server.
 //!
 //! Two ways to drive it:
 //! - [`closed_loop`]: every connection sends its next body as soon as the previous one is
@@ -11,6 +12,7 @@
 //! Not here: what the bodies contain (see `fleet`) or which server listens (see `server`).
 
 use std::collections::BTreeMap;
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -19,9 +21,9 @@ use std::time::Duration;
 use anyhow::Context as _;
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
-use hyper::client::conn::http1::SendRequest;
-use hyper::{Method, Request, header};
+use hyper::{Request, header};
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -88,7 +90,8 @@ impl Outcome {
 #[derive(Debug, Clone)]
 pub struct Work {
     pub addr: SocketAddr,
-    pub paths: Arc<[String]>,
+    /// Per client, the request head up to the `Content-Length` value.
+    heads: Arc<[String]>,
     pub bodies: Arc<[SealedSample]>,
 }
 
@@ -96,65 +99,123 @@ impl Work {
     pub fn new(addr: SocketAddr, names: &[String], bodies: Arc<[SealedSample]>) -> Work {
         Work {
             addr,
-            paths: names.iter().map(|n| format!("/v1/samples/{n}")).collect(),
+            heads: names
+                .iter()
+                .map(|n| {
+                    format!(
+                        "PUT /v1/samples/{n} HTTP/1.1\r\nHost: {addr}\r\n\
+                         Content-Type: text/plain\r\nContent-Length: "
+                    )
+                })
+                .collect(),
             bodies,
         }
     }
 
-    fn request(&self, i: usize) -> Request<Full<Bytes>> {
+    /// Request `i` as it goes on the wire, written into `out`.
+    fn request(&self, i: usize, out: &mut Vec<u8>) {
         let sample = &self.bodies[i];
-        Request::builder()
-            .method(Method::PUT)
-            .uri(&self.paths[sample.client])
-            .header(header::HOST, self.addr.to_string())
-            .header(header::CONTENT_TYPE, "text/plain")
-            .body(Full::new(sample.body.clone()))
-            .expect("a PUT with a path and a body is a valid request")
+        out.clear();
+        out.extend_from_slice(self.heads[sample.client].as_bytes());
+        write!(out, "{}\r\n\r\n", sample.body.len()).expect("writing to a Vec cannot fail");
+        out.extend_from_slice(&sample.body);
     }
 }
 
-/// One keep-alive connection; reconnects after an error.
+/// One keep-alive HTTP/1.1 connection that writes a prepared request and reads the answer
+/// in the same task, as `wrk` does: no per-request task hand-over or header map, so the load
+/// generator takes as little as it can of the cores it shares with the server under test.
+/// Reconnects after an error.
 struct Connection {
     addr: SocketAddr,
-    sender: Option<SendRequest<Full<Bytes>>>,
+    stream: Option<TcpStream>,
+    request: Vec<u8>,
+    answer: Vec<u8>,
 }
 
 impl Connection {
     async fn open(addr: SocketAddr) -> anyhow::Result<Connection> {
-        let mut c = Connection { addr, sender: None };
-        c.sender = Some(c.handshake().await?);
+        let mut c = Connection {
+            addr,
+            stream: None,
+            request: Vec::with_capacity(2048),
+            answer: Vec::with_capacity(1024),
+        };
+        c.stream = Some(c.connect().await?);
         Ok(c)
     }
 
-    async fn handshake(&self) -> anyhow::Result<SendRequest<Full<Bytes>>> {
+    async fn connect(&self) -> anyhow::Result<TcpStream> {
         let stream = TcpStream::connect(self.addr)
             .await
             .with_context(|| format!("cannot connect to {}", self.addr))?;
         stream.set_nodelay(true)?;
-        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-        tokio::spawn(conn);
-        Ok(sender)
+        Ok(stream)
     }
 
-    /// Sends one request and reads the whole answer; `Err` means the connection broke.
-    async fn send(&mut self, request: Request<Full<Bytes>>) -> anyhow::Result<u16> {
-        let sender = match &mut self.sender {
+    /// Sends request `i` of `work` and reads the whole answer; `Err` means the connection broke.
+    async fn send(&mut self, work: &Work, i: usize) -> anyhow::Result<u16> {
+        work.request(i, &mut self.request);
+        let stream = match &mut self.stream {
             Some(s) => s,
-            None => self.sender.insert(self.handshake().await?),
+            None => self.stream.insert(self.connect().await?),
         };
-        let result = async {
-            sender.ready().await?;
-            let response = sender.send_request(request).await?;
-            let status = response.status().as_u16();
-            response.into_body().collect().await?;
-            anyhow::Ok(status)
+        let result = exchange(stream, &self.request, &mut self.answer).await;
+        match result {
+            Ok((status, keep_alive)) => {
+                if !keep_alive {
+                    self.stream = None;
+                }
+                Ok(status)
+            }
+            Err(e) => {
+                self.stream = None;
+                Err(e)
+            }
         }
-        .await;
-        if result.is_err() {
-            self.sender = None;
-        }
-        result
     }
+}
+
+/// Writes `request`, then reads one answer with a `Content-Length` body into `buf`: its status
+/// and whether the connection stays open.
+async fn exchange(
+    stream: &mut TcpStream,
+    request: &[u8],
+    buf: &mut Vec<u8>,
+) -> anyhow::Result<(u16, bool)> {
+    stream.write_all(request).await?;
+    buf.clear();
+    loop {
+        let mut headers = [httparse::EMPTY_HEADER; 16];
+        let mut response = httparse::Response::new(&mut headers);
+        if let httparse::Status::Complete(head) = response.parse(buf)? {
+            let status = response.code.unwrap_or(0);
+            let mut length = 0;
+            let mut keep_alive = true;
+            for h in response.headers.iter() {
+                if h.name.eq_ignore_ascii_case("content-length") {
+                    length = std::str::from_utf8(h.value)?.trim().parse::<usize>()?;
+                } else if h.name.eq_ignore_ascii_case("connection") {
+                    keep_alive = !h.value.eq_ignore_ascii_case(b"close");
+                } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+                    anyhow::bail!("chunked answers are not expected from a PUT here");
+                }
+            }
+            while buf.len() < head + length {
+                read_more(stream, buf).await?;
+            }
+            return Ok((status, keep_alive));
+        }
+        read_more(stream, buf).await?;
+    }
+}
+
+async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> anyhow::Result<()> {
+    buf.reserve(1024);
+    if stream.read_buf(buf).await? == 0 {
+        anyhow::bail!("the server closed the connection");
+    }
+    Ok(())
 }
 
 /// Sends bodies `range` as fast as `connections` connections allow, until they run out or
@@ -185,7 +246,7 @@ pub async fn closed_loop(
                     if i >= end {
                         break;
                     }
-                    record(&mut outcome, conn.send(work.request(i)).await, None);
+                    record(&mut outcome, conn.send(&work, i).await, None);
                 }
                 outcome
             })
@@ -234,7 +295,7 @@ pub async fn open_loop(
                         tokio::time::sleep_until(scheduled).await;
                         Instant::now()
                     };
-                    let result = conn.send(work.request(first + j)).await;
+                    let result = conn.send(&work, first + j).await;
                     free_since = Instant::now();
                     record(&mut outcome, result, Some(free_since - from));
                 }
@@ -252,8 +313,11 @@ pub async fn open_loop(
 
 /// One `GET path` on a fresh connection: the status and the body's length (a scrape).
 pub async fn get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, usize)> {
-    let mut conn = Connection::open(addr).await?;
-    let sender = conn.sender.as_mut().expect("open connects");
+    let stream = TcpStream::connect(addr)
+        .await
+        .with_context(|| format!("cannot connect to {addr}"))?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
     let request = Request::builder()
         .uri(path)
         .header(header::HOST, addr.to_string())
