@@ -3,10 +3,11 @@
 //! CPU shares are rates, so the [`Collector`] keeps the previous sample's counters: the host's
 //! CPU times, and per process (keyed by pid and start time, so a reused pid starts afresh) its
 //! busy time. Each sample is one pass over `/proc`: one read of `/proc/<pid>/stat` per process
-//! gives name, CPU time and RSS at once. The first sample measures over the short time since
+//! gives name, CPU time and RSS at once (`proc_stat`), and memory and swap come from one read of
+//! /proc/meminfo (`meminfo`). The first sample measures over the short time since
 //! [`Collector::new`].
 //!
-//! Not here: the disk filter (`disks`), sending, or deciding when to sample.
+//! Not here: parsing those /proc files, the disk filter (`disks`), sending, or deciding when to sample.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -17,6 +18,7 @@ use nix::unistd::{SysconfVar, sysconf};
 use psutil::cpu::CpuTimes;
 
 use crate::disks;
+use crate::meminfo;
 use crate::proc_stat;
 
 /// How many processes `top` names by CPU, and how many by RSS (the union is sent).
@@ -36,6 +38,7 @@ pub struct Collector {
     procs: HashMap<u32, ProcCounters>,
     at: Instant,
     reader: proc_stat::Reader,
+    meminfo: meminfo::Reader,
     ticks_per_second: f64,
     page_size: i64,
 }
@@ -46,6 +49,7 @@ impl std::fmt::Debug for Collector {
             .field("instance", &self.instance)
             .field("seq", &self.seq)
             .field("processes", &self.procs.len())
+            .field("open_stat_files", &self.reader.open_files())
             .finish()
     }
 }
@@ -60,6 +64,7 @@ impl Collector {
             procs: HashMap::new(),
             at: Instant::now(),
             reader: proc_stat::Reader::new(),
+            meminfo: meminfo::Reader::new(),
             ticks_per_second: sysconf_or(SysconfVar::CLK_TCK, 100) as f64,
             page_size: sysconf_or(SysconfVar::PAGE_SIZE, 4096),
         };
@@ -85,10 +90,10 @@ impl Collector {
         let cpu_percent = busy_share(&self.cpu, &cpu);
         self.cpu = cpu;
 
-        let vm = psutil::memory::virtual_memory().context("reading /proc/meminfo")?;
+        let mem = self.meminfo.read()?;
         // `free` (procps-ng ≥ 4) shows used as total − available; psutil's own `used`
         // (total − free − buffers − cache) is the older definition, so it is not used here.
-        let (total, available) = (vm.total() as i64, vm.available() as i64);
+        let (total, available) = (mem.total as i64, mem.available as i64);
         let used = (total - available).max(0);
         let memory = Memory {
             total,
@@ -96,10 +101,13 @@ impl Collector {
             available,
             percent: percent(used, total),
         };
-        let swap = psutil::memory::swap_memory().ok().map(|s| Swap {
-            total: s.total() as i64,
-            used: s.used() as i64,
-            percent: percent(s.used() as i64, s.total() as i64),
+        let swap = mem.swap.map(|(total, free)| {
+            let used = total.saturating_sub(free) as i64;
+            Swap {
+                total: total as i64,
+                used,
+                percent: percent(used, total as i64),
+            }
         });
         let load = psutil::host::loadavg()
             .ok()
@@ -153,11 +161,12 @@ impl Collector {
             seen.insert(pid, now);
             all.push(TopProcess {
                 pid: i64::from(pid),
-                name: stat.name,
+                name: String::from_utf8_lossy(stat.name).into_owned(),
                 cpu_percent: cpu,
                 rss: stat.rss_pages.max(0) * self.page_size,
             });
         }
+        self.reader.end_pass();
         self.procs = seen;
         all
     }

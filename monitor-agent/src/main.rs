@@ -3,12 +3,13 @@
 //! A static binary that monitor-deploy copies to each client; it must stay tiny (≤ 1.5 MB,
 //! ≤ 2 MB RSS), so it uses a hand-written HTTP PUT and `lexopt` for its few options.
 //! The command line is parsed here; everything else lives in the modules:
-//! `collect` (psutil), `proc_stat`, `disks`, `send` (HTTP), `spool`, `state` (the state directory),
+//! `collect` (psutil), `proc_stat`, `meminfo`, `disks`, `send` (HTTP), `spool`, `state` (the state directory),
 //! `run` (the loop and detaching), `log`.
 
 mod collect;
 mod disks;
 mod log;
+mod meminfo;
 mod proc_stat;
 mod run;
 mod send;
