@@ -100,17 +100,30 @@ impl StateDir {
             .with_context(|| format!("writing {}", path.display()))
     }
 
-    /// Records that monitord stored a sample just now, in `last_sent` (unix milliseconds).
-    /// Replaced by rename so a reader never sees half a number, and without an fsync: it is
-    /// written once per sample (or per drain), and a crash that loses it only makes the
-    /// recorded time older.
+    /// Records that monitord stored a sample just now, in `last_sent` (unix milliseconds,
+    /// 13 digits and a newline), without an fsync: it is written once per sample (or per
+    /// drain), and a crash that loses it only makes the recorded time older.
+    ///
+    /// The number is overwritten in place, with one `pwrite` of the same 14 bytes. Replacing
+    /// the file by rename each time cost 8 % of the agent's CPU per sample (ext4 creates an
+    /// inode, flushes the new file's data on the rename over the old one, and evicts the old
+    /// inode). The price: a reader racing that write, a window of nanoseconds per interval,
+    /// could see digits of both times. A file of any other length (the first one, or one
+    /// written by hand) is replaced by rename, as before.
     pub fn record_sent(&self) -> std::io::Result<()> {
+        use std::os::unix::fs::FileExt as _;
         let ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis());
+        let text = format!("{ms:013}\n");
         let path = self.file("last_sent");
+        if let Ok(file) = fs::OpenOptions::new().write(true).open(&path) {
+            if file.metadata()?.len() == text.len() as u64 {
+                return file.write_all_at(text.as_bytes(), 0);
+            }
+        }
         let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
-        fs::write(&tmp, format!("{ms}\n"))?;
+        fs::write(&tmp, &text)?;
         fs::rename(&tmp, &path)
     }
 
@@ -167,4 +180,69 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     file.write_all(bytes)?;
     file.sync_all()?;
     fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fresh directory under the system's temp dir, removed on drop.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(name: &str) -> TempDir {
+            let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
+            let _ = fs::remove_dir_all(&dir);
+            fs::create_dir_all(&dir).unwrap();
+            TempDir(dir)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn last_sent(state: &StateDir) -> String {
+        fs::read_to_string(state.file("last_sent")).unwrap()
+    }
+
+    #[test]
+    fn last_sent_is_the_latest_time_in_unix_ms_whatever_was_there() {
+        let temp = TempDir::new("agent-last-sent");
+        let state = StateDir::open(Some(temp.0.clone())).unwrap();
+        let ms = |text: &str| -> u128 {
+            assert_eq!(text.len(), 14, "{text:?}");
+            text.strip_suffix('\n').unwrap().parse().unwrap()
+        };
+        let now = || {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_millis()
+        };
+
+        let before = now();
+        state.record_sent().unwrap();
+        let first = ms(&last_sent(&state));
+        assert!(first >= before && first <= now());
+
+        std::thread::sleep(Duration::from_millis(5));
+        state.record_sent().unwrap();
+        let second = ms(&last_sent(&state));
+        assert!(second > first);
+
+        // Something else wrote it: longer, or shorter (an old agent with a clock at 1970).
+        for other in ["a line longer than fourteen bytes\n", "0\n"] {
+            fs::write(state.file("last_sent"), other).unwrap();
+            state.record_sent().unwrap();
+            assert!(ms(&last_sent(&state)) >= second);
+        }
+        let names: Vec<_> = fs::read_dir(&temp.0)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["last_sent"], "no temporary file is left behind");
+    }
 }
