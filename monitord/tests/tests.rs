@@ -8,6 +8,7 @@ mod alerts;
 mod busy;
 mod commands;
 mod crash;
+mod full_disk;
 mod ingest;
 mod lifecycle;
 mod notify;

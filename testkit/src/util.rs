@@ -1,6 +1,6 @@
 //! Small helpers every integration test needs: temporary directories removed on drop, free
 //! loopback ports, bounded waiting, skipping tests that need root (never silently, never in
-//! CI), and a tiny HTTP/1.1 client over a raw `TcpStream`.
+//! CI), a small tmpfs that really fills up, and a tiny HTTP/1.1 client over a raw `TcpStream`.
 //!
 //! The HTTP client is deliberately raw: the tests send malformed, chunked and oversized
 //! bodies and a well-behaved client library would refuse or "fix" them. It always sends
@@ -79,6 +79,60 @@ pub fn runnable(available: bool, reason: &str) -> bool {
 /// For tests that need root: see [`runnable`].
 pub fn runnable_as_root(what: &str) -> bool {
     runnable(is_root(), &format!("{what} needs root"))
+}
+
+/// A tmpfs of a fixed size mounted on a directory (root only), unmounted on drop: a disk
+/// that really fills up, for the tests of what happens then.
+#[derive(Debug)]
+pub struct Tmpfs {
+    path: std::path::PathBuf,
+}
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` (as `mount -o size=` takes it, e.g. `2m`) on `path`, an
+    /// existing empty directory.
+    pub fn mount(path: &std::path::Path, size: &str) -> Tmpfs {
+        let status = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0755"),
+                "tmpfs",
+            ])
+            .arg(path)
+            .status()
+            .expect("run mount");
+        assert!(status.success(), "mount a tmpfs on {}", path.display());
+        Tmpfs {
+            path: path.to_owned(),
+        }
+    }
+
+    /// Writes zeros to `file` until the filesystem is full; returns the bytes written.
+    pub fn fill(&self, file: &str) -> u64 {
+        let mut out = std::fs::File::create(self.path.join(file)).expect("create the filler");
+        let chunk = vec![0u8; 4096];
+        let mut written = 0;
+        loop {
+            match out.write(&chunk) {
+                Ok(0) => return written,
+                Ok(n) => written += n as u64,
+                Err(e) if e.raw_os_error() == Some(28) => return written, // ENOSPC
+                Err(e) => panic!("fill {}: {e}", self.path.display()),
+            }
+        }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        // Lazy: a process still holding a file there must not keep the mount alive.
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.path)
+            .status();
+    }
 }
 
 /// An HTTP response as the tests see it.
