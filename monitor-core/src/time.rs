@@ -43,6 +43,15 @@ impl Utc {
         }
     }
 
+    /// `2026-11-28 04:12:00`, for tables whose column header already says UTC
+    /// (`monitord clients`, `monitord samples`).
+    pub fn date_time(&self) -> String {
+        format!(
+            "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+            self.year, self.month, self.day, self.hour, self.minute, self.second
+        )
+    }
+
     /// `2026-11-28T04:12:00Z` (RFC 3339), for logs.
     pub fn rfc3339(&self) -> String {
         format!(
@@ -52,14 +61,12 @@ impl Utc {
     }
 }
 
-/// `2026-11-28 04:12:00 UTC`, for people.
+/// `2026-11-28 04:12:00 UTC`, for people (`monitor-deploy --status`, monitord's mail and
+/// `monitord alerts`).
 impl fmt::Display for Utc {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC",
-            self.year, self.month, self.day, self.hour, self.minute, self.second
-        )
+        // `pad`, so a width in a table's format string (`{:<24}`) applies.
+        f.pad(&format!("{} UTC", self.date_time()))
     }
 }
 
@@ -79,5 +86,28 @@ mod tests {
             "2026-11-28 03:59:59 UTC"
         );
         assert_eq!(Utc::from_unix_ms(-1).rfc3339(), "1969-12-31T23:59:59Z");
+    }
+
+    /// Each output format, at moments that catch off-by-ones: the epoch, a leap day, the
+    /// last second of a year, a century that is not a leap year, milliseconds dropped (never
+    /// rounded up).
+    #[test]
+    fn each_format() {
+        let formats = |ms: i64| {
+            let t = Utc::from_unix_ms(ms);
+            (t.date_time(), t.to_string(), t.rfc3339())
+        };
+        let expect = |d: &str| (d.to_owned(), format!("{d} UTC"), d.replace(' ', "T") + "Z");
+        assert_eq!(formats(0), expect("1970-01-01 00:00:00"));
+        assert_eq!(formats(951_782_400_000), expect("2000-02-29 00:00:00"));
+        assert_eq!(formats(1_790_000_000_123), expect("2026-09-21 14:13:20"));
+        assert_eq!(formats(1_795_839_120_000), expect("2026-11-28 04:12:00"));
+        assert_eq!(formats(1_798_761_599_999), expect("2026-12-31 23:59:59"));
+        assert_eq!(formats(4_107_542_400_000), expect("2100-03-01 00:00:00"));
+        assert_eq!(formats(-86_400_000), expect("1969-12-31 00:00:00"));
+        assert_eq!(
+            format!("[{:<26}]", Utc::from_unix_secs(0)),
+            "[1970-01-01 00:00:00 UTC   ]"
+        );
     }
 }

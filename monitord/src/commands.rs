@@ -15,6 +15,7 @@ use anyhow::{Context as _, anyhow, bail};
 use monitor_core::MasterKey;
 use monitor_core::config::{self, Config, DEFAULT_KEY_FILE, parse_duration};
 use monitor_core::sample::Sample;
+use monitor_core::time::Utc;
 
 use crate::store::{self, compact, read};
 
@@ -122,28 +123,6 @@ fn open_database(config_path: &Path) -> anyhow::Result<diesel::SqliteConnection>
     Ok(store::open_read_only(&config.server.database)?)
 }
 
-/// `YYYY-MM-DD HH:MM:SS` in UTC.
-pub fn format_utc(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
-}
-
 fn opt<T: std::fmt::Display>(value: Option<T>) -> String {
     value.map_or_else(|| "-".to_owned(), |v| v.to_string())
 }
@@ -181,7 +160,7 @@ pub fn clients(config_path: &Path) -> anyhow::Result<ExitCode> {
                 out,
                 "{:<24} {:<19} {:>6.2} {:>6.2} {:>6} {:>6}  {}",
                 c.name,
-                format_utc(s.ts),
+                Utc::from_unix_ms(s.ts).date_time(),
                 s.cpu_percent,
                 s.memory.percent,
                 opt(s.swap.as_ref().map(|w| format!("{:.2}", w.percent))),
@@ -235,7 +214,7 @@ pub fn samples(
         writeln!(
             out,
             "{:<19} {:>8} {:>6.2} {:>6.2} {:>6} {:>6} {:>6} {:>9}  {}",
-            format_utc(s.ts),
+            Utc::from_unix_ms(s.ts).date_time(),
             s.seq,
             s.cpu_percent,
             s.memory.percent,
@@ -275,16 +254,4 @@ pub fn compact(config_path: &Path) -> anyhow::Result<ExitCode> {
         report.samples, report.blocks
     );
     Ok(ExitCode::SUCCESS)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn utc_times() {
-        assert_eq!(format_utc(0), "1970-01-01 00:00:00");
-        assert_eq!(format_utc(951_782_400_000), "2000-02-29 00:00:00");
-        assert_eq!(format_utc(1_790_000_000_123), "2026-09-21 14:13:20");
-    }
 }

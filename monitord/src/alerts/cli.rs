@@ -11,10 +11,11 @@ use anyhow::Context as _;
 
 use diesel::prelude::*;
 use monitor_core::config::{AlertKind, Config, Security, format_duration};
+use monitor_core::time::Utc;
 
 use super::evaluate::{message_id, now_ms};
 use super::machine::host_down_after;
-use super::mail::{self, format_time};
+use super::mail;
 use super::measure::{format_limit, format_value};
 use super::smtp::{DeliveryError, Outgoing, Session, from_address};
 use super::store::{self, HOST_DOWN_RULE};
@@ -138,7 +139,9 @@ pub fn render_text(listing: &Listing) -> String {
             }
             (Some(v), None) => format!("{}s silent", v as i64),
         };
-        let since = r.since_ms.map_or_else(|| "-".to_owned(), format_time);
+        let since = r
+            .since_ms
+            .map_or_else(|| "-".to_owned(), |ms| Utc::from_unix_ms(ms).to_string());
         let _ = writeln!(
             out,
             "{:<20} {:<10} {:<8} {since:<24} {value:<10} {}",
@@ -167,7 +170,7 @@ pub fn render_text(listing: &Listing) -> String {
             r.id,
             r.status,
             r.attempts,
-            format_time(r.created_ms),
+            Utc::from_unix_ms(r.created_ms),
             r.recipient,
             r.subject
         );

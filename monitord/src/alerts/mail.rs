@@ -10,6 +10,7 @@ use std::time::Duration;
 use monitor_core::Sample;
 use monitor_core::config::{AlertKind, AlertRule, format_duration};
 use monitor_core::sample::TopProcess;
+use monitor_core::time::Utc;
 
 use super::machine::Notice;
 use super::measure::{Measure, format_limit, format_span, format_value};
@@ -80,7 +81,7 @@ pub fn threshold(m: &ThresholdMail<'_>) -> Mail {
         let _ = writeln!(body, "Clear:    {}", format_limit(kind, m.rule.clear));
     }
     let span = format_span(ago(m.since_ms, m.now_ms));
-    let since = format_time(m.since_ms);
+    let since = Utc::from_unix_ms(m.since_ms);
     let _ = if m.notice == Notice::Resolved {
         writeln!(body, "Since:    {since} (lasted {span})")
     } else {
@@ -130,7 +131,7 @@ pub fn host_down(m: &HostDownMail<'_>) -> Mail {
     let _ = writeln!(
         body,
         "Silent:   since {} ({span})",
-        format_time(m.last_seen_ms)
+        Utc::from_unix_ms(m.last_seen_ms)
     );
     samples_table(&mut body, m.recent);
     Mail { subject, body }
@@ -227,7 +228,7 @@ fn samples_table(body: &mut String, recent: &[Sample]) {
         let _ = writeln!(
             body,
             "  {:<23}  {:>6.1}  {:>6.1}  {:>6}  {:>6}  {:>14}  {:>6}  {:>8}",
-            format_time(s.ts),
+            Utc::from_unix_ms(s.ts),
             s.cpu_percent,
             s.memory.percent,
             swap,
@@ -251,27 +252,6 @@ fn format_bytes(bytes: i64) -> String {
     } else {
         format!("{:.1} MiB", b / MIB)
     }
-}
-
-/// `2026-11-28 04:12:00 UTC` from unix milliseconds (civil-from-days, proleptic Gregorian).
-pub fn format_time(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
 }
 
 #[cfg(test)]
@@ -452,12 +432,5 @@ mod tests {
         let sshd_line = mail.body.lines().position(|l| l.contains("sshd"));
         assert!(cpu_line.unwrap() < sshd_line.unwrap(), "{}", mail.body);
         assert!(mail.body.contains("Address:  10.0.0.11"));
-    }
-
-    #[test]
-    fn times_are_utc_calendar_dates() {
-        assert_eq!(format_time(0), "1970-01-01 00:00:00 UTC");
-        assert_eq!(format_time(1_795_839_120_000), "2026-11-28 04:12:00 UTC");
-        assert_eq!(format_time(951_782_400_000), "2000-02-29 00:00:00 UTC");
     }
 }
