@@ -9,7 +9,8 @@
 //! `~/.cache/monitor-agent`, and password authentication works (`UsePAM no`: sshd checks
 //! `/etc/shadow` itself, which needs root). Without root, sshd runs as the current user and can
 //! only let that user in by key; [`TestUser::current`] covers that (the README demo's case).
-//! Everything is stopped and removed on drop. Not here: anything about monitor-deploy itself.
+//! Everything is stopped and removed on drop, an account with its crontab (the first account
+//! a test process makes also sweeps the crontabs of test accounts that are gone). Not here: anything about monitor-deploy itself.
 
 use std::fs;
 use std::io::{Read as _, Write as _};
@@ -274,6 +275,8 @@ impl TestUser {
     /// [`util::runnable_as_root`] first). `password`: also set this password.
     pub fn create(password: Option<&str>) -> TestUser {
         assert!(util::is_root(), "TestUser::create needs root");
+        static SWEPT: std::sync::Once = std::sync::Once::new();
+        SWEPT.call_once(remove_orphan_crontabs);
         let dir = util::temp_dir("user");
         let key = dir.path().join("id_ed25519");
         keygen(&key, "test user key");
@@ -281,7 +284,7 @@ impl TestUser {
         let home_parent = util::temp_dir("home");
         fs::set_permissions(home_parent.path(), fs::Permissions::from_mode(0o755))
             .expect("chmod home parent");
-        let name = format!("mdt{}", random_suffix());
+        let name = format!("{USER_PREFIX}{}", random_suffix());
         let home = home_parent.path().join(&name);
         let status = Command::new("useradd")
             .args(["--create-home", "--shell", "/bin/sh", "--home-dir"])
@@ -397,12 +400,63 @@ impl Drop for TestUser {
         for pid in self.processes("monitor-agent") {
             let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
         }
+        // userdel leaves the crontab (deploys install an @reboot line) in cron's spool, where
+        // cron would try it at the next boot for a user that no longer exists.
+        let _ = Command::new("crontab")
+            .args(["-r", "-u", &self.name])
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
         // -f: an exited-but-unreaped process of the account must not keep it alive.
         let _ = Command::new("userdel")
             .arg("-f")
             .arg(&self.name)
             .stderr(Stdio::null())
             .status();
+    }
+}
+
+/// Test accounts are `mdt` and 10 hex digits ([`random_suffix`]).
+const USER_PREFIX: &str = "mdt";
+
+/// Where Debian's cron keeps each user's crontab, in a file named after the user.
+const CRONTAB_SPOOL: &str = "/var/spool/cron/crontabs";
+
+fn is_test_user_name(name: &str) -> bool {
+    name.strip_prefix(USER_PREFIX).is_some_and(|hex| {
+        hex.len() == 10
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
+
+/// Removes the crontabs of test accounts that no longer exist: what runs before [`TestUser`]
+/// removed crontabs (or that were killed before their drop) left in cron's spool. Runs once
+/// per test process, as root. The spool is listed before the account database is read, so a
+/// crontab installed meanwhile belongs to an account this read sees: a live one is never
+/// touched.
+pub fn remove_orphan_crontabs() {
+    let Ok(entries) = fs::read_dir(CRONTAB_SPOOL) else {
+        return;
+    };
+    let candidates: Vec<String> = entries
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|name| is_test_user_name(name))
+        .collect();
+    if candidates.is_empty() {
+        return;
+    }
+    let Ok(passwd) = fs::read_to_string("/etc/passwd") else {
+        return;
+    };
+    let accounts: std::collections::HashSet<&str> =
+        passwd.lines().filter_map(|l| l.split(':').next()).collect();
+    for name in candidates {
+        if !accounts.contains(name.as_str()) {
+            let _ = fs::remove_file(Path::new(CRONTAB_SPOOL).join(&name));
+        }
     }
 }
 
@@ -421,6 +475,70 @@ fn getrandom_bytes(buf: &mut [u8]) {
     fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(buf))
         .expect("read /dev/urandom");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn crontab_of(name: &str) -> PathBuf {
+        Path::new(CRONTAB_SPOOL).join(name)
+    }
+
+    /// A test account's crontab goes with the account, and the sweep removes those of
+    /// accounts that are gone while keeping those of live ones.
+    #[test]
+    fn test_accounts_leave_no_crontab_behind() {
+        let have_cron = Command::new("crontab")
+            .arg("-l")
+            .stderr(Stdio::null())
+            .output()
+            .is_ok();
+        if !util::runnable_as_root("test accounts")
+            || !util::runnable(have_cron, "crontab is not installed (apt-get install cron)")
+        {
+            return;
+        }
+        let user = TestUser::create(None);
+        let mut crontab = Command::new("crontab")
+            .args(["-u", &user.name, "-"])
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("run crontab");
+        crontab
+            .stdin
+            .take()
+            .expect("crontab stdin")
+            .write_all(b"@reboot true # test\n")
+            .expect("write the crontab");
+        assert!(crontab.wait().expect("wait crontab").success());
+        let live = crontab_of(&user.name);
+        assert!(live.is_file(), "{} installed", live.display());
+
+        // Named like a test account that no longer exists, as earlier runs left them.
+        let orphan_name = format!("{USER_PREFIX}{}", random_suffix());
+        let orphan = crontab_of(&orphan_name);
+        fs::write(&orphan, "@reboot true\n").expect("write an orphan crontab");
+        remove_orphan_crontabs();
+        assert!(!orphan.exists(), "{} removed", orphan.display());
+        assert!(live.is_file(), "the live account's crontab is kept");
+
+        drop(user);
+        assert!(
+            !live.exists(),
+            "{} removed with its account",
+            live.display()
+        );
+    }
+
+    #[test]
+    fn test_user_names() {
+        assert!(is_test_user_name("mdt00476e74e9"));
+        assert!(!is_test_user_name("mdt00476e74e"));
+        assert!(!is_test_user_name("mdt00476e74eg"));
+        assert!(!is_test_user_name("mdtx"));
+        assert!(!is_test_user_name("root"));
+    }
 }
 
 /// A loopback TCP listener that accepts connections and never sends a byte: ssh waits for a
