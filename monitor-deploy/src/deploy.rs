@@ -219,7 +219,16 @@ async fn deploy(
         did.push(format!("agent {} already there", agent.version));
     } else {
         progress.step(&client.name, Step::Upload);
-        upload(conn, &agent, plan.timeout).await?;
+        let home = probe.home.as_deref().filter(|h| h.starts_with('/')).ok_or_else(|| {
+            Failure::new(
+                Step::Upload,
+                format!(
+                    "$HOME on the host is {:?}, not an absolute path, so there is no ~/.cache/monitor-agent to upload to; check the user's home directory in the host's passwd",
+                    probe.home.as_deref().unwrap_or("")
+                ),
+            )
+        })?;
+        upload(conn, &agent, home, plan.timeout).await?;
         did.push(format!(
             "uploaded agent {} ({} KiB)",
             agent.version,
@@ -300,9 +309,18 @@ fn boot_note(stdout: &str) -> String {
 }
 
 /// Uploads over SFTP to a temporary name, sets 0700, then renames over the old one, so a
-/// running agent or a concurrent reader never sees half a binary.
-async fn upload(conn: &Connection, agent: &AgentBinary, timeout: Duration) -> Result<(), Failure> {
-    let dir = format!(".cache/monitor-agent/{}", agent.version);
+/// running agent or a concurrent reader never sees half a binary. Every path is absolute,
+/// under the `home` the probe reported: SFTP's start directory need not be the home
+/// (`internal-sftp -d`), and the start script finds the agent through `$HOME`.
+async fn upload(
+    conn: &Connection,
+    agent: &AgentBinary,
+    home: &str,
+    timeout: Duration,
+) -> Result<(), Failure> {
+    let cache = format!("{}/.cache", home.trim_end_matches('/'));
+    let base = format!("{cache}/monitor-agent");
+    let dir = format!("{base}/{}", agent.version);
     let tmp = format!("{dir}/.monitor-agent.{}.tmp", askpass::random_token());
     let target = format!("{dir}/monitor-agent");
     let work = async {
@@ -312,29 +330,29 @@ async fn upload(conn: &Connection, agent: &AgentBinary, timeout: Duration) -> Re
                 format!("{e:#}; check that sshd offers the SFTP subsystem (`Subsystem sftp` in sshd_config)")
             })?;
         let mut fs = sftp.fs();
-        for part in [".cache", ".cache/monitor-agent", dir.as_str()] {
+        for part in [&cache, &base, &dir] {
             // Already there is fine; a real problem shows in the write below.
             let _ = fs.create_dir(part).await;
         }
         fs.write(&tmp, &agent.bytes)
             .await
-            .map_err(|e| format!("writing ~/{tmp}: {e:#}"))?;
+            .map_err(|e| format!("writing {tmp}: {e:#}"))?;
         fs.set_permissions(&tmp, Permissions::from(0o700))
             .await
-            .map_err(|e| format!("chmod 0700 ~/{tmp}: {e:#}"))?;
+            .map_err(|e| format!("chmod 0700 {tmp}: {e:#}"))?;
         fs.rename(&tmp, &target)
             .await
-            .map_err(|e| format!("renaming to ~/{target}: {e:#}"))?;
+            .map_err(|e| format!("renaming to {target}: {e:#}"))?;
         // Its hash, written after the binary so it is not older: the next probe reads it
         // instead of hashing the binary.
         let hash_tmp = format!("{tmp}.sha256");
         let hash_file = format!("{target}.sha256");
         fs.write(&hash_tmp, format!("{}\n", agent.sha256).as_bytes())
             .await
-            .map_err(|e| format!("writing ~/{hash_tmp}: {e:#}"))?;
+            .map_err(|e| format!("writing {hash_tmp}: {e:#}"))?;
         fs.rename(&hash_tmp, &hash_file)
             .await
-            .map_err(|e| format!("renaming to ~/{hash_file}: {e:#}"))?;
+            .map_err(|e| format!("renaming to {hash_file}: {e:#}"))?;
         drop(fs);
         sftp.close().await.map_err(|e| format!("{e:#}"))?;
         Ok::<(), String>(())

@@ -55,7 +55,9 @@ if [ -f "$base/spool" ]; then
 fi
 "#;
 
-/// Everything the deploy needs to know about a host, in one round trip. On an unchanged host
+/// Everything the deploy needs to know about a host, in one round trip, including `$HOME`:
+/// the upload goes to that absolute path, as SFTP's start directory need not be the home
+/// (`internal-sftp -d`). On an unchanged host
 /// it starts no process but the shell: what the last deploy started is read from `deployed`
 /// (written by [`start`]) and the agents' hashes from the `monitor-agent.sha256` recorded at
 /// upload, with shell builtins; `sha256sum` runs only for a binary newer than its recorded hash
@@ -85,6 +87,7 @@ fi
 m=""; {{ read -r m < /proc/sys/kernel/arch; }} 2>/dev/null
 echo "machine=${{m:-$(uname -m)}}"
 echo "conn=${{SSH_CONNECTION:-}}"
+echo "home=$HOME"
 set +f
 for f in "$base"/*/monitor-agent; do
   [ -f "$f" ] || continue
@@ -119,6 +122,8 @@ pub struct Deployed {
 #[derive(Debug, Default)]
 pub struct Probe {
     pub machine: String,
+    /// `$HOME` on the host, where [`BASE`] is.
+    pub home: Option<String>,
     /// First field of `$SSH_CONNECTION`: our address as the host sees it.
     pub client_addr: Option<String>,
     /// `(sha256, path)` of each agent already on the host.
@@ -145,6 +150,8 @@ impl Probe {
             };
             match key {
                 "machine" => probe.machine = value.trim().to_owned(),
+                // As it is: a home may end in a space.
+                "home" => probe.home = Some(value.to_owned()).filter(|h| !h.is_empty()),
                 "conn" => {
                     probe.client_addr = value.split_whitespace().next().map(str::to_owned);
                 }
@@ -334,11 +341,12 @@ mod tests {
 
     #[test]
     fn probe_output_is_parsed() {
-        let out = "machine=x86_64\nconn=10.0.0.5 51234 10.0.0.11 22\n\
+        let out = "machine=x86_64\nconn=10.0.0.5 51234 10.0.0.11 22\nhome=/home/u s \n\
                    have=abc /home/u/.cache/monitor-agent/0.1.0/monitor-agent\n\
                    addr=10.0.0.5\naddr=10.0.0.5\naddr=fe80::1\n";
         let p = Probe::parse(out);
         assert_eq!(p.machine, "x86_64");
+        assert_eq!(p.home.as_deref(), Some("/home/u s "));
         assert_eq!(p.client_addr.as_deref(), Some("10.0.0.5"));
         assert!(p.has_agent("0.1.0", "abc"));
         assert!(!p.has_agent("0.1.0", "abd"));
@@ -407,6 +415,7 @@ mod tests {
         );
         assert!(p.has_agent("0.1.0", "recorded"));
         assert_eq!(p.machine, std::env::consts::ARCH);
+        assert_eq!(p.home.as_deref(), home.path().to_str());
 
         // Settings changed since the deploy: no longer what the deploy started.
         std::thread::sleep(std::time::Duration::from_millis(20));

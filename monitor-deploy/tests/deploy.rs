@@ -240,6 +240,36 @@ fn no_sftp_subsystem_fails_at_upload() {
     );
 }
 
+/// SFTP starting somewhere else than the home (`internal-sftp -d`): the agent still lands in
+/// `$HOME/.cache/monitor-agent`, where the start script runs it from.
+#[test]
+fn upload_goes_to_home_when_sftp_starts_elsewhere() {
+    let Some((monitord, _, d, agent)) = setup(&["elsewhere"]) else {
+        return;
+    };
+    let server = Sshd::start(SshdOptions {
+        sftp_elsewhere: true,
+        ..SshdOptions::default()
+    });
+    let user = support::login(&server, None).expect("root checked");
+    d.write_config(
+        Some(&monitord.url()),
+        &[support::key_client("elsewhere", &server, &user, "10s")],
+    );
+    let run = d.run(&["elsewhere", "--agent", &agent_arg(&agent)]);
+    assert_eq!(run.code, 0, "{run}");
+    assert!(run.row("elsewhere").contains("uploaded agent"), "{run}");
+    let uploaded: Vec<PathBuf> = fs::read_dir(user.home.join(".cache/monitor-agent"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path().join("monitor-agent"))
+        .filter(|p| p.is_file())
+        .collect();
+    assert_eq!(uploaded.len(), 1, "{uploaded:?}");
+    assert_eq!(user.processes("monitor-agent").len(), 1, "{run}");
+    assert!(!monitord.samples("elsewhere").is_empty(), "{run}");
+}
+
 #[test]
 fn unreachable_monitord_fails_at_first_sample() {
     let Some((d, agent)) = setup_without_monitord() else {

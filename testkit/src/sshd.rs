@@ -33,6 +33,9 @@ const SSHD_CANDIDATES: [&str; 2] = ["/usr/sbin/sshd", "/usr/bin/sshd"];
 pub struct SshdOptions {
     /// Offer the SFTP subsystem (monitor-deploy uploads over it).
     pub sftp: bool,
+    /// SFTP starts in a directory other than the user's home (`internal-sftp -d`, as a
+    /// site's sshd_config or a ForceCommand may set it): relative paths do not land in `$HOME`.
+    pub sftp_elsewhere: bool,
     /// Accept passwords (only meaningful as root, see the module doc).
     pub password: bool,
     /// Run inside a network namespace of its own (root only), reached over a veth link at its
@@ -44,6 +47,7 @@ impl Default for SshdOptions {
     fn default() -> Self {
         SshdOptions {
             sftp: true,
+            sftp_elsewhere: false,
             password: true,
             netns: false,
         }
@@ -219,7 +223,16 @@ fn sshd_config(dir: &Path, host_key: &Path, addr: SocketAddr, options: SshdOptio
         password = yes_no(options.password),
     );
     if options.sftp {
-        config.push_str("Subsystem sftp internal-sftp\n");
+        config.push_str("Subsystem sftp internal-sftp");
+        if options.sftp_elsewhere {
+            // Shared by every user of this server (1777, like /tmp).
+            let start = dir.join("sftp-start");
+            fs::create_dir_all(&start).expect("create the SFTP start directory");
+            fs::set_permissions(&start, fs::Permissions::from_mode(0o1777))
+                .expect("chmod the SFTP start directory");
+            config.push_str(&format!(" -d {}", start.display()));
+        }
+        config.push('\n');
     }
     config
 }
