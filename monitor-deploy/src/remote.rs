@@ -10,9 +10,10 @@
 /// The agent's state directory on the host, parent of the per-version directories.
 pub const BASE: &str = "$HOME/.cache/monitor-agent";
 
-/// `alive_agent PID`: whether PID is a live monitor-agent. A zombie counts as gone: where
-/// nobody reaps orphans (containers) it would look alive forever. Shell builtins only: the
-/// probe runs it on every deploy, and `stop_agent` for every process of the user (all of root's).
+/// `alive_agent PID`: whether PID is a live process named monitor-agent. A zombie counts as
+/// gone: where nobody reaps orphans (containers) it would look alive forever. Shell builtins
+/// only: the probe runs it on every deploy, and `stop_agent` for every process of the user
+/// (all of root's).
 const ALIVE_FN: &str = r#"
 alive_agent() {
   c=""; st=""
@@ -24,16 +25,33 @@ alive_agent() {
 }
 "#;
 
-/// Stops this user's agent: the one `agent.pid` names and any other live monitor-agent of the
-/// user (one started by a boot hook, or left by an older deploy), so a restart never leaves
-/// two. SIGTERM, up to 5 s, then SIGKILL; prints `stopped=<pids>` when it stopped any. Needs
-/// [`ALIVE_FN`].
+/// `ours PID`: whether PID is an agent of ours: a live monitor-agent that `agent.pid` or the
+/// `deployed` stamp names (`$named`), or whose binary is one under [`BASE`] (one started by a
+/// boot hook, or left by an older deploy). Another program named monitor-agent (the user's
+/// own build, a copy somewhere else) is not. Needs [`ALIVE_FN`].
+const OURS_FN: &str = r#"
+ours() {
+  alive_agent "$1" || return 1
+  case " $named " in *" $1 "*) return 0;; esac
+  for f in "$base"/*/monitor-agent; do
+    [ "/proc/$1/exe" -ef "$f" ] && return 0
+  done
+  return 1
+}
+"#;
+
+/// Stops this user's agents ([`OURS_FN`]), so a restart never leaves two: SIGTERM, up to
+/// 5 s, then SIGKILL; prints `stopped=<pids>` when it stopped any.
 const STOP_FN: &str = r#"
 stop_agent() {
+  named=""; { read -r named < "$base/agent.pid"; } 2>/dev/null
+  d=""; { read -r d < "$base/deployed"; } 2>/dev/null
+  named="$named ${d%% *}"
   found=""
-  for p in $(cat "$base/agent.pid" 2>/dev/null) $(for d in /proc/[0-9]*; do [ -O "$d" ] && echo "${d#/proc/}"; done); do
+  for p in $named $(for d in /proc/[0-9]*; do [ -O "$d" ] && echo "${d#/proc/}"; done); do
+    case $p in ''|*[!0-9]*) continue;; esac
     case " $found " in *" $p "*) continue;; esac
-    alive_agent "$p" && kill "$p" 2>/dev/null && found="$found $p"
+    ours "$p" && kill "$p" 2>/dev/null && found="$found $p"
   done
   for p in $found; do
     i=0
@@ -279,6 +297,7 @@ pub fn start(version: &str, interval_secs: u64, settings_sha256: &str) -> String
     format!(
         r#"base="{BASE}"
 {ALIVE_FN}
+{OURS_FN}
 {STOP_FN}
 {PERSIST_FN}
 stop_agent >/dev/null
@@ -303,7 +322,9 @@ pub fn once(version: &str) -> String {
 
 /// Stops the agent.
 pub fn stop() -> String {
-    format!("base=\"{BASE}\"\n{ALIVE_FN}\n{STOP_FN}\n{PERSIST_FN}\nunpersist\nstop_agent\nexit 0\n")
+    format!(
+        "base=\"{BASE}\"\n{ALIVE_FN}\n{OURS_FN}\n{STOP_FN}\n{PERSIST_FN}\nunpersist\nstop_agent\nexit 0\n"
+    )
 }
 
 /// Whether the agent runs, its binary, version and command line, when it last delivered a

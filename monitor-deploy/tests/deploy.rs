@@ -445,6 +445,46 @@ fn new_binary_replaces_the_agent_and_the_boot_hook_brings_it_back() {
     assert!(!String::from_utf8_lossy(&crontab.stdout).contains("monitor-agent"));
 }
 
+/// What is not ours stays: a process of the user named monitor-agent that is not our binary
+/// survives the deploy's restart and `--stop`.
+#[test]
+fn deploy_and_stop_leave_what_is_not_ours() {
+    let Some((monitord, server, d, agent)) = setup(&["mine"]) else {
+        return;
+    };
+    let user = support::login(&server, None).expect("root checked");
+    let mut foreign = support::ForeignAgent::start(&user);
+    d.write_config(
+        Some(&monitord.url()),
+        &[support::key_client("mine", &server, &user, "10s")],
+    );
+    let run = d.run(&["mine", "--agent", &agent_arg(&agent)]);
+    assert_eq!(run.code, 0, "{run}");
+    assert!(
+        foreign.alive(),
+        "the deploy killed the foreign monitor-agent: {run}"
+    );
+    let ours: Vec<u32> = user
+        .processes("monitor-agent")
+        .into_iter()
+        .filter(|&p| p != foreign.pid())
+        .collect();
+    assert_eq!(ours.len(), 1, "{ours:?}: {run}");
+
+    let run = d.run(&["--stop", "mine"]);
+    assert_eq!(run.code, 0, "{run}");
+    assert!(
+        run.row("mine")
+            .contains(&format!("stopped the agent (pid {})", ours[0])),
+        "{run}"
+    );
+    assert!(
+        foreign.alive(),
+        "--stop killed the foreign monitor-agent: {run}"
+    );
+    assert_eq!(user.processes("monitor-agent"), [foreign.pid()], "{run}");
+}
+
 #[test]
 fn once_sends_one_sample_and_leaves_nothing_running() {
     let Some((monitord, server, d, agent)) = setup(&["one"]) else {

@@ -164,6 +164,67 @@ pub fn login(sshd: &Sshd, password: Option<&str>) -> Option<TestUser> {
     Some(user)
 }
 
+/// A process of `user` named monitor-agent that is not ours: a copy of `sleep` under that
+/// name outside `~/.cache/monitor-agent` (the user's own build, say). Killed on drop.
+#[derive(Debug)]
+pub struct ForeignAgent {
+    child: std::process::Child,
+    _dir: TempDir,
+}
+
+impl ForeignAgent {
+    pub fn start(user: &TestUser) -> ForeignAgent {
+        use std::os::unix::fs::PermissionsExt as _;
+        use std::os::unix::process::CommandExt as _;
+        let dir = util::temp_dir("foreign-agent");
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+        let exe = dir.path().join("monitor-agent");
+        fs::copy("/bin/sleep", &exe).expect("copy /bin/sleep");
+        let id = |flag: &str| {
+            let out = Command::new("id")
+                .args([flag, &user.name])
+                .output()
+                .expect("run id");
+            String::from_utf8_lossy(&out.stdout)
+                .trim()
+                .parse::<u32>()
+                .expect("numeric id")
+        };
+        let child = Command::new(&exe)
+            .arg("600")
+            .current_dir("/")
+            .uid(id("-u"))
+            .gid(id("-g"))
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start the foreign monitor-agent");
+        let pid = child.id();
+        util::wait_until(Duration::from_secs(5), "the foreign agent to run", || {
+            user.processes("monitor-agent").contains(&pid)
+        });
+        ForeignAgent { child, _dir: dir }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Still running (not exited, not a zombie).
+    pub fn alive(&mut self) -> bool {
+        self.child
+            .try_wait()
+            .expect("poll the foreign agent")
+            .is_none()
+    }
+}
+
+impl Drop for ForeignAgent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// True when sshd is installed; else prints why the test is skipped (refused in CI).
 pub fn have_sshd() -> bool {
     util::runnable(
