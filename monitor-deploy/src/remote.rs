@@ -243,7 +243,8 @@ impl Probe {
 /// when the SSH user is root and systemd runs; a user unit when the user lingers; an `@reboot`
 /// crontab line; else nothing (`persist=none`, the summary warns). Each starts the agent in the
 /// foreground with `</dev/null`, so it reads the settings file the deploy left. Prints
-/// `persist=<how>`. `unpersist` removes whatever an earlier deploy installed.
+/// `persist=<how>`. `unpersist` removes whatever an earlier deploy installed (the crontab
+/// too when our line was all it held).
 const PERSIST_FN: &str = r#"
 unit_text() {
   printf '[Unit]\nDescription=monitord agent (installed by monitor-deploy)\nWants=network-online.target\nAfter=network-online.target\n\n'
@@ -284,7 +285,13 @@ unpersist() {
     echo unpersisted=user-unit
   fi
   if command -v crontab >/dev/null 2>&1 && crontab -l 2>/dev/null | grep -q '# monitor-agent$'; then
-    crontab_without_agent | crontab - && echo unpersisted=crontab
+    rest=$(crontab_without_agent)
+    # Ours was the only line: no crontab at all then, as before the deploy.
+    if printf '%s\n' "$rest" | grep -q '[^[:space:]]'; then
+      printf '%s\n' "$rest" | crontab - && echo unpersisted=crontab
+    else
+      crontab -r && echo unpersisted=crontab
+    fi
   fi
 }
 "#;

@@ -356,13 +356,7 @@ fn new_binary_replaces_the_agent_and_the_boot_hook_brings_it_back() {
     let Some((monitord, server, d, agent)) = setup(&["boot"]) else {
         return;
     };
-    if !util::runnable(
-        std::process::Command::new("crontab")
-            .arg("-V")
-            .output()
-            .is_ok(),
-        "crontab is not installed (apt-get install cron)",
-    ) {
+    if !support::have_crontab() {
         return;
     }
     let user = support::login(&server, None).expect("root checked");
@@ -438,21 +432,23 @@ fn new_binary_replaces_the_agent_and_the_boot_hook_brings_it_back() {
         run.row("boot").contains("removed its crontab boot hook"),
         "{run}"
     );
-    let crontab = std::process::Command::new("crontab")
-        .args(["-l", "-u", &user.name])
-        .output()
-        .unwrap();
-    assert!(!String::from_utf8_lossy(&crontab.stdout).contains("monitor-agent"));
+    // The @reboot line was the user's whole crontab: none is left.
+    assert_eq!(support::crontab_of(&user), None, "{run}");
 }
 
 /// What is not ours stays: a process of the user named monitor-agent that is not our binary
-/// survives the deploy's restart and `--stop`.
+/// survives the deploy's restart and `--stop`, and so do the user's own crontab lines.
 #[test]
 fn deploy_and_stop_leave_what_is_not_ours() {
     let Some((monitord, server, d, agent)) = setup(&["mine"]) else {
         return;
     };
+    if !support::have_crontab() {
+        return;
+    }
     let user = support::login(&server, None).expect("root checked");
+    let own_line = "*/5 * * * * true # the user's own";
+    support::set_crontab(&user, &format!("{own_line}\n"));
     let mut foreign = support::ForeignAgent::start(&user);
     d.write_config(
         Some(&monitord.url()),
@@ -470,6 +466,11 @@ fn deploy_and_stop_leave_what_is_not_ours() {
         .filter(|&p| p != foreign.pid())
         .collect();
     assert_eq!(ours.len(), 1, "{ours:?}: {run}");
+    let crontab = support::crontab_of(&user).unwrap_or_default();
+    assert!(
+        crontab.contains(own_line) && crontab.contains("@reboot"),
+        "{crontab}"
+    );
 
     let run = d.run(&["--stop", "mine"]);
     assert_eq!(run.code, 0, "{run}");
@@ -483,6 +484,15 @@ fn deploy_and_stop_leave_what_is_not_ours() {
         "--stop killed the foreign monitor-agent: {run}"
     );
     assert_eq!(user.processes("monitor-agent"), [foreign.pid()], "{run}");
+    let crontab = support::crontab_of(&user).unwrap_or_default();
+    assert_eq!(
+        crontab
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .collect::<Vec<_>>(),
+        [own_line],
+        "{crontab}"
+    );
 }
 
 #[test]
