@@ -246,16 +246,30 @@ impl Probe {
 /// `persist=<how>`. `unpersist` removes whatever an earlier deploy installed (the crontab
 /// too when our line was all it held).
 const PERSIST_FN: &str = r#"
+# In a unit's ExecStart systemd reads % as a specifier (%% is one %) everywhere, and in the
+# arguments also $ as a variable ($$ is one $) and \ " as escapes inside "". The program's
+# path gets no variables and may not hold \ " ' at all: unit_safe says whether it can be used.
+unit_program() { printf '%s' "$1" | sed 's/%/%%/g'; }
+unit_arg() { printf '%s' "$1" | sed -e 's/[\\"]/\\&/g' -e 's/%/%%/g' -e 's/[$]/$$/g'; }
+unit_safe() {
+  case $1 in *[\\\"\']*) return 1;; esac
+}
 unit_text() {
   printf '[Unit]\nDescription=monitord agent (installed by monitor-deploy)\nWants=network-online.target\nAfter=network-online.target\n\n'
-  printf '[Service]\nExecStart="%s" --interval %s --dir "%s"\nStandardInput=null\nRestart=on-failure\nRestartSec=10\n\n' "$1" "$2" "$base"
+  printf '[Service]\nExecStart="%s" --interval %s --dir "%s"\nStandardInput=null\nRestart=on-failure\nRestartSec=10\n\n' "$(unit_program "$1")" "$2" "$(unit_arg "$base")"
   printf '[Install]\nWantedBy=%s\n' "$3"
+}
+# A path as one word of a crontab command: single-quoted for sh, and \% for cron, which
+# would cut the command at a bare %.
+cron_word() { printf "'%s'" "$(printf '%s' "$1" | sed -e "s/'/'\\\\''/g" -e 's/%/\\%/g')"; }
+cron_line() {
+  printf '@reboot %s --interval %s --dir %s </dev/null >/dev/null 2>&1 # monitor-agent\n' "$(cron_word "$1")" "$2" "$(cron_word "$base")"
 }
 crontab_without_agent() {
   crontab -l 2>/dev/null | grep -v '# monitor-agent$'
 }
 persist() {
-  if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+  if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1 && unit_safe "$1"; then
     if [ "$(id -u)" = 0 ]; then
       unit_text "$1" "$2" multi-user.target > /etc/systemd/system/monitor-agent.service &&
         systemctl daemon-reload && systemctl enable monitor-agent.service >/dev/null 2>&1 &&
@@ -268,7 +282,7 @@ persist() {
     fi
   fi
   if command -v crontab >/dev/null 2>&1; then
-    { crontab_without_agent; echo "@reboot \"$1\" --interval $2 --dir \"$base\" </dev/null >/dev/null 2>&1 # monitor-agent"; } | crontab - &&
+    { crontab_without_agent; cron_line "$1" "$2"; } | crontab - &&
       { echo persist=crontab; return; }
   fi
   echo persist=none
@@ -467,8 +481,10 @@ mod tests {
     }
 
     /// The unit the start script installs for boot (system unit for root, user unit where
-    /// lingering is on) passes `systemd-analyze verify` both ways, for a home with a space.
-    /// Booting with it is for the nspawn system test; this checks the text systemd will read.
+    /// lingering is on) passes `systemd-analyze verify` both ways, for a home with a space and
+    /// one with `%` and `$` (a specifier and a variable, were they not escaped; verify checks
+    /// that the program's path, resolved, is the binary). Booting with it is for the nspawn
+    /// system test; this checks the text systemd will read.
     #[test]
     fn boot_units_pass_systemd_analyze_verify() {
         use std::process::Command;
@@ -482,46 +498,127 @@ mod tests {
         ) {
             return;
         }
+        for prefix in ["home with space ", "home 100% $USER %h "] {
+            let home = tempfile::Builder::new().prefix(prefix).tempdir().unwrap();
+            let base = home.path().join(".cache/monitor-agent");
+            let exe = base.join("0.1.0/monitor-agent");
+            std::fs::create_dir_all(exe.parent().unwrap()).unwrap();
+            std::fs::copy("/bin/true", &exe).unwrap();
+            let runtime = tempfile::tempdir().unwrap(); // --user wants a runtime directory
+            for (target, scope) in [
+                ("multi-user.target", "--system"),
+                ("default.target", "--user"),
+            ] {
+                let out = Command::new("sh")
+                    .arg("-c")
+                    .arg(format!(
+                        "{PERSIST_FN}\nunit_safe \"$1\" && unit_text \"$1\" 10 {target}"
+                    ))
+                    .arg("sh")
+                    .arg(&exe)
+                    .env("base", &base)
+                    .output()
+                    .unwrap();
+                assert!(out.status.success());
+                let unit_dir = home.path().join(scope.trim_start_matches('-'));
+                std::fs::create_dir_all(&unit_dir).unwrap();
+                let unit = unit_dir.join("monitor-agent.service");
+                std::fs::write(&unit, &out.stdout).unwrap();
+                let verify = Command::new("systemd-analyze")
+                    .args([scope, "verify"])
+                    .arg(&unit)
+                    .env("XDG_RUNTIME_DIR", runtime.path())
+                    .output()
+                    .unwrap();
+                let text = String::from_utf8_lossy(&out.stdout);
+                let complaints = String::from_utf8_lossy(&verify.stderr);
+                assert!(
+                    verify.status.success() && !complaints.contains("monitor-agent"),
+                    "{scope} unit:\n{text}\nsystemd-analyze verify: {complaints}"
+                );
+                assert!(text.contains(&format!("WantedBy={target}")), "{text}");
+            }
+        }
+    }
+
+    /// A path systemd refuses as a program (it holds `"`, `'` or `\\`) gets no unit: the
+    /// crontab line is used instead.
+    #[test]
+    fn unit_safe_refuses_what_systemd_refuses() {
+        for (path, safe) in [
+            ("/home/a b/x", true),
+            ("/home/a%b$c/x", true),
+            ("/home/a\"b/x", false),
+            ("/home/a'b/x", false),
+            ("/home/a\\b/x", false),
+        ] {
+            let ok = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(format!("{PERSIST_FN}\nunit_safe \"$1\""))
+                .arg("sh")
+                .arg(path)
+                .status()
+                .unwrap()
+                .success();
+            assert_eq!(ok, safe, "{path}");
+        }
+    }
+
+    /// The `@reboot` line for a home holding what sh and cron would read otherwise (`%` cuts a
+    /// cron command, `$ " ' \\` are special to sh), put through cron's own rule (`\\%` is a
+    /// `%`, a bare `%` ends the command: do_command.c) and run by sh, runs the agent with
+    /// exactly its path and `--dir`.
+    #[test]
+    fn cron_line_survives_cron_and_sh() {
+        use std::os::unix::fs::PermissionsExt as _;
+        use std::process::Command;
         let home = tempfile::Builder::new()
-            .prefix("home with space ")
+            .prefix(r#"home 100% $USER 'q' "d" \n "#)
             .tempdir()
             .unwrap();
         let base = home.path().join(".cache/monitor-agent");
         let exe = base.join("0.1.0/monitor-agent");
         std::fs::create_dir_all(exe.parent().unwrap()).unwrap();
-        std::fs::copy("/bin/true", &exe).unwrap();
-        let runtime = tempfile::tempdir().unwrap(); // --user wants a runtime directory
-        for (target, scope) in [
-            ("multi-user.target", "--system"),
-            ("default.target", "--user"),
-        ] {
-            let out = Command::new("sh")
-                .arg("-c")
-                .arg(format!("{PERSIST_FN}\nunit_text \"$1\" 10 {target}"))
-                .arg("sh")
-                .arg(&exe)
-                .env("base", &base)
-                .output()
-                .unwrap();
-            assert!(out.status.success());
-            let unit_dir = home.path().join(scope.trim_start_matches('-'));
-            std::fs::create_dir_all(&unit_dir).unwrap();
-            let unit = unit_dir.join("monitor-agent.service");
-            std::fs::write(&unit, &out.stdout).unwrap();
-            let verify = Command::new("systemd-analyze")
-                .args([scope, "verify"])
-                .arg(&unit)
-                .env("XDG_RUNTIME_DIR", runtime.path())
-                .output()
-                .unwrap();
-            let text = String::from_utf8_lossy(&out.stdout);
-            let complaints = String::from_utf8_lossy(&verify.stderr);
-            assert!(
-                verify.status.success() && !complaints.contains("monitor-agent"),
-                "{scope} unit:\n{text}\nsystemd-analyze verify: {complaints}"
-            );
-            assert!(text.contains(&format!("WantedBy={target}")), "{text}");
+        // Stands in for the agent: records how it was called.
+        std::fs::write(
+            &exe,
+            "#!/bin/sh\nprintf '%s\\n' \"$0\" \"$@\" > \"${0%/*}/args\"\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(format!("{PERSIST_FN}\ncron_line \"$1\" 10"))
+            .arg("sh")
+            .arg(&exe)
+            .env("base", &base)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let line = String::from_utf8(out.stdout).unwrap();
+        let line = line.trim_end_matches('\n');
+        assert!(line.ends_with("# monitor-agent"), "{line}");
+        let mut command = String::new();
+        let mut chars = line.strip_prefix("@reboot ").expect("@reboot").chars();
+        while let Some(c) = chars.next() {
+            match (c, chars.clone().next()) {
+                ('\\', Some('%')) => {
+                    command.push('%');
+                    chars.next();
+                }
+                ('%', _) => panic!("a bare % cron would cut the command at: {line}"),
+                _ => command.push(c),
+            }
         }
+        let run = Command::new("sh").arg("-c").arg(&command).status().unwrap();
+        assert!(run.success(), "{command}");
+        let args = std::fs::read_to_string(exe.with_file_name("args")).unwrap();
+        let expected = format!(
+            "{}\n--interval\n10\n--dir\n{}\n",
+            exe.display(),
+            base.display()
+        );
+        assert_eq!(args, expected, "{line}");
     }
 
     #[test]
