@@ -403,9 +403,13 @@ async fn status(
             .map(str::trim)
             .filter(|v| !v.is_empty())
     };
-    let log = field("log")
-        .map(|l| format!("; last log: {l}"))
-        .unwrap_or_default();
+    // An agent a boot unit started logs to the journal, not to agent.log.
+    let journal = field("journal");
+    let log = match (journal, field("log")) {
+        (Some(j), _) => format!("; it logs to the journal: {j}"),
+        (None, Some(l)) => format!("; last log: {l}"),
+        (None, None) => String::new(),
+    };
     let pending = field("pending")
         .and_then(|p| p.parse::<u64>().ok())
         .unwrap_or(0);
@@ -445,7 +449,8 @@ async fn status(
         Err(Failure::new(
             Step::Status,
             format!(
-                "{message}; the agent is NOT DELIVERING: check that monitord runs and that this host reaches <server url> (agent.log on the host says why)"
+                "{message}; the agent is NOT DELIVERING: check that monitord runs and that this host reaches <server url> ({} on the host says why)",
+                journal.unwrap_or("agent.log")
             ),
         ))
     }

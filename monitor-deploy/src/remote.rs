@@ -350,11 +350,16 @@ pub fn stop() -> String {
 
 /// Whether the agent runs, its binary, version and command line, when it last delivered a
 /// sample (`last_sent`, unix ms, with the host's clock `now` in seconds to measure it against),
-/// and the last line of its log.
+/// and the last line of its log. Only a detached agent writes `agent.log`: for one that a boot
+/// unit started (its cgroup says so) the file holds an earlier agent's lines, so `journal=`
+/// says where its log is instead. (One started by an `@reboot` line logs nowhere; its process
+/// start time would tell its lines from an earlier agent's, but `btime` + `starttime` can be
+/// far off the wall clock: 18 minutes on the VM these tests were written on.)
 pub fn status() -> String {
     format!(
         r#"base="{BASE}"
 {ALIVE_FN}
+journal=""
 p=$(cat "$base/agent.pid" 2>/dev/null)
 if [ -n "$p" ] && alive_agent "$p"; then
   echo "pid=$p"
@@ -362,11 +367,19 @@ if [ -n "$p" ] && alive_agent "$p"; then
   echo "exe=$exe"
   echo "version=$("$exe" --version 2>/dev/null | head -n 1)"
   echo "cmd=$(tr '\0' ' ' < "/proc/$p/cmdline") "
+  case $(cat "/proc/$p/cgroup" 2>/dev/null) in
+    */user@*/monitor-agent.service*) journal="journalctl --user -u monitor-agent.service";;
+    */monitor-agent.service*) journal="journalctl -u monitor-agent.service";;
+  esac
 fi
 {PENDING}
 [ -f "$base/last_sent" ] && echo "last_sent=$(cat "$base/last_sent")"
 echo "now=$(date +%s)"
-[ -f "$base/agent.log" ] && echo "log=$(tail -n 1 "$base/agent.log")"
+if [ -n "$journal" ]; then
+  echo "journal=$journal"
+elif [ -f "$base/agent.log" ]; then
+  echo "log=$(tail -n 1 "$base/agent.log")"
+fi
 exit 0
 "#
     )
