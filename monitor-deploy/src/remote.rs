@@ -243,8 +243,9 @@ impl Probe {
 /// when the SSH user is root and systemd runs; a user unit when the user lingers; an `@reboot`
 /// crontab line; else nothing (`persist=none`, the summary warns). Each starts the agent in the
 /// foreground with `</dev/null`, so it reads the settings file the deploy left. Prints
-/// `persist=<how>`. `unpersist` removes whatever an earlier deploy installed (the crontab
-/// too when our line was all it held).
+/// `persist=<how>` and removes the other hooks an earlier deploy may have installed, so only
+/// one starts an agent at boot. `unpersist` removes them all (the crontab too when our line
+/// was all it held).
 const PERSIST_FN: &str = r#"
 # In a unit's ExecStart systemd reads % as a specifier (%% is one %) everywhere, and in the
 # arguments also $ as a variable ($$ is one $) and \ " as escapes inside "". The program's
@@ -269,35 +270,46 @@ crontab_without_agent() {
   crontab -l 2>/dev/null | grep -v '# monitor-agent$'
 }
 persist() {
+  how=none
   if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1 && unit_safe "$1"; then
     if [ "$(id -u)" = 0 ]; then
       unit_text "$1" "$2" multi-user.target > /etc/systemd/system/monitor-agent.service &&
         systemctl daemon-reload && systemctl enable monitor-agent.service >/dev/null 2>&1 &&
-        { echo persist=systemd; return; }
+        how=systemd
     elif [ "$(loginctl show-user "$(id -un)" -p Linger --value 2>/dev/null)" = yes ]; then
       mkdir -p "$HOME/.config/systemd/user" &&
         unit_text "$1" "$2" default.target > "$HOME/.config/systemd/user/monitor-agent.service" &&
         systemctl --user daemon-reload && systemctl --user enable monitor-agent.service >/dev/null 2>&1 &&
-        { echo persist=user-unit; return; }
+        how=user-unit
     fi
   fi
-  if command -v crontab >/dev/null 2>&1; then
-    { crontab_without_agent; cron_line "$1" "$2"; } | crontab - &&
-      { echo persist=crontab; return; }
+  if [ $how = none ] && command -v crontab >/dev/null 2>&1; then
+    { crontab_without_agent; cron_line "$1" "$2"; } | crontab - && how=crontab
   fi
-  echo persist=none
+  # One hook only: one an earlier deploy chose (before lingering was switched on, say) would
+  # start a second agent at boot. With none installed now, the old one is better than nothing.
+  if [ $how != none ]; then
+    [ $how = systemd ] || unpersist_system >/dev/null
+    [ $how = user-unit ] || unpersist_user >/dev/null
+    [ $how = crontab ] || unpersist_crontab >/dev/null
+  fi
+  echo "persist=$how"
 }
-unpersist() {
+unpersist_system() {
   if [ -f /etc/systemd/system/monitor-agent.service ] && [ "$(id -u)" = 0 ]; then
     systemctl disable monitor-agent.service >/dev/null 2>&1
     rm -f /etc/systemd/system/monitor-agent.service && systemctl daemon-reload 2>/dev/null
     echo unpersisted=systemd
   fi
+}
+unpersist_user() {
   if [ -f "$HOME/.config/systemd/user/monitor-agent.service" ]; then
     systemctl --user disable monitor-agent.service >/dev/null 2>&1
     rm -f "$HOME/.config/systemd/user/monitor-agent.service"
     echo unpersisted=user-unit
   fi
+}
+unpersist_crontab() {
   if command -v crontab >/dev/null 2>&1 && crontab -l 2>/dev/null | grep -q '# monitor-agent$'; then
     rest=$(crontab_without_agent)
     # Ours was the only line: no crontab at all then, as before the deploy.
@@ -307,6 +319,11 @@ unpersist() {
       crontab -r && echo unpersisted=crontab
     fi
   fi
+}
+unpersist() {
+  unpersist_system
+  unpersist_user
+  unpersist_crontab
 }
 "#;
 
