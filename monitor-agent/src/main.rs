@@ -202,7 +202,12 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 return run::detach(&state, endpoint, every);
             }
             // Started by a boot hook (unit, @reboot) in the foreground: still the agent of this
-            // state directory, so `monitor-deploy --status` and the next deploy find it.
+            // state directory, so `monitor-deploy --status` and the next deploy find it. And
+            // the only one: a deploy's detached agent still running (the unit started by hand
+            // after a redeploy, say) is stopped first, as `--detach` does.
+            if let Some(pid) = state.stop_previous()? {
+                eprintln!("monitor-agent: stopped the previous agent (pid {pid})");
+            }
             state.write_pid(std::process::id())?;
             run::Agent::new(endpoint, &state, every)?.run(Instant::now() + run::FIRST_MEASURE);
         }

@@ -1,5 +1,6 @@
 //! `--interval N --detach`: the first sample is reported in the foreground, then the agent
-//! goes on in its own session, named by `agent.pid`; a second start replaces it.
+//! goes on in its own session, named by `agent.pid`; a second start replaces it, detached or
+//! in the foreground (a boot hook's).
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -106,4 +107,34 @@ fn detached_agent_runs_in_its_own_session_and_a_new_start_replaces_it() {
     assert_ne!(first.0, second.0);
     assert!(!running(first.0), "the old agent still runs");
     assert!(running(second.0));
+}
+
+/// A boot hook's agent (`--interval` in the foreground, settings from the file) started while a
+/// deploy's detached agent still runs, as `systemctl start` of the unit after a redeploy does:
+/// it stops that one and takes over `agent.pid`, so one agent runs per state directory.
+#[test]
+fn a_foreground_agent_replaces_the_detached_one() {
+    let dir = TempDir::new("foreground");
+    let (_, detached) = detach(&dir, &util::settings_json(&util::closed_port_url()));
+    assert!(running(detached.0));
+    let mut foreground = Command::new(util::agent())
+        .args(["--interval", "1", "--dir", dir.path().to_str().unwrap()])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let me = foreground.id();
+    wait_for("the foreground agent in agent.pid", || {
+        std::fs::read_to_string(dir.path().join("agent.pid"))
+            .is_ok_and(|p| p.trim() == me.to_string())
+    });
+    let stopped = !running(detached.0);
+    let _ = foreground.kill();
+    let out = foreground.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(stopped, "the detached agent still runs; {err}");
+    assert!(
+        err.contains(&format!("stopped the previous agent (pid {})", detached.0)),
+        "{err}"
+    );
 }
