@@ -1,5 +1,6 @@
 //! The agent's log: short human lines, `2026-11-28T04:10:00Z message`, on stderr in the
-//! foreground and in `agent.log` in the state directory once detached.
+//! foreground and in `agent.log` in the state directory once detached (or in the foreground
+//! when stderr is /dev/null, as an @reboot line leaves it).
 //!
 //! The file is bounded: past [`MAX_LOG_BYTES`] it is renamed to `agent.log.1` (replacing the
 //! previous one) and a new file starts, so a host where monitord stays unreachable for months
@@ -41,6 +42,19 @@ fn open_append(path: &PathBuf) -> std::io::Result<File> {
         .append(true)
         .mode(0o600)
         .open(path)
+}
+
+/// Whether stderr is /dev/null (an @reboot line's `2>&1` to it, say): lines written there are
+/// lost, so a continuous agent writes them to its state directory's log instead.
+pub fn stderr_leads_nowhere() -> bool {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    match (
+        std::fs::metadata("/proc/self/fd/2"),
+        std::fs::metadata("/dev/null"),
+    ) {
+        (Ok(fd), Ok(null)) => fd.file_type().is_char_device() && fd.rdev() == null.rdev(),
+        _ => false,
+    }
 }
 
 /// Writes one line. Failing to log is not worth stopping the agent for, so errors are dropped.

@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 use monitor_core::settings::SettingsError;
 
 use crate::run::exit;
@@ -201,12 +201,19 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             if detach {
                 return run::detach(&state, endpoint, every);
             }
-            // Started by a boot hook (unit, @reboot) in the foreground: still the agent of this
-            // state directory, so `monitor-deploy --status` and the next deploy find it. And
-            // the only one: a deploy's detached agent still running (the unit started by hand
-            // after a redeploy, say) is stopped first, as `--detach` does.
+            // Started by a boot hook (unit, @reboot) in the foreground. An @reboot line sends
+            // stderr to /dev/null: then the state directory's log is the only place its lines
+            // can be read (and `monitor-deploy --status` shows them), as for `--detach`.
+            if log::stderr_leads_nowhere() {
+                let path = state.file("agent.log");
+                log::to_file(path.clone())
+                    .with_context(|| format!("opening {}", path.display()))?;
+            }
+            // Still the agent of this state directory, so `--status` and the next deploy find
+            // it. And the only one: a deploy's detached agent still running (the unit started
+            // by hand after a redeploy, say) is stopped first, as `--detach` does.
             if let Some(pid) = state.stop_previous()? {
-                eprintln!("monitor-agent: stopped the previous agent (pid {pid})");
+                log::log!("stopped the previous agent (pid {pid})");
             }
             state.write_pid(std::process::id())?;
             run::Agent::new(endpoint, &state, every)?.run(Instant::now() + run::FIRST_MEASURE);

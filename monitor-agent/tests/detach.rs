@@ -124,6 +124,7 @@ fn a_foreground_agent_replaces_the_detached_one() {
         .spawn()
         .unwrap();
     let me = foreground.id();
+    let _kill_on_panic = Background(me);
     wait_for("the foreground agent in agent.pid", || {
         std::fs::read_to_string(dir.path().join("agent.pid"))
             .is_ok_and(|p| p.trim() == me.to_string())
@@ -137,4 +138,50 @@ fn a_foreground_agent_replaces_the_detached_one() {
         err.contains(&format!("stopped the previous agent (pid {})", detached.0)),
         "{err}"
     );
+}
+
+/// The agent an @reboot line starts has stderr on /dev/null: its lines go to `agent.log`
+/// instead, where `monitor-deploy --status` reads them; with stderr anywhere else (a unit's
+/// journal, a terminal) they stay there.
+#[test]
+fn a_foreground_agent_without_stderr_logs_to_its_state_directory() {
+    for (stderr_null, tag) in [(true, "cron"), (false, "unit")] {
+        let dir = TempDir::new(tag);
+        // Settings in place, as a deploy leaves them (the agent reads the file at boot).
+        let settings = dir.path().join("settings.json");
+        std::fs::write(&settings, util::settings_json(&util::closed_port_url())).unwrap();
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&settings, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let mut agent = Command::new(util::agent())
+            .args(["--interval", "1", "--dir", dir.path().to_str().unwrap()])
+            .stdin(std::process::Stdio::null())
+            .stderr(if stderr_null {
+                std::process::Stdio::null()
+            } else {
+                std::process::Stdio::piped()
+            })
+            .spawn()
+            .unwrap();
+        // Else a failed wait would leave it running, holding the test's stdout open.
+        let _kill_on_panic = Background(agent.id());
+        let log = dir.path().join("agent.log");
+        let logged = |what: &str| std::fs::read_to_string(&log).is_ok_and(|l| l.contains(what));
+        if stderr_null {
+            wait_for("the started line in agent.log", || logged("started"));
+            wait_for("the outage in agent.log", || logged("monitord unavailable"));
+        } else {
+            wait_for("agent.pid", || dir.path().join("agent.pid").exists());
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        let _ = agent.kill();
+        let out = agent.wait_with_output().unwrap();
+        if !stderr_null {
+            assert!(!log.exists(), "agent.log written with stderr to a pipe");
+            assert!(
+                util::stderr(&out).contains("started"),
+                "{}",
+                util::stderr(&out)
+            );
+        }
+    }
 }

@@ -369,9 +369,8 @@ pub fn stop() -> String {
 /// sample (`last_sent`, unix ms, with the host's clock `now` in seconds to measure it against),
 /// and the last line of its log. Only a detached agent writes `agent.log`: for one that a boot
 /// unit started (its cgroup says so) the file holds an earlier agent's lines, so `journal=`
-/// says where its log is instead. (One started by an `@reboot` line logs nowhere; its process
-/// start time would tell its lines from an earlier agent's, but `btime` + `starttime` can be
-/// far off the wall clock: 18 minutes on the VM these tests were written on.)
+/// says where its log is instead. (One started by an `@reboot` line has stderr on /dev/null
+/// and so writes agent.log itself.)
 pub fn status() -> String {
     format!(
         r#"base="{BASE}"
