@@ -7,7 +7,7 @@
 //! | `agent.pid` | pid of the continuous agent, detached or started by a boot hook (what monitor-deploy reads) |
 //! | `last_sent` | unix milliseconds when monitord last stored a sample from this agent (`monitor-deploy --status` shows it) |
 //! | `spool`, `spool.head` | unsent samples (see `spool`) |
-//! | `agent.log`, `agent.log.1` | the detached agent's log, size-bounded |
+//! | `agent.log`, `agent.log.1` | the log of the detached agent (and of a foreground one whose stderr is /dev/null), size-bounded |
 //!
 //! Not here: what the files hold beyond reading and writing them.
 

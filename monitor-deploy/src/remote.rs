@@ -367,10 +367,10 @@ pub fn stop() -> String {
 
 /// Whether the agent runs, its binary, version and command line, when it last delivered a
 /// sample (`last_sent`, unix ms, with the host's clock `now` in seconds to measure it against),
-/// and the last line of its log. Only a detached agent writes `agent.log`: for one that a boot
-/// unit started (its cgroup says so) the file holds an earlier agent's lines, so `journal=`
-/// says where its log is instead. (One started by an `@reboot` line has stderr on /dev/null
-/// and so writes agent.log itself.)
+/// and the last line of its log. A detached agent writes `agent.log`, and so does one an
+/// `@reboot` line started (stderr on /dev/null); one a boot unit started (its cgroup says so)
+/// logs to the journal, the file then holds an earlier agent's lines, and `journal=` says
+/// where its log is instead.
 pub fn status() -> String {
     format!(
         r#"base="{BASE}"
