@@ -410,6 +410,26 @@ fn quote(word: &str) -> String {
 mod tests {
     use super::*;
 
+    /// A home whose name starts with `prefix`, holding an agent where a deploy puts it:
+    /// `(home, base, exe)` with `exe` = `base/0.1.0/monitor-agent` (not written yet).
+    fn agent_home(prefix: &str) -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
+        let home = tempfile::Builder::new().prefix(prefix).tempdir().unwrap();
+        let base = home.path().join(".cache/monitor-agent");
+        let exe = base.join("0.1.0/monitor-agent");
+        std::fs::create_dir_all(exe.parent().unwrap()).unwrap();
+        (home, base, exe)
+    }
+
+    /// `sh -c` running `call` after [`PERSIST_FN`]'s functions, with `$1` = `arg`.
+    fn persist_sh(call: &str, arg: impl AsRef<std::ffi::OsStr>) -> std::process::Command {
+        let mut sh = std::process::Command::new("sh");
+        sh.arg("-c")
+            .arg(format!("{PERSIST_FN}\n{call}"))
+            .arg("sh")
+            .arg(arg);
+        sh
+    }
+
     #[test]
     fn probe_output_is_parsed() {
         let out = "machine=x86_64\nconn=10.0.0.5 51234 10.0.0.11 22\nhome=/home/u s \n\
@@ -528,26 +548,20 @@ mod tests {
             return;
         }
         for prefix in ["home with space ", "home 100% $USER %h "] {
-            let home = tempfile::Builder::new().prefix(prefix).tempdir().unwrap();
-            let base = home.path().join(".cache/monitor-agent");
-            let exe = base.join("0.1.0/monitor-agent");
-            std::fs::create_dir_all(exe.parent().unwrap()).unwrap();
+            let (home, base, exe) = agent_home(prefix);
             std::fs::copy("/bin/true", &exe).unwrap();
             let runtime = tempfile::tempdir().unwrap(); // --user wants a runtime directory
             for (target, scope) in [
                 ("multi-user.target", "--system"),
                 ("default.target", "--user"),
             ] {
-                let out = Command::new("sh")
-                    .arg("-c")
-                    .arg(format!(
-                        "{PERSIST_FN}\nunit_safe \"$1\" && unit_text \"$1\" 10 {target}"
-                    ))
-                    .arg("sh")
-                    .arg(&exe)
-                    .env("base", &base)
-                    .output()
-                    .unwrap();
+                let out = persist_sh(
+                    &format!("unit_safe \"$1\" && unit_text \"$1\" 10 {target}"),
+                    &exe,
+                )
+                .env("base", &base)
+                .output()
+                .unwrap();
                 assert!(out.status.success());
                 let unit_dir = home.path().join(scope.trim_start_matches('-'));
                 std::fs::create_dir_all(&unit_dir).unwrap();
@@ -581,11 +595,7 @@ mod tests {
             ("/home/a'b/x", false),
             ("/home/a\\b/x", false),
         ] {
-            let ok = std::process::Command::new("sh")
-                .arg("-c")
-                .arg(format!("{PERSIST_FN}\nunit_safe \"$1\""))
-                .arg("sh")
-                .arg(path)
+            let ok = persist_sh("unit_safe \"$1\"", path)
                 .status()
                 .unwrap()
                 .success();
@@ -601,13 +611,7 @@ mod tests {
     fn cron_line_survives_cron_and_sh() {
         use std::os::unix::fs::PermissionsExt as _;
         use std::process::Command;
-        let home = tempfile::Builder::new()
-            .prefix(r#"home 100% $USER 'q' "d" \n "#)
-            .tempdir()
-            .unwrap();
-        let base = home.path().join(".cache/monitor-agent");
-        let exe = base.join("0.1.0/monitor-agent");
-        std::fs::create_dir_all(exe.parent().unwrap()).unwrap();
+        let (_home, base, exe) = agent_home(r#"home 100% $USER 'q' "d" \n "#);
         // Stands in for the agent: records how it was called.
         std::fs::write(
             &exe,
@@ -615,11 +619,7 @@ mod tests {
         )
         .unwrap();
         std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let out = Command::new("sh")
-            .arg("-c")
-            .arg(format!("{PERSIST_FN}\ncron_line \"$1\" 10"))
-            .arg("sh")
-            .arg(&exe)
+        let out = persist_sh("cron_line \"$1\" 10", &exe)
             .env("base", &base)
             .output()
             .unwrap();

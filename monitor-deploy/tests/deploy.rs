@@ -356,7 +356,7 @@ fn new_binary_replaces_the_agent_and_the_boot_hook_brings_it_back() {
     let Some((monitord, server, d, agent)) = setup(&["boot"]) else {
         return;
     };
-    if !support::have_crontab() {
+    if !testkit::sshd::have_crontab() {
         return;
     }
     let user = support::login(&server, None).expect("root checked");
@@ -390,11 +390,7 @@ fn new_binary_replaces_the_agent_and_the_boot_hook_brings_it_back() {
 
     // A reboot, as far as the agent can tell: it is killed, then started by its @reboot line
     // with nothing on stdin; it must find its settings and keep sending.
-    let crontab = std::process::Command::new("crontab")
-        .args(["-l", "-u", &user.name])
-        .output()
-        .unwrap();
-    let crontab = String::from_utf8_lossy(&crontab.stdout).into_owned();
+    let crontab = user.crontab().unwrap_or_default();
     let hook = crontab
         .lines()
         .find_map(|l| l.strip_prefix("@reboot "))
@@ -433,7 +429,7 @@ fn new_binary_replaces_the_agent_and_the_boot_hook_brings_it_back() {
         "{run}"
     );
     // The @reboot line was the user's whole crontab: none is left.
-    assert_eq!(support::crontab_of(&user), None, "{run}");
+    assert_eq!(user.crontab(), None, "{run}");
 }
 
 /// What is not ours stays: a process of the user named monitor-agent that is not our binary
@@ -443,12 +439,12 @@ fn deploy_and_stop_leave_what_is_not_ours() {
     let Some((monitord, server, d, agent)) = setup(&["mine"]) else {
         return;
     };
-    if !support::have_crontab() {
+    if !testkit::sshd::have_crontab() {
         return;
     }
     let user = support::login(&server, None).expect("root checked");
     let own_line = "*/5 * * * * true # the user's own";
-    support::set_crontab(&user, &format!("{own_line}\n"));
+    user.set_crontab(&format!("{own_line}\n"));
     let mut foreign = support::ForeignAgent::start(&user);
     d.write_config(
         Some(&monitord.url()),
@@ -466,7 +462,7 @@ fn deploy_and_stop_leave_what_is_not_ours() {
         .filter(|&p| p != foreign.pid())
         .collect();
     assert_eq!(ours.len(), 1, "{ours:?}: {run}");
-    let crontab = support::crontab_of(&user).unwrap_or_default();
+    let crontab = user.crontab().unwrap_or_default();
     assert!(
         crontab.contains(own_line) && crontab.contains("@reboot"),
         "{crontab}"
@@ -484,7 +480,7 @@ fn deploy_and_stop_leave_what_is_not_ours() {
         "--stop killed the foreign monitor-agent: {run}"
     );
     assert_eq!(user.processes("monitor-agent"), [foreign.pid()], "{run}");
-    let crontab = support::crontab_of(&user).unwrap_or_default();
+    let crontab = user.crontab().unwrap_or_default();
     assert_eq!(
         crontab
             .lines()

@@ -225,46 +225,6 @@ impl Drop for ForeignAgent {
     }
 }
 
-/// True when `crontab` exists; else prints why the test is skipped (refused in CI).
-pub fn have_crontab() -> bool {
-    util::runnable(
-        Command::new("crontab")
-            .arg("-V")
-            .stderr(Stdio::null())
-            .output()
-            .is_ok(),
-        "crontab is not installed (apt-get install cron)",
-    )
-}
-
-/// `user`'s crontab as `crontab -l` shows it, `None` when the user has none.
-pub fn crontab_of(user: &TestUser) -> Option<String> {
-    let out = Command::new("crontab")
-        .args(["-l", "-u", &user.name])
-        .output()
-        .expect("run crontab -l");
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// Installs `text` as `user`'s crontab.
-pub fn set_crontab(user: &TestUser, text: &str) {
-    use std::io::Write as _;
-    let mut child = Command::new("crontab")
-        .args(["-u", &user.name, "-"])
-        .stdin(Stdio::piped())
-        .spawn()
-        .expect("run crontab");
-    child
-        .stdin
-        .take()
-        .expect("crontab stdin")
-        .write_all(text.as_bytes())
-        .expect("write the crontab");
-    assert!(child.wait().expect("wait crontab").success(), "crontab -u");
-}
-
 /// True when sshd is installed; else prints why the test is skipped (refused in CI).
 pub fn have_sshd() -> bool {
     util::runnable(

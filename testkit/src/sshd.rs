@@ -54,6 +54,18 @@ impl Default for SshdOptions {
     }
 }
 
+/// True when `crontab` can run; else prints why the test is skipped (refused in CI).
+pub fn have_crontab() -> bool {
+    util::runnable(
+        Command::new("crontab")
+            .arg("-V")
+            .stderr(Stdio::null())
+            .output()
+            .is_ok(),
+        "crontab is not installed (apt-get install cron)",
+    )
+}
+
 /// The system `sshd`, or `None` when it is not installed.
 pub fn sshd_binary() -> Option<PathBuf> {
     SSHD_CANDIDATES
@@ -392,6 +404,33 @@ impl TestUser {
         pids
     }
 
+    /// This user's crontab as `crontab -l` shows it, `None` when the user has none.
+    pub fn crontab(&self) -> Option<String> {
+        let out = Command::new("crontab")
+            .args(["-l", "-u", &self.name])
+            .output()
+            .expect("run crontab -l");
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Installs `text` as this user's crontab (root only).
+    pub fn set_crontab(&self, text: &str) {
+        let mut child = Command::new("crontab")
+            .args(["-u", &self.name, "-"])
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("run crontab");
+        child
+            .stdin
+            .take()
+            .expect("crontab stdin")
+            .write_all(text.as_bytes())
+            .expect("write the crontab");
+        assert!(child.wait().expect("wait crontab").success(), "crontab -u");
+    }
+
     fn uid(&self) -> u32 {
         let out = Command::new("id")
             .args(["-u", &self.name])
@@ -502,29 +541,11 @@ mod tests {
     /// accounts that are gone while keeping those of live ones.
     #[test]
     fn test_accounts_leave_no_crontab_behind() {
-        let have_cron = Command::new("crontab")
-            .arg("-l")
-            .stderr(Stdio::null())
-            .output()
-            .is_ok();
-        if !util::runnable_as_root("test accounts")
-            || !util::runnable(have_cron, "crontab is not installed (apt-get install cron)")
-        {
+        if !util::runnable_as_root("test accounts") || !have_crontab() {
             return;
         }
         let user = TestUser::create(None);
-        let mut crontab = Command::new("crontab")
-            .args(["-u", &user.name, "-"])
-            .stdin(Stdio::piped())
-            .spawn()
-            .expect("run crontab");
-        crontab
-            .stdin
-            .take()
-            .expect("crontab stdin")
-            .write_all(b"@reboot true # test\n")
-            .expect("write the crontab");
-        assert!(crontab.wait().expect("wait crontab").success());
+        user.set_crontab("@reboot true # test\n");
         let live = crontab_of(&user.name);
         assert!(live.is_file(), "{} installed", live.display());
 
