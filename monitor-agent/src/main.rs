@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use monitor_core::settings::SettingsError;
 
 use crate::run::exit;
@@ -205,9 +205,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             // stderr to /dev/null: then the state directory's log is the only place its lines
             // can be read (and `monitor-deploy --status` shows them), as for `--detach`.
             if log::stderr_leads_nowhere() {
-                let path = state.file("agent.log");
-                log::to_file(path.clone())
-                    .with_context(|| format!("opening {}", path.display()))?;
+                run::log_to_state_dir(&state)?;
             }
             // Still the agent of this state directory, so `--status` and the next deploy find
             // it. And the only one: a deploy's detached agent still running (the unit started

@@ -5,7 +5,6 @@
 //!
 //! Not here: measuring (`collect`), HTTP (`send`), the on-disk queue (`spool`).
 
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -327,14 +326,19 @@ pub fn detach(state: &StateDir, endpoint: Endpoint, interval: Duration) -> anyho
     Ok(code)
 }
 
+/// Sends every following log line to the state directory's `agent.log`: for an agent whose
+/// stderr leads nowhere (detached, or started by an `@reboot` line).
+pub fn log_to_state_dir(state: &StateDir) -> anyhow::Result<()> {
+    let path = state.file("agent.log");
+    crate::log::to_file(path.clone()).with_context(|| format!("opening {}", path.display()))
+}
+
 /// `--detach`, the background part: leaves the SSH session's session (so its end sends no
 /// SIGHUP), logs to `agent.log`, and runs the loop; the first sample was sent by the
 /// foreground part, so the next is due one interval from now. The foreground part writes
 /// `agent.pid`. Errors are logged, since stderr leads nowhere now.
 pub fn detached(state: &StateDir, interval: Duration) -> anyhow::Result<()> {
-    let log_path: PathBuf = state.file("agent.log");
-    crate::log::to_file(log_path.clone())
-        .with_context(|| format!("opening {}", log_path.display()))?;
+    log_to_state_dir(state)?;
     std::panic::set_hook(Box::new(|info| log!("panic: {info}")));
     let start = || -> anyhow::Result<Agent> {
         // Fails only if this process leads a process group, which a spawned child does not.
