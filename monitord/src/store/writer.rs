@@ -134,12 +134,11 @@ impl Writer {
 
     /// Like [`Writer::start`], evaluating alerts inside each batch transaction.
     pub fn start_with_alerts(
-        conn: SqliteConnection,
+        mut conn: SqliteConnection,
         alerts: Option<Arc<Alerts>>,
     ) -> std::io::Result<Writer> {
         let (tx, rx) = sync_channel(QUEUE_CAPACITY);
         let stored = Arc::new(AtomicU64::new(0));
-        let mut conn = conn;
         let trouble = Trouble {
             database: database_file(&mut conn),
             run: None,
