@@ -180,21 +180,11 @@ impl ForeignAgent {
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
         let exe = dir.path().join("monitor-agent");
         fs::copy("/bin/sleep", &exe).expect("copy /bin/sleep");
-        let id = |flag: &str| {
-            let out = Command::new("id")
-                .args([flag, &user.name])
-                .output()
-                .expect("run id");
-            String::from_utf8_lossy(&out.stdout)
-                .trim()
-                .parse::<u32>()
-                .expect("numeric id")
-        };
         let child = Command::new(&exe)
             .arg("600")
             .current_dir("/")
-            .uid(id("-u"))
-            .gid(id("-g"))
+            .uid(user.uid())
+            .gid(user.gid())
             .stdin(Stdio::null())
             .spawn()
             .expect("start the foreign monitor-agent");

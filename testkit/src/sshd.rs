@@ -431,15 +431,25 @@ impl TestUser {
         assert!(child.wait().expect("wait crontab").success(), "crontab -u");
     }
 
-    fn uid(&self) -> u32 {
+    /// The account's user id.
+    pub fn uid(&self) -> u32 {
+        self.id("-u")
+    }
+
+    /// The account's primary group id.
+    pub fn gid(&self) -> u32 {
+        self.id("-g")
+    }
+
+    fn id(&self, flag: &str) -> u32 {
         let out = Command::new("id")
-            .args(["-u", &self.name])
+            .args([flag, &self.name])
             .output()
             .expect("run id");
         String::from_utf8_lossy(&out.stdout)
             .trim()
             .parse()
-            .expect("numeric uid")
+            .unwrap_or_else(|_| panic!("`id {flag} {}` gave no number", self.name))
     }
 }
 
