@@ -14,6 +14,8 @@ use testkit::smtp::{Received, SmtpOptions, SmtpServer, seconds_between};
 
 use crate::support::bin;
 
+mod mail_setup;
+
 const MAIL_WAIT: Duration = Duration::from_secs(20);
 /// How long "no (further) mail" is watched for.
 const QUIET: Duration = Duration::from_secs(3);

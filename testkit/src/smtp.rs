@@ -6,7 +6,8 @@
 //!
 //! Options: STARTTLS or implicit TLS with a certificate made at start (a throwaway CA signs a server
 //! certificate for `127.0.0.1` and `localhost`; the CA's PEM is what a test names in
-//! `<smtp ca-file>`), recipients refused with `550` or deferred with `451`, required AUTH, and a
+//! `<smtp ca-file>`), recipients refused with `550` or deferred with `451`, a sender refused
+//! with `550` at MAIL FROM, the whole session refused with `554` at EHLO, required AUTH, and a
 //! slow `250` after DATA (the mail is stored before the client hears it was). [`SmtpServer::stop`] and
 //! [`SmtpServer::start_again`] simulate an outage on the same port.
 //!
@@ -40,6 +41,10 @@ pub struct SmtpOptions {
     pub auth: Option<(String, String)>,
     /// Recipients answered `451` at RCPT: a temporary failure, every time.
     pub defer: Vec<String>,
+    /// Senders answered `550` at MAIL FROM (a relay that does not take our `from`).
+    pub refuse_from: Vec<String>,
+    /// EHLO answered `554`: the server refuses the whole session.
+    pub refuse_session: bool,
     /// Store each message, then wait this long before answering `250` to its DATA: a
     /// client that dies meanwhile has delivered the mail without learning it.
     pub hold_reply: Duration,
@@ -151,6 +156,15 @@ impl SmtpServer {
         };
         cmd.arg(mode);
         cmd.env("SMTP_TEST_DEFER", self.options.defer.join(","))
+            .env("SMTP_TEST_REFUSE_FROM", self.options.refuse_from.join(","))
+            .env(
+                "SMTP_TEST_REFUSE_EHLO",
+                if self.options.refuse_session {
+                    "1"
+                } else {
+                    "0"
+                },
+            )
             .env(
                 "SMTP_TEST_HOLD_S",
                 self.options.hold_reply.as_secs_f64().to_string(),

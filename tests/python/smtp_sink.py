@@ -17,6 +17,8 @@ Commands:
       With SMTP_TEST_USER and SMTP_TEST_PASSWORD in the environment, AUTH (PLAIN or LOGIN)
       with them is required before MAIL.
       SMTP_TEST_DEFER: comma-separated recipients answered `451` at RCPT, every time.
+      SMTP_TEST_REFUSE_FROM: comma-separated senders answered `550` at MAIL FROM.
+      SMTP_TEST_REFUSE_EHLO=1: EHLO (and HELO) answered `554`: the session is refused.
       SMTP_TEST_HOLD_S: seconds to wait after storing a message before answering `250` to
       its DATA (a client that dies meanwhile has delivered the mail without learning it).
   smtp_sink.py show OUTDIR
@@ -42,6 +44,8 @@ def serve(port, outdir, reject, mode, cert, key):
 
     user, password = os.environ.get("SMTP_TEST_USER"), os.environ.get("SMTP_TEST_PASSWORD")
     defer = set(filter(None, os.environ.get("SMTP_TEST_DEFER", "").split(",")))
+    refuse_from = set(filter(None, os.environ.get("SMTP_TEST_REFUSE_FROM", "").split(",")))
+    refuse_ehlo = os.environ.get("SMTP_TEST_REFUSE_EHLO") == "1"
     hold = float(os.environ.get("SMTP_TEST_HOLD_S", "0"))
 
     def authenticate(server, session, envelope, mechanism, auth_data):
@@ -50,6 +54,25 @@ def serve(port, outdir, reject, mode, cert, key):
         return AuthResult(success=ok, handled=False)
 
     class Handler:
+        async def handle_EHLO(self, server, session, envelope, hostname, responses):
+            if refuse_ehlo:
+                return ["554 5.7.1 no service for you"]
+            session.host_name = hostname
+            return responses
+
+        async def handle_HELO(self, server, session, envelope, hostname):
+            if refuse_ehlo:
+                return "554 5.7.1 no service for you"
+            session.host_name = hostname
+            return "250 localhost"
+
+        async def handle_MAIL(self, server, session, envelope, address, mail_options):
+            if address in refuse_from:
+                return "550 5.7.1 <%s>: sender not allowed to relay" % address
+            envelope.mail_from = address
+            envelope.mail_options.extend(mail_options)
+            return "250 OK"
+
         async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
             if address in reject:
                 return "550 5.1.1 <%s>: mailbox unavailable" % address

@@ -2,11 +2,14 @@
 //!
 //! It wakes when a commit wrote outbox rows (so a mail leaves within moments of the sample
 //! that caused it), when the next retry is due, and every few seconds for the host-down
-//! check. Each row is tried on its own: a 5xx for one recipient marks that row failed
-//! (logged once) and the others still go; a temporary failure retries with backoff, 5 s
-//! doubling to 10 min, until the row is two days old. A row is marked sent only after the
-//! server accepted it, so a delivery cut off by SIGTERM or a crash is sent again after a
-//! restart, with the same Message-ID.
+//! check. Each row is tried on its own: a 5xx for one recipient (or for the message) marks
+//! that row failed (logged once) and the others still go; a temporary failure retries with
+//! backoff, 5 s doubling to 10 min, until the row is two days old. A server that refuses the
+//! session or our sender fails every row alike: that is `<smtp>` being wrong, so the rows wait
+//! and retry like a temporary failure, the advice is logged once per run of such failures,
+//! and a reload of config.xml makes every waiting row due at once. A row is marked sent only
+//! after the server accepted it, so a delivery cut off by SIGTERM or a crash is sent again
+//! after a restart, with the same Message-ID.
 //!
 //! The thread has its own single-threaded runtime and its own database connection: its few
 //! writes never wait behind HTTP work, and diesel's blocking calls never stall actix.
@@ -22,6 +25,7 @@ use tokio::sync::Notify;
 use super::evaluate::{Alerts, now_ms};
 use super::smtp::{DeliveryError, Outgoing, Session, from_address};
 use super::store::{self, OutboxRow};
+use crate::state::Snapshot;
 
 /// How often the host-down check runs.
 pub const HOST_DOWN_TICK: Duration = Duration::from_secs(5);
@@ -86,6 +90,7 @@ async fn run(alerts: Arc<Alerts>, db_path: PathBuf, stop: Arc<Notify>) {
     super::smtp::prepare_tls(&alerts.snapshot().config.smtp);
     let mut next_check = tokio::time::Instant::now();
     let mut next_prune = tokio::time::Instant::now();
+    let mut health = MailHealth::default();
     loop {
         if tokio::time::Instant::now() >= next_check {
             host_down_pass(&mut conn, &alerts);
@@ -96,9 +101,10 @@ async fn run(alerts: Arc<Alerts>, db_path: PathBuf, stop: Arc<Notify>) {
             prune_pass(&mut conn);
             next_prune = tokio::time::Instant::now() + PRUNE_EVERY;
         }
+        health.retry_after_reload(&mut conn, &alerts.snapshot());
         let next_due = tokio::select! {
             () = stop.notified() => return,
-            next = deliver_due(&mut conn, &alerts) => next,
+            next = deliver_due(&mut conn, &alerts, &mut health) => next,
         };
         let mut wake_at = next_check;
         if let Some(due_ms) = next_due {
@@ -133,7 +139,11 @@ fn prune_pass(conn: &mut SqliteConnection) {
 /// Delivers the due rows; returns when the next pending row is due. Bounded, so that rows
 /// which cannot be marked (a broken database) are not re-sent in a tight loop and the
 /// host-down check keeps its pace.
-async fn deliver_due(conn: &mut SqliteConnection, alerts: &Alerts) -> Option<i64> {
+async fn deliver_due(
+    conn: &mut SqliteConnection,
+    alerts: &Alerts,
+    health: &mut MailHealth,
+) -> Option<i64> {
     for _ in 0..BATCHES_PER_WAKE {
         let rows = match store::due(conn, now_ms(), BATCH) {
             Ok(rows) => rows,
@@ -145,12 +155,17 @@ async fn deliver_due(conn: &mut SqliteConnection, alerts: &Alerts) -> Option<i64
         if rows.is_empty() {
             break;
         }
-        deliver_rows(conn, alerts, &rows).await;
+        deliver_rows(conn, alerts, &rows, health).await;
     }
     store::next_due(conn).ok().flatten()
 }
 
-async fn deliver_rows(conn: &mut SqliteConnection, alerts: &Alerts, rows: &[OutboxRow]) {
+async fn deliver_rows(
+    conn: &mut SqliteConnection,
+    alerts: &Alerts,
+    rows: &[OutboxRow],
+    health: &mut MailHealth,
+) {
     let snapshot = alerts.snapshot();
     let smtp = &snapshot.config.smtp;
     let from = from_address(smtp, alerts.host());
@@ -168,6 +183,7 @@ async fn deliver_rows(conn: &mut SqliteConnection, alerts: &Alerts, rows: &[Outb
             (Some(s), None) => s.deliver(&outgoing(row)).await,
             (None, None) => unreachable!("connected above"),
         };
+        health.note(&result, &snapshot);
         record(conn, row, result);
     }
     if let Some(s) = session.filter(|s| !s.is_broken()) {
@@ -206,7 +222,7 @@ fn record(conn: &mut SqliteConnection, row: &OutboxRow, result: Result<(), Deliv
                 "alert mail delivered");
             Outcome::Sent
         }
-        Err(e) if e.is_permanent() => {
+        Err(e) if e.is_refusal() => {
             tracing::error!(client = %client, rule = %rule, to = %to, attempt,
                 "alert mail refused for good, not retrying: {e}");
             Outcome::Failed(e.to_string())
@@ -219,8 +235,14 @@ fn record(conn: &mut SqliteConnection, row: &OutboxRow, result: Result<(), Deliv
         }
         Err(e) => {
             let delay = retry_delay(attempt);
-            tracing::warn!(client = %client, rule = %rule, to = %to, attempt,
-                retry_in_s = delay.as_secs(), "alert mail not delivered yet: {e}");
+            if e.is_setup() {
+                // [`MailHealth`] said it once for the whole run; one line per row would bury it.
+                tracing::debug!(client = %client, rule = %rule, to = %to, attempt,
+                    retry_in_s = delay.as_secs(), "alert mail waits for <smtp> to be fixed: {e}");
+            } else {
+                tracing::warn!(client = %client, rule = %rule, to = %to, attempt,
+                    retry_in_s = delay.as_secs(), "alert mail not delivered yet: {e}");
+            }
             Outcome::Retry(now + delay.as_millis() as i64, e.to_string())
         }
     };
@@ -240,6 +262,59 @@ fn record(conn: &mut SqliteConnection, row: &OutboxRow, result: Result<(), Deliv
                     "cannot record a delivery attempt: {e}");
             }
             Err(_) => std::thread::sleep(Duration::from_millis(500)),
+        }
+    }
+}
+
+/// Whether the mail settings work: a run of deliveries refused for `<smtp>` (the session or
+/// our sender) is logged once when it starts and once when it ends, and a reload during it
+/// retries every waiting mail at once.
+#[derive(Debug, Default)]
+struct MailHealth {
+    /// While deliveries fail for the settings: the configuration they were tried with.
+    failing_with: Option<Arc<Snapshot>>,
+}
+
+impl MailHealth {
+    fn note(&mut self, result: &Result<(), DeliveryError>, snapshot: &Arc<Snapshot>) {
+        match result {
+            Err(e) if e.is_setup() => {
+                if self.failing_with.is_none() {
+                    tracing::error!(
+                        "alert mail cannot be sent: {e}. Every mail stays in the outbox and is \
+                         retried; fix <smtp> in {} and run `systemctl reload monitord` \
+                         (`monitord send-test-mail ADDRESS` checks the settings)",
+                        snapshot.config.path.display()
+                    );
+                }
+                self.failing_with = Some(snapshot.clone());
+            }
+            // A temporary failure says nothing about the settings either way.
+            Err(DeliveryError::Temporary(_)) => {}
+            Ok(()) | Err(_) => {
+                if self.failing_with.take().is_some() {
+                    tracing::info!("alert mail goes out again: the SMTP server accepts our mail");
+                }
+            }
+        }
+    }
+
+    /// After a reload while the settings were failing, every waiting mail is due now.
+    fn retry_after_reload(&mut self, conn: &mut SqliteConnection, current: &Arc<Snapshot>) {
+        let Some(failing_with) = &self.failing_with else {
+            return;
+        };
+        if Arc::ptr_eq(failing_with, current) {
+            return;
+        }
+        match store::retry_all_now(conn, now_ms()) {
+            Ok(waiting) => {
+                tracing::info!(
+                    "config.xml reloaded: trying the {waiting} waiting alert mail(s) now"
+                );
+                self.failing_with = Some(current.clone());
+            }
+            Err(e) => tracing::warn!("cannot reschedule the waiting alert mail: {e}"),
         }
     }
 }

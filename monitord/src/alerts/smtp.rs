@@ -26,21 +26,46 @@ use tokio_rustls::client::TlsStream;
 /// How long one SMTP exchange may take before it counts as a temporary failure.
 const SMTP_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Why a delivery did not happen.
+/// Why a delivery did not happen, sorted by what the outbox does about it.
+///
+/// Only a refusal that names this one mail is final. A server that refuses the session or
+/// our sender would refuse every mail the same way: that is `<smtp>` being wrong, which the
+/// operator can fix, so those mails wait instead of being thrown away.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DeliveryError {
-    /// A 5xx reply: retrying cannot help this recipient.
+    /// A 5xx to `RCPT` (this recipient) or to the message itself (`DATA`): retrying cannot
+    /// help this row.
     #[error("{0}")]
-    Permanent(String),
+    Refused(String),
+    /// A 5xx to the greeting, `EHLO`, `AUTH` or `MAIL FROM`, a refused login, a missing
+    /// STARTTLS, an unreadable password: the mail settings are wrong for every row.
+    #[error("{0}")]
+    Setup(String),
     /// Anything else (no connection, TLS, 4xx, timeout): try again later.
     #[error("{0}")]
     Temporary(String),
 }
 
 impl DeliveryError {
-    pub fn is_permanent(&self) -> bool {
-        matches!(self, DeliveryError::Permanent(_))
+    /// Final for the row: retrying cannot help.
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, DeliveryError::Refused(_))
     }
+
+    /// The mail settings are wrong: every row fails the same way until `<smtp>` is fixed.
+    pub fn is_setup(&self) -> bool {
+        matches!(self, DeliveryError::Setup(_))
+    }
+}
+
+/// The SMTP exchange a reply answered; it decides whom a 5xx is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// Greeting, EHLO, STARTTLS, AUTH.
+    Session,
+    MailFrom,
+    RcptTo,
+    Data,
 }
 
 /// A message ready to go: headers are fixed by the caller (Date and Message-ID from the
@@ -86,21 +111,19 @@ impl std::fmt::Debug for Conn {
 impl Session {
     /// Connects, negotiates TLS as configured and authenticates.
     pub async fn connect(smtp: &Smtp, from: String) -> Result<Session, DeliveryError> {
-        let temporary = |what: &str, e: &dyn std::fmt::Display| {
-            DeliveryError::Temporary(format!(
+        let setup = |what: &str, e: &dyn std::fmt::Display| {
+            DeliveryError::Setup(format!(
                 "SMTP server {}:{}: {what}: {e}",
                 smtp.host, smtp.port
             ))
         };
-        let connector = TLS
-            .get(smtp)
-            .map_err(|e| temporary("cannot set up TLS", &e))?;
+        let connector = TLS.get(smtp).map_err(|e| setup("cannot set up TLS", &e))?;
         let mut builder =
             SmtpClientBuilder::new_with_tls_connector(smtp.host.clone(), smtp.port, connector)
                 .implicit_tls(smtp.security == Security::Tls)
                 .timeout(SMTP_TIMEOUT);
         if let Some(username) = &smtp.username {
-            let secret = password(smtp).map_err(|e| temporary("cannot read the password", &e))?;
+            let secret = password(smtp).map_err(|e| setup("cannot read the password", &e))?;
             builder = builder.credentials(Credentials::new(username.clone(), secret));
         }
         // mail-send bounds only parts of a plain connection by its timeout; a server that
@@ -121,7 +144,10 @@ impl Session {
                     smtp.host, smtp.port
                 ))
             })?
-            .map_err(|e| classify(&format!("SMTP server {}:{}", smtp.host, smtp.port), e))?;
+            .map_err(|e| {
+                let context = format!("SMTP server {}:{}", smtp.host, smtp.port);
+                classify(&context, Stage::Session, e)
+            })?;
         Ok(Session {
             conn,
             from,
@@ -137,7 +163,7 @@ impl Session {
     /// Sends one message to one recipient.
     pub async fn deliver(&mut self, mail: &Outgoing<'_>) -> Result<(), DeliveryError> {
         let bytes = render(&self.from, mail)
-            .map_err(|e| DeliveryError::Permanent(format!("cannot build the message: {e}")))?;
+            .map_err(|e| DeliveryError::Refused(format!("cannot build the message: {e}")))?;
         let message = Message::new(self.from.as_str(), [mail.to], Cow::Owned(bytes));
         let sending = async {
             match &mut self.conn {
@@ -166,46 +192,82 @@ impl Session {
     }
 }
 
-/// Sends, and after a refused transaction resets it so the session can carry the next one.
-/// The error's flag says whether the session is still usable.
+/// Sends one transaction step by step, so a refusal is pinned on what it refused, and after
+/// a refused transaction resets it so the session can carry the next one. The error's flag
+/// says whether the session is still usable.
 async fn send<T: AsyncRead + AsyncWrite + Unpin>(
     client: &mut SmtpClient<T>,
     message: Message<'_>,
 ) -> Result<(), (DeliveryError, bool)> {
-    match client.send(message).await {
+    let steps = async {
+        let from = &message.mail_from;
+        client
+            .mail_from(&from.email, &from.parameters)
+            .await
+            .map_err(|e| (Stage::MailFrom, e))?;
+        for rcpt in &message.rcpt_to {
+            client
+                .rcpt_to(&rcpt.email, &rcpt.parameters)
+                .await
+                .map_err(|e| (Stage::RcptTo, e))?;
+        }
+        client
+            .data(message.body.as_ref())
+            .await
+            .map_err(|e| (Stage::Data, e))
+    };
+    match steps.await {
         Ok(_) => Ok(()),
-        Err(e) => {
+        Err((stage, e)) => {
             let replied = matches!(e, mail_send::Error::UnexpectedReply(_));
-            let error = classify("SMTP server", e);
+            let error = classify("SMTP server", stage, e);
             let reusable = replied && client.rset().await.is_ok();
             Err((error, reusable))
         }
     }
 }
 
-/// A 5xx reply is permanent; everything else may pass.
-fn classify(context: &str, e: mail_send::Error) -> DeliveryError {
+/// A 5xx is final for what it answered: the recipient or the message ([`DeliveryError::Refused`]),
+/// or the session and our sender ([`DeliveryError::Setup`]); everything else may pass.
+fn classify(context: &str, stage: Stage, e: mail_send::Error) -> DeliveryError {
     match e {
         mail_send::Error::UnexpectedReply(reply) if reply.code() >= 500 => {
-            DeliveryError::Permanent(format!(
-                "{context} refused it: {} {}",
-                reply.code(),
-                reply.message().trim()
-            ))
+            let said = format!("{} {}", reply.code(), reply.message().trim());
+            match stage {
+                Stage::RcptTo => {
+                    DeliveryError::Refused(format!("{context} refused the recipient: {said}"))
+                }
+                Stage::Data => {
+                    DeliveryError::Refused(format!("{context} refused the message: {said}"))
+                }
+                Stage::MailFrom => DeliveryError::Setup(format!(
+                    "{context} refused our sender: {said} (check <smtp from>, and whether \
+                     the server wants <smtp username> and a password)"
+                )),
+                Stage::Session => DeliveryError::Setup(format!(
+                    "{context} refused the session: {said} (check <smtp host>, <smtp port> \
+                     and <smtp security>)"
+                )),
+            }
         }
         mail_send::Error::UnexpectedReply(reply) => DeliveryError::Temporary(format!(
             "{context} deferred it: {} {}",
             reply.code(),
             reply.message().trim()
         )),
-        // A refused login is a configuration problem, not the recipient's: keep the mail
-        // and retry, the operator may fix <smtp> meanwhile.
-        mail_send::Error::AuthenticationFailed(reply) => DeliveryError::Temporary(format!(
+        mail_send::Error::AuthenticationFailed(reply) if reply.code() < 500 => {
+            DeliveryError::Temporary(format!(
+                "{context} could not check the login now: {} {}",
+                reply.code(),
+                reply.message().trim()
+            ))
+        }
+        mail_send::Error::AuthenticationFailed(reply) => DeliveryError::Setup(format!(
             "{context} refused the login: {} {} (check <smtp username> and the password)",
             reply.code(),
             reply.message().trim()
         )),
-        mail_send::Error::MissingStartTls => DeliveryError::Temporary(format!(
+        mail_send::Error::MissingStartTls => DeliveryError::Setup(format!(
             "{context} does not offer STARTTLS (check <smtp security>)"
         )),
         other => DeliveryError::Temporary(format!("{context}: {other}")),

@@ -218,6 +218,23 @@ pub fn mark_failed(
     Ok(())
 }
 
+/// Makes every pending row due at `now_ms`: new mail settings deserve a try at once, not at
+/// each row's next slot of backoff. Returns how many rows wait.
+pub fn retry_all_now(conn: &mut SqliteConnection, now_ms: i64) -> QueryResult<usize> {
+    diesel::update(
+        outbox::table
+            .filter(outbox::status.eq("pending"))
+            .filter(outbox::next_attempt_ms.gt(now_ms)),
+    )
+    .set(outbox::next_attempt_ms.eq(now_ms))
+    .execute(conn)?;
+    outbox::table
+        .filter(outbox::status.eq("pending"))
+        .count()
+        .get_result::<i64>(conn)
+        .map(|n| n as usize)
+}
+
 /// Delivered or failed rows older than `before_ms`, kept until then for `monitord alerts`.
 pub fn prune(conn: &mut SqliteConnection, before_ms: i64) -> QueryResult<usize> {
     diesel::delete(
