@@ -1,7 +1,8 @@
 //! The 32-byte master key file that monitord and monitor-deploy share, and nothing else.
 //!
-//! Loading refuses a file of the wrong size or one that other users can access (any bit of
-//! mode 007; the group may read, which is how the packaged `root:monitord 0640` key works).
+//! Loading refuses a file of the wrong size, one that other users can access (any bit of
+//! mode 007) and one its group may change (group write or execute): the group may read,
+//! which is how the packaged `root:monitord 0640` key works.
 //! Every error names the file and says what to do. Creating a key never overwrites one.
 
 use std::fs;
@@ -37,6 +38,10 @@ pub enum KeyError {
     )]
     TooOpen { path: PathBuf, mode: u32 },
     #[error(
+        "master key {path} has mode {mode:04o}, so its group can change it; run `chmod g-wx {path}` (the group may only read it)"
+    )]
+    GroupWritable { path: PathBuf, mode: u32 },
+    #[error(
         "master key {path} already exists; refusing to overwrite it (remove it first if you really mean to replace every client's keys)"
     )]
     Exists { path: PathBuf },
@@ -68,6 +73,13 @@ impl MasterKey {
         let mode = meta.permissions().mode() & 0o7777;
         if mode & 0o007 != 0 {
             return Err(KeyError::TooOpen {
+                path: path_buf,
+                mode,
+            });
+        }
+        // The group may read (root:monitord 0640), never write or execute.
+        if mode & 0o030 != 0 {
+            return Err(KeyError::GroupWritable {
                 path: path_buf,
                 mode,
             });
@@ -148,6 +160,15 @@ mod tests {
         fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
         let err = MasterKey::load(&path).unwrap_err();
         assert!(err.to_string().contains("chmod o-rwx"), "{err}");
+        for mode in [0o660, 0o620, 0o650] {
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+            let err = MasterKey::load(&path).unwrap_err();
+            assert!(
+                matches!(err, KeyError::GroupWritable { .. })
+                    && err.to_string().contains("chmod g-wx"),
+                "{mode:o}: {err}"
+            );
+        }
         fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).unwrap();
         MasterKey::load(&path).expect("group-readable is allowed");
         fs::write(&path, b"short").unwrap();
