@@ -7,8 +7,12 @@
 //! once committed (`stored`, or `duplicate` for a replayed `(instance, seq)`).
 //!
 //! Bodies are short JSON; the reason for the client is short and never holds paths, SQL or
-//! keys. Every refusal is logged once with a `client` field.
+//! keys. Every refusal is logged once, its message starting with the client's name and the
+//! name also in a `client` field (`journalctl -u monitord CLIENT=web1`). The URL is not
+//! authenticated, so a name that no client can have (see DESIGN.md's characters) is refused
+//! before config.xml is consulted and logged escaped: it cannot forge a log line.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -19,6 +23,7 @@ use actix_web::web::{self, BytesMut};
 use actix_web::{HttpRequest, HttpResponse};
 use futures_util::StreamExt as _;
 use monitor_core::Envelope;
+use monitor_core::config::is_client_name;
 use monitor_core::envelope::MAX_BODY;
 use monitor_core::sample::{Sample, SampleError};
 
@@ -95,6 +100,16 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
+/// A client name from the URL as the log shows it: as it is when a client could have it,
+/// escaped (Debug) otherwise, so a control character cannot forge a line.
+fn logged_name(name: &str) -> Cow<'_, str> {
+    if is_client_name(name) {
+        Cow::Borrowed(name)
+    } else {
+        Cow::Owned(format!("{name:?}"))
+    }
+}
+
 /// Reads the body, refusing it as soon as it is known to exceed [`MAX_BODY`].
 async fn read_body(
     req: &HttpRequest,
@@ -130,7 +145,14 @@ async fn put_sample(
     let body = match read_body(&req, &mut payload).await {
         Ok(body) => body,
         Err(response) => {
-            tracing::warn!(client = ?name, status = 413, "refused a body over 64 KiB");
+            let shown = logged_name(&name);
+            let status = response.status().as_u16();
+            let why = if status == 413 {
+                "a body over 64 KiB"
+            } else {
+                "a body that could not be read"
+            };
+            tracing::warn!(client = %shown, status, "{shown}: refused {why}");
             return response;
         }
     };
@@ -145,22 +167,28 @@ async fn ingest_body(
     name: &str,
     body: &[u8],
 ) -> Result<HttpResponse, HttpResponse> {
+    let shown = logged_name(name);
     let envelope = Envelope::decode(body).map_err(|e| {
-        tracing::warn!(client = ?name, status = 400, "{e}");
+        tracing::warn!(client = %shown, status = 400, "{shown}: refused: {e}");
         error(StatusCode::BAD_REQUEST, &e.to_string())
     })?;
 
+    if !is_client_name(name) {
+        // Not worth a look at config.xml: no client can have this name.
+        tracing::warn!(client = %shown, status = 404, "{shown}: refused a sample for a name no client can have");
+        return Err(error(StatusCode::NOT_FOUND, "unknown client"));
+    }
     let mut snapshot = ingest.shared.snapshot();
     if snapshot.client(name).is_none() && ingest.shared.reload_if_changed() {
         snapshot = ingest.shared.snapshot();
     }
     let Some((client, keys)) = snapshot.client(name) else {
-        tracing::warn!(client = ?name, status = 404, "sample for a client that is not in config.xml");
+        tracing::warn!(client = %name, status = 404, "{name}: refused a sample: no such client in config.xml");
         return Err(error(StatusCode::NOT_FOUND, "unknown client"));
     };
 
     let plaintext = envelope.open(keys, name).map_err(|e| {
-        tracing::warn!(client = %name, status = 401, "{e}: wrong key or tampered message");
+        tracing::warn!(client = %name, status = 401, "{name}: refused: {e}: wrong key or tampered message");
         error(StatusCode::UNAUTHORIZED, &e.to_string())
     })?;
     let sample = Sample::parse(&plaintext)
@@ -170,14 +198,14 @@ async fn ingest_body(
                 SampleError::Malformed(_) => StatusCode::BAD_REQUEST,
                 SampleError::OutOfRange(_) => StatusCode::UNPROCESSABLE_ENTITY,
             };
-            tracing::warn!(client = %name, status = status.as_u16(), "refused sample: {e}");
+            tracing::warn!(client = %name, status = status.as_u16(), "{name}: refused sample: {e}");
             error(status, &e.to_string())
         })?;
 
     let client = client.clone();
     drop(snapshot);
     let Ok(done) = ingest.writer.submit(client, sample) else {
-        tracing::debug!(client = %name, status = 503, "writer queue full");
+        tracing::debug!(client = %name, status = 503, "{name}: writer queue full");
         return Err(unavailable("overloaded, retry later"));
     };
     match done.await {
@@ -185,7 +213,7 @@ async fn ingest_body(
         Ok(Outcome::Duplicate) => Ok(json(StatusCode::OK, r#"{"status":"duplicate"}"#)),
         Ok(Outcome::Unavailable) | Err(_) => {
             // The writer logs the failed batch once; one line per request would flood the log.
-            tracing::debug!(client = %name, status = 503, "sample not stored: database unavailable");
+            tracing::debug!(client = %name, status = 503, "{name}: sample not stored: database unavailable");
             Err(unavailable("storage unavailable, retry later"))
         }
     }

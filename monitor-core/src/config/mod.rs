@@ -22,6 +22,7 @@ mod validate;
 mod values;
 
 pub use duration::{format_duration, parse_duration};
+pub use values::is_client_name;
 
 /// Default path of config.xml for the installed programs.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/monitord/config.xml";

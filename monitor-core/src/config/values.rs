@@ -57,16 +57,24 @@ pub(super) fn host(text: &str) -> Checked<()> {
     Ok(())
 }
 
+/// The characters of a client name.
+fn name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':' | '[' | ']')
+}
+
+/// Whether `text` could be a client's name (see [`client_name`]): what monitord asks of a
+/// name in a URL before it logs it as it is.
+pub fn is_client_name(text: &str) -> bool {
+    client_name(text).is_ok()
+}
+
 /// Client names: letters, digits and `. _ - : [ ]`, so they are safe in URL paths (after
 /// percent-encoding), in log fields and in key derivation.
 pub(super) fn client_name(text: &str) -> Checked<()> {
     if text.is_empty() {
         return Err("is empty: expected a name of letters, digits and . _ - : [ ]".into());
     }
-    if let Some(bad) = text
-        .chars()
-        .find(|&c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':' | '[' | ']')))
-    {
+    if let Some(bad) = text.chars().find(|&c| !name_char(c)) {
         return Err(format!(
             "contains {bad:?}: a name may hold only letters, digits and . _ - : [ ]"
         ));
