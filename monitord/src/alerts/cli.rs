@@ -19,6 +19,7 @@ use super::mail;
 use super::measure::{format_limit, format_value};
 use super::smtp::{DeliveryError, Outgoing, Session, from_address};
 use super::store::{self, HOST_DOWN_RULE};
+use crate::commands::{Warnings, load_config};
 
 /// Outbox rows shown besides the pending and failed ones.
 const OUTBOX_SHOWN: i64 = 50;
@@ -217,26 +218,9 @@ pub fn send_test_mail(config: &Config, address: &str) -> Result<String, Delivery
     ))
 }
 
-/// Loads config.xml for a command, printing every problem when it is invalid.
-fn load_config(path: &Path) -> anyhow::Result<Config> {
-    match monitor_core::config::load(path) {
-        Ok(loaded) => Ok(loaded.config),
-        Err(invalid) => {
-            for e in &invalid.errors {
-                eprintln!("{e}");
-            }
-            anyhow::bail!(
-                "{} has {} problem(s); fix them first (`monitord check-config`)",
-                path.display(),
-                invalid.errors.len()
-            )
-        }
-    }
-}
-
 /// `monitord alerts [--json]`: every configured rule's state, and the outbox.
 pub fn alerts_command(config_path: &Path, json: bool) -> anyhow::Result<ExitCode> {
-    let config = load_config(config_path)?;
+    let config = load_config(config_path, Warnings::Print)?;
     let mut conn = crate::store::open_read_only(&config.server.database)?;
     let listing = listing(&mut conn, &config).with_context(|| {
         format!(
@@ -254,7 +238,7 @@ pub fn alerts_command(config_path: &Path, json: bool) -> anyhow::Result<ExitCode
 
 /// `monitord send-test-mail ADDRESS`: exit 0 once the SMTP server accepted it.
 pub fn send_test_mail_command(config_path: &Path, address: &str) -> anyhow::Result<ExitCode> {
-    let config = load_config(config_path)?;
+    let config = load_config(config_path, Warnings::Print)?;
     let done = send_test_mail(&config, address).map_err(|e| {
         anyhow::anyhow!(
             "the test mail to {address} was not accepted: {e} (check <smtp> in {})",

@@ -25,7 +25,7 @@ use tokio::sync::Notify;
 
 use super::machine::{self, Notice, Phase, RuleState};
 use super::mail::{self, ClientInfo, HostDownMail, Mail, ThresholdMail};
-use super::measure::measure;
+use super::measure::{comparison, format_span, measure};
 use super::store::{self, HOST_DOWN_RULE, NewOutboxRow};
 use crate::state::{Shared, Snapshot};
 use crate::store::read;
@@ -310,7 +310,7 @@ impl Alerts {
             .map(|(c, r)| (c.clone(), r.clone()))
             .collect();
         for (client, rule) in gone {
-            tracing::info!(client = %client, rule = %rule, "rule or client removed from config.xml, resolved quietly");
+            tracing::info!(client = %client, rule = %rule, "{client}: {rule} resolved quietly: the rule or the client left config.xml");
             store::delete_state(tx.conn, &client, &rule)?;
             tx.remember(&client, &rule, ok_entry());
         }
@@ -394,7 +394,7 @@ impl Tx<'_, '_> {
         };
         let down = self.state(&client.name, HOST_DOWN_RULE);
         if let Some(silence) = machine::sample_arrived(down.state, self.now) {
-            tracing::info!(client = %client.name, rule = %HOST_DOWN_RULE, silence_s = silence.as_secs(), "host is up again: resolved");
+            tracing::info!(client = %client.name, rule = %HOST_DOWN_RULE, silence_s = silence.as_secs(), "{}: up again after {}: host down resolved", client.name, format_span(silence));
             self.set_state(&client.name, HOST_DOWN_RULE, ok_entry())?;
             let recent = self.recent(client, self.now);
             let mail = mail::host_down(&HostDownMail {
@@ -419,10 +419,16 @@ impl Tx<'_, '_> {
             let before = self.state(&client.name, name);
             let step = machine::step(rule, before.state, measured.value, self.now);
             if step.state.phase != before.state.phase {
+                let to = step.state.phase;
+                let what = match &measured.mount {
+                    Some(mount) => format!("{name} {mount}"),
+                    None => name.to_owned(),
+                };
                 tracing::info!(
                     client = %client.name, rule = %name, value = measured.value,
-                    from = %before.state.phase.as_str(), to = %step.state.phase.as_str(),
-                    "alert state changed"
+                    from = %before.state.phase.as_str(), to = %to.as_str(),
+                    "{}: {what} {}, {}", client.name, to.as_str(),
+                    comparison(rule, measured.value, to == Phase::Ok)
                 );
             }
             self.set_state(
@@ -470,7 +476,8 @@ impl Tx<'_, '_> {
         else {
             return Ok(());
         };
-        tracing::warn!(client = %client.name, rule = %HOST_DOWN_RULE, silence_s = down.value, "no sample: host is down");
+        tracing::warn!(client = %client.name, rule = %HOST_DOWN_RULE, silence_s = down.value, "{}: host down, no sample for {}", client.name,
+            format_span(Duration::from_secs(down.value.max(0.0) as u64)));
         self.set_state(
             &client.name,
             HOST_DOWN_RULE,
@@ -551,7 +558,8 @@ impl Tx<'_, '_> {
             })
             .collect();
         store::insert_outbox(self.conn, &rows)?;
-        tracing::info!(client = %client.name, rule = %rule, recipients = rows.len(), subject = %mail.subject, "alert mail queued");
+        tracing::info!(client = %client.name, rule = %rule, recipients = rows.len(), subject = %mail.subject,
+            "{}: alert mail queued for {} recipient(s): {}", client.name, rows.len(), mail.subject);
         self.book.wrote_mail = true;
         Ok(())
     }

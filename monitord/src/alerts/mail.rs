@@ -13,7 +13,7 @@ use monitor_core::sample::TopProcess;
 use monitor_core::time::Utc;
 
 use super::machine::Notice;
-use super::measure::{Measure, format_limit, format_span, format_value};
+use super::measure::{Measure, comparison, format_limit, format_span, format_value};
 
 /// A rendered mail, before headers.
 #[derive(Debug, Clone, PartialEq)]
@@ -51,17 +51,12 @@ pub fn threshold(m: &ThresholdMail<'_>) -> Mail {
         Some(mount) => format!("{kind} {mount}"),
         None => kind.to_string(),
     };
-    let value = format_value(kind, m.measure.value);
-    let (word, op, against) = match (m.notice, kind.fires_below()) {
-        (Notice::Resolved, false) => ("RESOLVED", "≤", m.rule.clear),
-        (Notice::Resolved, true) => ("RESOLVED", "≥", m.rule.clear),
-        (_, false) => ("FIRING", ">", m.rule.limit),
-        (_, true) => ("FIRING", "<", m.rule.limit),
-    };
+    let resolved = m.notice == Notice::Resolved;
+    let word = if resolved { "RESOLVED" } else { "FIRING" };
     let mut subject = format!(
-        "[monitord] {word} {}: {what} {value} {op} {}",
+        "[monitord] {word} {}: {what} {}",
         m.client.name,
-        format_limit(kind, against)
+        comparison(m.rule, m.measure.value, resolved)
     );
     if kind == AlertKind::Uptime && m.notice != Notice::Resolved {
         subject.push_str(" (rebooted)");
@@ -75,7 +70,11 @@ pub fn threshold(m: &ThresholdMail<'_>) -> Mail {
     };
     header_lines(&mut body, m.client, state);
     let _ = writeln!(body, "Rule:     {}", describe_rule(m.rule));
-    let _ = writeln!(body, "Value:    {what} {value}");
+    let _ = writeln!(
+        body,
+        "Value:    {what} {}",
+        format_value(kind, m.measure.value)
+    );
     let _ = writeln!(body, "Limit:    {}", format_limit(kind, m.rule.limit));
     if m.rule.clear != m.rule.limit {
         let _ = writeln!(body, "Clear:    {}", format_limit(kind, m.rule.clear));

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use monitor_core::Sample;
-use monitor_core::config::{AlertKind, format_duration};
+use monitor_core::config::{AlertKind, AlertRule, format_duration};
 
 /// One value of one rule, taken from one sample.
 #[derive(Debug, Clone, PartialEq)]
@@ -54,6 +54,24 @@ pub fn format_limit(kind: AlertKind, limit: f64) -> String {
         AlertKind::Uptime => format_duration(Duration::from_secs(limit.max(0.0) as u64)),
         _ => trim_number(limit),
     }
+}
+
+/// A value against the bound it is compared with, as subjects and log lines show it:
+/// `97.0% > 90%` (or `3m < 10m` for uptime) while it breaches `limit`, `70.0% ≤ 75%` against
+/// `clear` once it is back.
+pub fn comparison(rule: &AlertRule, value: f64, back: bool) -> String {
+    let kind = rule.kind;
+    let (op, against) = match (back, kind.fires_below()) {
+        (true, false) => ("≤", rule.clear),
+        (true, true) => ("≥", rule.clear),
+        (false, false) => (">", rule.limit),
+        (false, true) => ("<", rule.limit),
+    };
+    format!(
+        "{} {op} {}",
+        format_value(kind, value),
+        format_limit(kind, against)
+    )
 }
 
 /// A span of silence or downtime as subjects show it: whole minutes once it is a minute

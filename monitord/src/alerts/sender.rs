@@ -215,21 +215,24 @@ fn record(conn: &mut SqliteConnection, row: &OutboxRow, result: Result<(), Deliv
     let now = now_ms();
     let attempt = row.attempts + 1;
     let (client, rule, to) = (&row.client, &row.rule, &row.recipient);
+    // The journal's MESSAGE says it all (`web1: FIRING alert mail to ops@… delivered
+    // (attempt 2)`); the fields are for filtering.
+    let mail = format!("{client}: {} alert mail to {to}", mail_word(&row.subject));
     let outcome = match result {
         Ok(()) => {
             tracing::info!(client = %client, rule = %rule, to = %to, attempt,
                 message_id = %row.message_id, after_ms = now - row.created_ms,
-                "alert mail delivered");
+                "{mail} delivered (attempt {attempt})");
             Outcome::Sent
         }
         Err(e) if e.is_refusal() => {
             tracing::error!(client = %client, rule = %rule, to = %to, attempt,
-                "alert mail refused for good, not retrying: {e}");
+                "{mail} refused for good, not retrying: {e}");
             Outcome::Failed(e.to_string())
         }
         Err(e) if now - row.created_ms >= GIVE_UP_AFTER.as_millis() as i64 => {
             tracing::error!(client = %client, rule = %rule, to = %to, attempt,
-                "alert mail given up after {} of temporary failures: {e}",
+                "{mail} given up after {} of failures: {e}",
                 monitor_core::config::format_duration(GIVE_UP_AFTER));
             Outcome::Failed(format!("given up: {e}"))
         }
@@ -238,10 +241,11 @@ fn record(conn: &mut SqliteConnection, row: &OutboxRow, result: Result<(), Deliv
             if e.is_setup() {
                 // [`MailHealth`] said it once for the whole run; one line per row would bury it.
                 tracing::debug!(client = %client, rule = %rule, to = %to, attempt,
-                    retry_in_s = delay.as_secs(), "alert mail waits for <smtp> to be fixed: {e}");
+                    retry_in_s = delay.as_secs(), "{mail} waits for <smtp> to be fixed: {e}");
             } else {
                 tracing::warn!(client = %client, rule = %rule, to = %to, attempt,
-                    retry_in_s = delay.as_secs(), "alert mail not delivered yet: {e}");
+                    retry_in_s = delay.as_secs(),
+                    "{mail} not delivered yet (attempt {attempt}, next in {}s): {e}", delay.as_secs());
             }
             Outcome::Retry(now + delay.as_millis() as i64, e.to_string())
         }
@@ -264,6 +268,14 @@ fn record(conn: &mut SqliteConnection, row: &OutboxRow, result: Result<(), Deliv
             Err(_) => std::thread::sleep(Duration::from_millis(500)),
         }
     }
+}
+
+/// `FIRING` or `RESOLVED`, read off the subject monitord wrote (`[monitord] FIRING web1: …`).
+fn mail_word(subject: &str) -> &str {
+    subject
+        .strip_prefix("[monitord] ")
+        .and_then(|rest| rest.split(' ').next())
+        .unwrap_or("alert")
 }
 
 /// Whether the mail settings work: a run of deliveries refused for `<smtp>` (the session or
