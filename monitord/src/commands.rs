@@ -19,12 +19,24 @@ use monitor_core::time::Utc;
 
 use crate::store::{self, compact, read};
 
-/// Loads config.xml, printing every problem (stderr, one per line) when it is invalid.
-fn load_config(path: &Path) -> anyhow::Result<Config> {
+/// Where a command's config.xml warnings go: the daemon logs them (to the journal under
+/// systemd); every other command prints them on stderr, for the person who ran it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Warnings {
+    Log,
+    Print,
+}
+
+/// Loads config.xml, reporting its warnings that concern monitord, and printing every
+/// problem (stderr, one per line) when it is invalid.
+pub fn load_config(path: &Path, warnings: Warnings) -> anyhow::Result<Config> {
     match config::load(path) {
         Ok(loaded) => {
             for w in loaded.warnings.iter().filter(|w| w.concerns_monitord()) {
-                tracing::warn!("{w}");
+                match warnings {
+                    Warnings::Log => tracing::warn!("{w}"),
+                    Warnings::Print => eprintln!("{w}"),
+                }
             }
             Ok(loaded.config)
         }
@@ -33,7 +45,7 @@ fn load_config(path: &Path) -> anyhow::Result<Config> {
                 eprintln!("{e}");
             }
             bail!(
-                "{} has {} problem(s); nothing started",
+                "{} has {} problem(s); fix them first (`monitord check-config`)",
                 path.display(),
                 invalid.errors.len()
             )
@@ -57,7 +69,7 @@ fn listener(config: &Config) -> anyhow::Result<TcpListener> {
 }
 
 pub fn serve(config_path: &Path) -> anyhow::Result<ExitCode> {
-    let config = load_config(config_path)?;
+    let config = load_config(config_path, Warnings::Log)?;
     let listener = listener(&config)?;
     actix_web::rt::System::new().block_on(crate::serve(listener, config))?;
     Ok(ExitCode::SUCCESS)
@@ -119,7 +131,7 @@ pub fn check_config(path: &Path) -> anyhow::Result<ExitCode> {
 
 /// The database of config.xml, opened read-only next to a running monitord.
 fn open_database(config_path: &Path) -> anyhow::Result<diesel::SqliteConnection> {
-    let config = load_config(config_path)?;
+    let config = load_config(config_path, Warnings::Print)?;
     Ok(store::open_read_only(&config.server.database)?)
 }
 
@@ -135,7 +147,7 @@ fn fullest_disk(s: &Sample) -> String {
 }
 
 pub fn clients(config_path: &Path) -> anyhow::Result<ExitCode> {
-    let config = load_config(config_path)?;
+    let config = load_config(config_path, Warnings::Print)?;
     let mut conn = store::open_read_only(&config.server.database)?;
     let mut clients = read::clients_latest(&mut conn)?;
     // Clients in config.xml that never sent a sample are what an operator looks for first.
@@ -182,7 +194,7 @@ pub fn samples(
     let since_text = since;
     let since = parse_duration(since)
         .ok_or_else(|| anyhow!("--since {since:?} is not a duration; use e.g. 30m, 1h, 2d"))?;
-    let config = load_config(config_path)?;
+    let config = load_config(config_path, Warnings::Print)?;
     let mut conn = store::open_read_only(&config.server.database)?;
     let from = crate::now_ms() - i64::try_from(since.as_millis()).unwrap_or(i64::MAX / 2);
     // A client of config.xml that has not sent yet simply has no samples; a name neither
@@ -245,7 +257,7 @@ pub fn stats(config_path: &Path, json: bool) -> anyhow::Result<ExitCode> {
 }
 
 pub fn compact(config_path: &Path) -> anyhow::Result<ExitCode> {
-    let config = load_config(config_path)?;
+    let config = load_config(config_path, Warnings::Print)?;
     let mut conn = store::open_existing_for_writing(&config.server.database)?;
     let report = compact::compact(&mut conn, compact::Policy::ALL, crate::now_ms())?;
     compact::release_free_pages(&mut conn)?;

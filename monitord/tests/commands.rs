@@ -153,3 +153,32 @@ fn commands_run_as_root_leave_no_file_monitord_cannot_open() {
         );
     }
 }
+
+#[test]
+fn every_command_prints_config_warnings_on_stderr() {
+    // The test config's clients have no mail: check-config warns about it, and so must
+    // every command that reads config.xml, or the operator never sees it outside the daemon.
+    let m = Monitord::start(bin(), &["web1"]);
+    let r = m.put_sample("web1", &sample("warn", 1, now_ms())).unwrap();
+    expect_status(&r, 200, "a sample", &[]);
+    let check = m.command(&["check-config"]);
+    let warning = stderr(&check);
+    assert!(
+        warning.contains("mailed to nobody"),
+        "check-config: {warning}"
+    );
+    for args in [
+        &["clients"][..],
+        &["samples", "web1", "--since", "1h"],
+        &["stats"],
+        &["alerts"],
+    ] {
+        let out = m.command(args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("mailed to nobody"),
+            "{args:?} dropped the config warning; stderr: {}",
+            stderr(&out)
+        );
+    }
+}
