@@ -17,6 +17,7 @@ use monitor_core::config::{self, Config, DEFAULT_KEY_FILE, parse_duration};
 use monitor_core::sample::Sample;
 use monitor_core::time::Utc;
 
+use crate::clock::Clock;
 use crate::store::{self, compact, read};
 
 /// Where a command's config.xml warnings go: the daemon logs them (to the journal under
@@ -196,7 +197,8 @@ pub fn samples(
         .ok_or_else(|| anyhow!("--since {since:?} is not a duration; use e.g. 30m, 1h, 2d"))?;
     let config = load_config(config_path, Warnings::Print)?;
     let mut conn = store::open_read_only(&config.server.database)?;
-    let from = crate::now_ms() - i64::try_from(since.as_millis()).unwrap_or(i64::MAX / 2);
+    let from =
+        Clock::from_env().now_ms() - i64::try_from(since.as_millis()).unwrap_or(i64::MAX / 2);
     // A client of config.xml that has not sent yet simply has no samples; a name neither
     // config.xml nor the database knows is most likely a typo.
     let samples = match read::samples_since(&mut conn, name, from)? {
@@ -259,7 +261,7 @@ pub fn stats(config_path: &Path, json: bool) -> anyhow::Result<ExitCode> {
 pub fn compact(config_path: &Path) -> anyhow::Result<ExitCode> {
     let config = load_config(config_path, Warnings::Print)?;
     let mut conn = store::open_existing_for_writing(&config.server.database)?;
-    let report = compact::compact(&mut conn, compact::Policy::ALL, crate::now_ms())?;
+    let report = compact::compact(&mut conn, compact::Policy::ALL, Clock::from_env().now_ms())?;
     compact::release_free_pages(&mut conn)?;
     println!(
         "packed {} samples into {} blocks",

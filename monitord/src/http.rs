@@ -15,7 +15,6 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{CONTENT_LENGTH, RETRY_AFTER};
@@ -27,6 +26,7 @@ use monitor_core::config::is_client_name;
 use monitor_core::envelope::MAX_BODY;
 use monitor_core::sample::{Sample, SampleError};
 
+use crate::clock::Clock;
 use crate::state::Shared;
 use crate::store::writer::{Outcome, WriterHandle};
 
@@ -39,6 +39,8 @@ pub struct Ingest {
     pub shared: Arc<Shared>,
     pub writer: WriterHandle,
     pub in_flight: InFlight,
+    /// The acceptance window of a sample's `ts` is judged on it.
+    pub clock: Clock,
 }
 
 /// Requests between their head arriving and their answer, which SIGTERM waits for.
@@ -92,12 +94,6 @@ fn too_large() -> HttpResponse {
         StatusCode::PAYLOAD_TOO_LARGE,
         "body is larger than 65536 bytes",
     )
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// A client name from the URL as the log shows it: as it is when a client could have it,
@@ -192,7 +188,7 @@ async fn ingest_body(
         error(StatusCode::UNAUTHORIZED, &e.to_string())
     })?;
     let sample = Sample::parse(&plaintext)
-        .and_then(|s| s.validate(now_ms()).map(|()| s))
+        .and_then(|s| s.validate(ingest.clock.now_ms()).map(|()| s))
         .map_err(|e| {
             let status = match e {
                 SampleError::Malformed(_) => StatusCode::BAD_REQUEST,

@@ -2,14 +2,14 @@
 //! tests on port 0 and benchmarks take one path.
 //!
 //! A sample's path: [`http`] (open the envelope, validate) → [`store::writer`] (bounded queue,
-//! group commit) → SQLite. [`store::compact`] packs older samples on a timer; [`store::read`]
-//! serves the operator commands. [`state`] holds the running config.xml and its reloads.
+//! group commit, with [`alerts`] evaluated in the same transaction through the writer's
+//! [`store::batch`] seam) → SQLite. [`store::compact`] packs older samples on a timer;
+//! [`store::read`] serves the operator commands. [`state`] holds the running config.xml and
+//! its reloads; [`clock`] is the one wall clock everything compares with.
 
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::Arc;
-use std::sync::mpsc::{RecvTimeoutError, Sender};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use actix_web::{App, HttpServer, web};
@@ -20,11 +20,16 @@ use sd_notify::NotifyState;
 use tokio::signal::unix::{SignalKind, signal};
 
 pub mod alerts;
+pub mod clock;
 pub mod commands;
 pub mod http;
 pub mod logging;
+pub mod periodic;
 pub mod state;
 pub mod store;
+
+use clock::Clock;
+use periodic::Periodic;
 
 use state::{Shared, Snapshot};
 use store::StoreError;
@@ -57,22 +62,32 @@ pub enum ServeError {
 pub async fn serve(listener: TcpListener, config: Config) -> Result<(), ServeError> {
     let master = MasterKey::load(&config.server.key_file)?;
     let database = config.server.database.clone();
+    let clock = Clock::from_env();
     // Before anything touches the database: a second daemon must not even migrate it.
     let _lock = store::lock::DaemonLock::acquire(&database)?;
     let conn = store::open_for_writing(&database)?;
     let shared = Arc::new(Shared::new(Snapshot::new(config, &master)));
-    let alerts = Arc::new(alerts::Alerts::new(shared.clone()));
+    let alerts = Arc::new(alerts::Alerts::new(shared.clone(), clock.clone()));
     let writer =
-        Writer::start_with_alerts(conn, Some(alerts.clone())).map_err(ServeError::Thread)?;
-    let alert_tasks =
-        alerts::AlertTasks::start(alerts.clone(), database.clone()).map_err(ServeError::Thread)?;
-    let compactor = Compactor::start(database).map_err(ServeError::Thread)?;
+        Writer::start(conn, clock.clone(), vec![alerts.clone()]).map_err(ServeError::Thread)?;
+    let sender = alerts::OutboxSender::start(alerts.clone(), database.clone())
+        .map_err(ServeError::Thread)?;
+    let host_down =
+        alerts::timer::start(alerts.clone(), database.clone()).map_err(ServeError::Thread)?;
+    let compactor = {
+        let clock = clock.clone();
+        Periodic::start("compactor", COMPACT_EVERY, move || {
+            compact_once(&database, clock.now_ms());
+        })
+        .map_err(ServeError::Thread)?
+    };
 
     let in_flight = http::InFlight::default();
     let ingest = web::Data::new(http::Ingest {
         shared: shared.clone(),
         writer: writer.handle(),
         in_flight: in_flight.clone(),
+        clock,
     });
     let addr = listener.local_addr().map_err(ServeError::Listen)?;
     listener.set_nonblocking(true).map_err(ServeError::Listen)?;
@@ -100,7 +115,8 @@ pub async fn serve(listener: TcpListener, config: Config) -> Result<(), ServeErr
     signals.abort();
     writer.shutdown();
     // A delivery in flight is cut off and stays in the outbox for the next start.
-    alert_tasks.shutdown();
+    sender.shutdown();
+    host_down.stop();
     compactor.stop();
     tracing::info!("stopped; every accepted sample is stored");
     Ok(())
@@ -212,34 +228,10 @@ fn plural(n: usize, one: &'static str, many: &'static str) -> &'static str {
     if n == 1 { one } else { many }
 }
 
-/// The compaction timer: its own thread and connection, so packing never runs on the writer.
-struct Compactor {
-    stop: Sender<()>,
-    thread: JoinHandle<()>,
-}
-
-impl Compactor {
-    fn start(database: PathBuf) -> std::io::Result<Compactor> {
-        let (stop, stopped) = std::sync::mpsc::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name("compactor".into())
-            .spawn(move || {
-                while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(COMPACT_EVERY) {
-                    compact_once(&database);
-                }
-            })?;
-        Ok(Compactor { stop, thread })
-    }
-
-    fn stop(self) {
-        drop(self.stop);
-        let _ = self.thread.join();
-    }
-}
-
-fn compact_once(database: &std::path::Path) {
+/// One pass of the compaction timer, on its own connection (never the writer's).
+fn compact_once(database: &Path, now_ms: i64) {
     let result = store::open_existing(database).and_then(|mut conn| {
-        let report = compact::compact(&mut conn, Policy::TIMER, now_ms())?;
+        let report = compact::compact(&mut conn, Policy::TIMER, now_ms)?;
         if report.samples > 0 {
             compact::release_free_pages(&mut conn)?;
         }
@@ -256,11 +248,4 @@ fn compact_once(database: &std::path::Path) {
         Ok(_) => {}
         Err(e) => tracing::warn!("compaction failed (will retry): {e}"),
     }
-}
-
-/// The server clock in unix milliseconds.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }

@@ -7,7 +7,7 @@
 //! `<smtp ca-file>`, a recipient refused with 550, and temporary failures (451) retried for
 //! more than a day and given up after two.
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use testkit::monitord::{Monitord, now_ms, sample};
 use testkit::smtp::{Received, SmtpOptions, SmtpServer, seconds_between};
@@ -60,7 +60,7 @@ impl Feeder {
     /// PUTs one sample and returns when its 200 arrived.
     pub fn send(&mut self, m: &Monitord, set: impl FnOnce(&mut serde_json::Value)) -> SystemTime {
         self.seq += 1;
-        let mut s = sample(&self.instance, self.seq, now_ms());
+        let mut s = sample(&self.instance, self.seq, m.now_ms());
         set(&mut s);
         let r = m.put_sample(self.name, &s).expect("PUT a sample");
         assert_eq!(
@@ -660,21 +660,20 @@ fn alerts_json_lists_every_rule_and_the_outbox() {
 
 #[test]
 fn host_down_fires_after_three_minutes_of_silence_and_the_next_sample_resolves_it() {
-    // The 3-minute floor is the product's; a 10 s interval does not shorten it, so this test
-    // takes a little over three minutes.
+    // The 3-minute floor is the product's; a 10 s interval does not shorten it. The test
+    // moves monitord's clock instead of waiting.
     let smtp = SmtpServer::start(SmtpOptions::default());
     let m = monitord(&smtp, "", &client("ops@test.example", ""));
     let mut f = Feeder::new("web1");
-    let last = Instant::now();
     f.cpu(&m, 5.0);
-    std::thread::sleep(Duration::from_secs(170));
+    m.advance_clock(Duration::from_secs(160));
+    // Past two host-down ticks (5 s), real time passing too: 171 s of silence is not down.
     assert!(
-        smtp.messages().is_empty(),
+        smtp.settle(Duration::from_secs(11)).is_empty(),
         "down before 3 minutes of silence"
     );
-    let mail = smtp.wait_for(1, Duration::from_secs(40));
-    let silent = last.elapsed();
-    assert!(silent >= Duration::from_secs(180), "fired after {silent:?}");
+    m.advance_clock(Duration::from_secs(15));
+    let mail = smtp.wait_for(1, MAIL_WAIT);
     assert_eq!(
         mail[0].subject,
         "[monitord] FIRING web1: down, no sample for 3m"
@@ -839,22 +838,23 @@ fn disk_names_the_fullest_mount_and_uptime_says_rebooted() {
 #[test]
 fn monitord_s_own_downtime_does_not_count_as_host_silence() {
     // Silence counts from the later of the last sample and monitord's start: a client silent
-    // while monitord was down gets its full 3 minutes after monitord is back. ~4 minutes.
+    // while monitord was down gets its full 3 minutes after monitord is back. The test moves
+    // monitord's clock instead of waiting.
     let smtp = SmtpServer::start(SmtpOptions::default());
     let mut m = monitord(&smtp, "", &client("ops@test.example", ""));
     Feeder::new("web1").cpu(&m, 5.0);
     m.kill9();
-    std::thread::sleep(Duration::from_secs(60));
+    m.advance_clock(Duration::from_secs(60));
     m.spawn();
-    let restarted = Instant::now();
-    std::thread::sleep(Duration::from_secs(170));
+    m.advance_clock(Duration::from_secs(160));
     assert!(
-        smtp.messages().is_empty(),
-        "host down counted monitord's own downtime: {:?}",
-        subjects(&smtp.messages())
+        smtp.settle(Duration::from_secs(11)).is_empty(),
+        "host down counted monitord's own downtime: {:?}; monitord's log:\n{}",
+        subjects(&smtp.messages()),
+        m.stderr()
     );
-    let mail = smtp.wait_for(1, Duration::from_secs(40));
-    assert!(restarted.elapsed() >= Duration::from_secs(180));
+    m.advance_clock(Duration::from_secs(15));
+    let mail = smtp.wait_for(1, MAIL_WAIT);
     assert_eq!(
         mail[0].subject,
         "[monitord] FIRING web1: down, no sample for 3m"

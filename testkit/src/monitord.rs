@@ -24,6 +24,11 @@ use crate::util::{self, TempDir};
 /// How long monitord may take to migrate its database and bind.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The variable through which a debug build of monitord reads a time offset from a file
+/// (`monitord::clock::TEST_OFFSET_ENV`); [`Monitord::advance_clock`] writes that file.
+const TIME_OFFSET_ENV: &str = "MONITORD_TEST_TIME_OFFSET_FILE";
+const TIME_OFFSET_FILE: &str = "clock-offset";
+
 /// A running (or stopped) monitord with its own directory.
 #[derive(Debug)]
 pub struct Monitord {
@@ -137,6 +142,34 @@ impl Monitord {
         AgentSettings::new(name, &self.keys(name), &self.url(), None).to_json()
     }
 
+    /// Moves monitord's clock (the daemon's and its commands') forward by `by`, at once: a
+    /// test sees three minutes of host silence without waiting them out. Samples stamped with
+    /// [`Monitord::now_ms`] move with it.
+    pub fn advance_clock(&self, by: Duration) {
+        let offset = self.clock_offset_ms() + by.as_millis() as i64;
+        let tmp = self.dir().join(format!("{TIME_OFFSET_FILE}.new"));
+        fs::write(&tmp, offset.to_string()).expect("write the clock offset");
+        fs::rename(&tmp, self.dir().join(TIME_OFFSET_FILE)).expect("replace the clock offset");
+    }
+
+    fn clock_offset_ms(&self) -> i64 {
+        fs::read_to_string(self.dir().join(TIME_OFFSET_FILE))
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Now on monitord's clock (the system's, plus what [`advance_clock`](Self::advance_clock)
+    /// added): what an agent whose clock is right would stamp a sample with.
+    pub fn now_ms(&self) -> i64 {
+        now_ms() + self.clock_offset_ms()
+    }
+
+    /// The environment every monitord process of this handle gets.
+    fn clock_env(&self) -> (&'static str, PathBuf) {
+        (TIME_OFFSET_ENV, self.dir().join(TIME_OFFSET_FILE))
+    }
+
     /// Starts the daemon (again) and waits for its `listening on` line.
     pub fn spawn(&mut self) {
         self.spawn_with_env(&[]);
@@ -159,6 +192,7 @@ impl Monitord {
             .env_remove("NOTIFY_SOCKET")
             .env_remove("WATCHDOG_USEC")
             .env("NO_COLOR", "1")
+            .env(self.clock_env().0, self.clock_env().1)
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -298,6 +332,7 @@ impl Monitord {
             .current_dir(self.dir())
             .env_remove("JOURNAL_STREAM")
             .env("NO_COLOR", "1")
+            .env(self.clock_env().0, self.clock_env().1)
             .stdin(Stdio::null())
             .output()
             .unwrap_or_else(|e| panic!("cannot run {}: {e}", self.bin.display()))

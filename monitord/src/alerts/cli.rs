@@ -13,7 +13,7 @@ use diesel::prelude::*;
 use monitor_core::config::{AlertKind, Config, Security, format_duration};
 use monitor_core::time::Utc;
 
-use super::evaluate::{message_id, now_ms};
+use super::evaluate::message_id;
 use super::machine::host_down_after;
 use super::mail;
 use super::measure::{format_limit, format_value};
@@ -191,7 +191,7 @@ pub fn send_test_mail(config: &Config, address: &str) -> Result<String, Delivery
         .build()
         .map_err(|e| DeliveryError::Temporary(format!("cannot start a runtime: {e}")))?;
     let test = mail::test_mail(&host);
-    let now = now_ms();
+    let now = crate::clock::Clock::from_env().now_ms();
     let id = message_id(now, &host);
     runtime.block_on(async {
         let mut session = Session::connect(smtp, from_address(smtp, &host)).await?;

@@ -10,12 +10,14 @@
 //! any mark (while holding the write lock) reloads it from the database, which is right
 //! whether the marked transaction committed or rolled back.
 //!
-//! Not here: SMTP (see [`super::sender`]), the timer loop (see [`super::sender::run`]).
+//! [`Alerts`] is the writer's [`BatchHook`]: the store calls it without knowing what it is.
+//!
+//! Not here: SMTP (see [`super::sender`]), the timer loop (see [`super::timer`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use diesel::prelude::*;
 use monitor_core::Sample;
@@ -27,7 +29,9 @@ use super::machine::{self, Notice, Phase, RuleState};
 use super::mail::{self, ClientInfo, HostDownMail, Mail, ThresholdMail};
 use super::measure::{comparison, format_span, measure};
 use super::store::{self, HOST_DOWN_RULE, NewOutboxRow};
+use crate::clock::Clock;
 use crate::state::{Shared, Snapshot};
+use crate::store::batch::{BatchHook, Committed};
 use crate::store::read;
 
 /// Samples shown in the "last samples" table of a mail.
@@ -44,6 +48,7 @@ pub struct Alerts {
     book: Mutex<Book>,
     /// Wakes the sender when a commit wrote outbox rows.
     wake: Notify,
+    clock: Clock,
     started_ms: i64,
     /// The domain of Message-IDs and the default From.
     host: String,
@@ -119,14 +124,8 @@ impl ClientIndex {
     }
 }
 
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 impl Alerts {
-    pub fn new(shared: Arc<Shared>) -> Alerts {
+    pub fn new(shared: Arc<Shared>, clock: Clock) -> Alerts {
         let host = gethostname::gethostname()
             .to_str()
             .filter(|h| !h.is_empty())
@@ -136,7 +135,8 @@ impl Alerts {
             shared,
             book: Mutex::new(Book::default()),
             wake: Notify::new(),
-            started_ms: now_ms(),
+            started_ms: clock.now_ms(),
+            clock,
             host,
         }
     }
@@ -148,6 +148,11 @@ impl Alerts {
 
     pub fn host(&self) -> &str {
         &self.host
+    }
+
+    /// The clock every alert decision reads.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
     }
 
     /// Resolves once a commit has written outbox rows (or at once if one did since last time).
@@ -213,7 +218,7 @@ impl Alerts {
     ) -> QueryResult<()> {
         let snapshot = self.snapshot();
         let config = &snapshot.config;
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let mut book = self.book_for_writing(conn, Caller::Writer)?;
         book.clients.refresh(&snapshot);
         let mut tx = Tx {
@@ -250,7 +255,7 @@ impl Alerts {
     pub fn host_down_due(&self) -> bool {
         let snapshot = self.snapshot();
         let config = &snapshot.config;
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let book = self.lock();
         if book.tentative.contains(&true) || !book.loaded {
             return true;
@@ -288,7 +293,7 @@ impl Alerts {
     pub fn check_host_down(&self, conn: &mut SqliteConnection) -> QueryResult<()> {
         let snapshot = self.snapshot();
         let config = &snapshot.config;
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let mut book = self.book_for_writing(conn, Caller::Timer)?;
         let mut tx = Tx {
             conn,
@@ -562,6 +567,16 @@ impl Tx<'_, '_> {
             "{}: alert mail queued for {} recipient(s): {}", client.name, rows.len(), mail.subject);
         self.book.wrote_mail = true;
         Ok(())
+    }
+}
+
+impl BatchHook for Alerts {
+    fn in_batch(&self, conn: &mut SqliteConnection, stored: &[Committed<'_>]) -> QueryResult<()> {
+        self.evaluate(conn, stored.iter().map(|c| (c.client, c.sample)))
+    }
+
+    fn committed(&self) {
+        Alerts::committed(self);
     }
 }
 

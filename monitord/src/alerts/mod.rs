@@ -9,11 +9,13 @@
 //! - [`evaluate`]: [`Alerts`], the states in memory over the table, changed only inside the
 //!   transaction of whoever holds the write lock (the writer's batch, the host-down timer).
 //! - [`smtp`]: one SMTP session (mail-send), TLS and the verdict per recipient.
-//! - [`sender`]: the alerts thread: outbox delivery with backoff, and the host-down timer.
+//! - [`sender`]: the outbox sender thread: delivery with backoff.
+//! - [`timer`]: the host-down timer.
 //! - [`cli`]: `monitord alerts` and `monitord send-test-mail`.
 //!
-//! Not here: storing samples (the writer calls [`Alerts::evaluate`] inside its batch
-//! transaction and [`Alerts::committed`] after it; `serve` starts [`AlertTasks`]).
+//! Not here: storing samples ([`Alerts`] is a `BatchHook` of the writer: evaluated inside
+//! its batch transaction, told after the commit; `serve` starts [`OutboxSender`] and the
+//! [`timer`]).
 //!
 //! Not done yet (for the next session):
 //! - A mail accepted by the SMTP server but not yet marked sent when monitord is killed is
@@ -39,6 +41,7 @@ pub mod measure;
 pub mod sender;
 pub mod smtp;
 pub mod store;
+pub mod timer;
 
 pub use evaluate::Alerts;
-pub use sender::AlertTasks;
+pub use sender::OutboxSender;

@@ -1,8 +1,8 @@
-//! The alerts thread: delivers the outbox and runs the host-down timer.
+//! The outbox sender: delivers alert mail over SMTP.
 //!
 //! It wakes when a commit wrote outbox rows (so a mail leaves within moments of the sample
-//! that caused it), when the next retry is due, and every few seconds for the host-down
-//! check. Each row is tried on its own: a 5xx for one recipient (or for the message) marks
+//! that caused it), when the next retry is due, and at least every [`WAKE_EVERY`]. Each row
+//! is tried on its own: a 5xx for one recipient (or for the message) marks
 //! that row failed (logged once) and the others still go; a temporary failure retries with
 //! backoff, 5 s doubling to 10 min, until the row is two days old. A server that refuses the
 //! session or our sender fails every row alike: that is `<smtp>` being wrong, so the rows wait
@@ -13,6 +13,8 @@
 //!
 //! The thread has its own single-threaded runtime and its own database connection: its few
 //! writes never wait behind HTTP work, and diesel's blocking calls never stall actix.
+//!
+//! Not here: the host-down timer (see [`super::timer`]).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -22,13 +24,14 @@ use std::time::Duration;
 use diesel::prelude::*;
 use tokio::sync::Notify;
 
-use super::evaluate::{Alerts, now_ms};
+use super::evaluate::Alerts;
 use super::smtp::{DeliveryError, Outgoing, Session, from_address};
 use super::store::{self, OutboxRow};
+use crate::clock::Clock;
 use crate::state::Snapshot;
 
-/// How often the host-down check runs.
-pub const HOST_DOWN_TICK: Duration = Duration::from_secs(5);
+/// The longest the sender sleeps: it looks for a reload (and rows due) at least this often.
+const WAKE_EVERY: Duration = Duration::from_secs(5);
 /// The first retry delay; it doubles per attempt up to [`RETRY_MAX`].
 pub const RETRY_FIRST: Duration = Duration::from_secs(5);
 pub const RETRY_MAX: Duration = Duration::from_secs(600);
@@ -44,34 +47,41 @@ const RECORD_TRIES: u32 = 5;
 const BATCH: i64 = 100;
 const BATCHES_PER_WAKE: usize = 10;
 
-/// The running alerts thread.
+/// The running sender thread.
 #[derive(Debug)]
-pub struct AlertTasks {
+pub struct OutboxSender {
     stop: Arc<Notify>,
     thread: JoinHandle<()>,
 }
 
-impl AlertTasks {
+impl OutboxSender {
     /// Starts the thread over the database at `db_path` (already migrated by the writer).
-    pub fn start(alerts: Arc<Alerts>, db_path: PathBuf) -> std::io::Result<AlertTasks> {
+    pub fn start(alerts: Arc<Alerts>, db_path: PathBuf) -> std::io::Result<OutboxSender> {
         let stop = Arc::new(Notify::new());
         let stop_rx = stop.clone();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
         let thread = std::thread::Builder::new()
-            .name("alerts".into())
+            .name("outbox".into())
             .spawn(move || runtime.block_on(run(alerts, db_path, stop_rx)))?;
-        Ok(AlertTasks { stop, thread })
+        Ok(OutboxSender { stop, thread })
     }
 
     /// Stops at the next await point; a delivery in flight is abandoned and stays pending.
     pub fn shutdown(self) {
         self.stop.notify_one();
         if self.thread.join().is_err() {
-            tracing::error!("the alerts thread panicked");
+            tracing::error!("the outbox sender thread panicked");
         }
     }
+}
+
+/// What one pass of the sender works with.
+struct Pass<'a> {
+    conn: &'a mut SqliteConnection,
+    alerts: &'a Alerts,
+    clock: &'a Clock,
 }
 
 async fn run(alerts: Arc<Alerts>, db_path: PathBuf, stop: Arc<Notify>) {
@@ -79,7 +89,7 @@ async fn run(alerts: Arc<Alerts>, db_path: PathBuf, stop: Arc<Notify>) {
         match crate::store::open_existing(&db_path) {
             Ok(conn) => break conn,
             Err(e) => {
-                tracing::error!("alerts cannot open the database, retrying in 5 s: {e}");
+                tracing::error!("the outbox sender cannot open the database, retrying in 5 s: {e}");
                 tokio::select! {
                     () = stop.notified() => return,
                     () = tokio::time::sleep(RETRY_FIRST) => {}
@@ -88,27 +98,28 @@ async fn run(alerts: Arc<Alerts>, db_path: PathBuf, stop: Arc<Notify>) {
         }
     };
     super::smtp::prepare_tls(&alerts.snapshot().config.smtp);
-    let mut next_check = tokio::time::Instant::now();
+    let clock = alerts.clock().clone();
     let mut next_prune = tokio::time::Instant::now();
     let mut health = MailHealth::default();
     loop {
-        if tokio::time::Instant::now() >= next_check {
-            host_down_pass(&mut conn, &alerts);
-            next_check = tokio::time::Instant::now() + HOST_DOWN_TICK;
-        }
-        // A DELETE takes the write lock even when it matches nothing: not every tick.
+        let mut pass = Pass {
+            conn: &mut conn,
+            alerts: &alerts,
+            clock: &clock,
+        };
+        // A DELETE takes the write lock even when it matches nothing: not every wake.
         if tokio::time::Instant::now() >= next_prune {
-            prune_pass(&mut conn);
+            pass.prune();
             next_prune = tokio::time::Instant::now() + PRUNE_EVERY;
         }
-        health.retry_after_reload(&mut conn, &alerts.snapshot());
+        health.retry_after_reload(&mut pass, &alerts.snapshot());
         let next_due = tokio::select! {
             () = stop.notified() => return,
-            next = deliver_due(&mut conn, &alerts, &mut health) => next,
+            next = pass.deliver_due(&mut health) => next,
         };
-        let mut wake_at = next_check;
+        let mut wake_at = tokio::time::Instant::now() + WAKE_EVERY;
         if let Some(due_ms) = next_due {
-            let wait = Duration::from_millis((due_ms - now_ms()).max(0) as u64);
+            let wait = Duration::from_millis((due_ms - clock.now_ms()).max(0) as u64);
             wake_at = wake_at.min(tokio::time::Instant::now() + wait);
         }
         tokio::select! {
@@ -119,75 +130,59 @@ async fn run(alerts: Arc<Alerts>, db_path: PathBuf, stop: Arc<Notify>) {
     }
 }
 
-fn host_down_pass(conn: &mut SqliteConnection, alerts: &Alerts) {
-    if alerts.host_down_due() {
-        match conn.immediate_transaction(|conn| alerts.check_host_down(conn)) {
-            Ok(()) => alerts.host_down_committed(),
-            Err(e) => tracing::warn!("host-down check failed, trying again shortly: {e}"),
+impl Pass<'_> {
+    /// Drops delivered and failed rows past [`KEEP_DONE`].
+    fn prune(&mut self) {
+        let before = self.clock.now_ms() - KEEP_DONE.as_millis() as i64;
+        if let Err(e) = store::prune(self.conn, before) {
+            tracing::warn!("could not prune old outbox rows: {e}");
         }
     }
-}
 
-/// Drops delivered and failed rows past [`KEEP_DONE`].
-fn prune_pass(conn: &mut SqliteConnection) {
-    let before = now_ms() - KEEP_DONE.as_millis() as i64;
-    if let Err(e) = store::prune(conn, before) {
-        tracing::warn!("could not prune old outbox rows: {e}");
-    }
-}
-
-/// Delivers the due rows; returns when the next pending row is due. Bounded, so that rows
-/// which cannot be marked (a broken database) are not re-sent in a tight loop and the
-/// host-down check keeps its pace.
-async fn deliver_due(
-    conn: &mut SqliteConnection,
-    alerts: &Alerts,
-    health: &mut MailHealth,
-) -> Option<i64> {
-    for _ in 0..BATCHES_PER_WAKE {
-        let rows = match store::due(conn, now_ms(), BATCH) {
-            Ok(rows) => rows,
-            Err(e) => {
-                tracing::warn!("cannot read the outbox, trying again in 5 s: {e}");
-                return Some(now_ms() + RETRY_FIRST.as_millis() as i64);
+    /// Delivers the due rows; returns when the next pending row is due. Bounded, so that rows
+    /// which cannot be marked (a broken database) are not re-sent in a tight loop.
+    async fn deliver_due(&mut self, health: &mut MailHealth) -> Option<i64> {
+        for _ in 0..BATCHES_PER_WAKE {
+            let now = self.clock.now_ms();
+            let rows = match store::due(self.conn, now, BATCH) {
+                Ok(rows) => rows,
+                Err(e) => {
+                    tracing::warn!("cannot read the outbox, trying again in 5 s: {e}");
+                    return Some(now + RETRY_FIRST.as_millis() as i64);
+                }
+            };
+            if rows.is_empty() {
+                break;
             }
-        };
-        if rows.is_empty() {
-            break;
+            self.deliver_rows(&rows, health).await;
         }
-        deliver_rows(conn, alerts, &rows, health).await;
+        store::next_due(self.conn).ok().flatten()
     }
-    store::next_due(conn).ok().flatten()
-}
 
-async fn deliver_rows(
-    conn: &mut SqliteConnection,
-    alerts: &Alerts,
-    rows: &[OutboxRow],
-    health: &mut MailHealth,
-) {
-    let snapshot = alerts.snapshot();
-    let smtp = &snapshot.config.smtp;
-    let from = from_address(smtp, alerts.host());
-    let mut session: Option<Session> = None;
-    let mut unreachable: Option<DeliveryError> = None;
-    for row in rows {
-        if session.as_ref().is_none_or(Session::is_broken) && unreachable.is_none() {
-            match Session::connect(smtp, from.clone()).await {
-                Ok(s) => session = Some(s),
-                Err(e) => unreachable = Some(e),
+    async fn deliver_rows(&mut self, rows: &[OutboxRow], health: &mut MailHealth) {
+        let snapshot = self.alerts.snapshot();
+        let smtp = &snapshot.config.smtp;
+        let from = from_address(smtp, self.alerts.host());
+        let mut session: Option<Session> = None;
+        let mut unreachable: Option<DeliveryError> = None;
+        for row in rows {
+            if session.as_ref().is_none_or(Session::is_broken) && unreachable.is_none() {
+                match Session::connect(smtp, from.clone()).await {
+                    Ok(s) => session = Some(s),
+                    Err(e) => unreachable = Some(e),
+                }
             }
+            let result = match (&mut session, &unreachable) {
+                (_, Some(e)) => Err(e.clone()),
+                (Some(s), None) => s.deliver(&outgoing(row)).await,
+                (None, None) => unreachable!("connected above"),
+            };
+            health.note(&result, &snapshot);
+            self.record(row, result);
         }
-        let result = match (&mut session, &unreachable) {
-            (_, Some(e)) => Err(e.clone()),
-            (Some(s), None) => s.deliver(&outgoing(row)).await,
-            (None, None) => unreachable!("connected above"),
-        };
-        health.note(&result, &snapshot);
-        record(conn, row, result);
-    }
-    if let Some(s) = session.filter(|s| !s.is_broken()) {
-        s.quit().await;
+        if let Some(s) = session.filter(|s| !s.is_broken()) {
+            s.quit().await;
+        }
     }
 }
 
@@ -202,7 +197,7 @@ fn outgoing(row: &OutboxRow) -> Outgoing<'_> {
 }
 
 /// What a delivery attempt does to its row.
-enum Outcome {
+enum Verdict {
     Sent,
     /// Final: a 5xx, or retries given up.
     Failed(String),
@@ -210,62 +205,65 @@ enum Outcome {
     Retry(i64, String),
 }
 
-/// Writes the attempt's outcome to the row, and logs it with `client=` and `rule=`.
-fn record(conn: &mut SqliteConnection, row: &OutboxRow, result: Result<(), DeliveryError>) {
-    let now = now_ms();
-    let attempt = row.attempts + 1;
-    let (client, rule, to) = (&row.client, &row.rule, &row.recipient);
-    // The journal's MESSAGE says it all (`web1: FIRING alert mail to ops@… delivered
-    // (attempt 2)`); the fields are for filtering.
-    let mail = format!("{client}: {} alert mail to {to}", mail_word(&row.subject));
-    let outcome = match result {
-        Ok(()) => {
-            tracing::info!(client = %client, rule = %rule, to = %to, attempt,
+impl Pass<'_> {
+    /// Writes the attempt's outcome to the row, and logs it with `client=` and `rule=`.
+    fn record(&mut self, row: &OutboxRow, result: Result<(), DeliveryError>) {
+        let now = self.clock.now_ms();
+        let conn = &mut *self.conn;
+        let attempt = row.attempts + 1;
+        let (client, rule, to) = (&row.client, &row.rule, &row.recipient);
+        // The journal's MESSAGE says it all (`web1: FIRING alert mail to ops@… delivered
+        // (attempt 2)`); the fields are for filtering.
+        let mail = format!("{client}: {} alert mail to {to}", mail_word(&row.subject));
+        let outcome = match result {
+            Ok(()) => {
+                tracing::info!(client = %client, rule = %rule, to = %to, attempt,
                 message_id = %row.message_id, after_ms = now - row.created_ms,
                 "{mail} delivered (attempt {attempt})");
-            Outcome::Sent
-        }
-        Err(e) if e.is_refusal() => {
-            tracing::error!(client = %client, rule = %rule, to = %to, attempt,
+                Verdict::Sent
+            }
+            Err(e) if e.is_refusal() => {
+                tracing::error!(client = %client, rule = %rule, to = %to, attempt,
                 "{mail} refused for good, not retrying: {e}");
-            Outcome::Failed(e.to_string())
-        }
-        Err(e) if now - row.created_ms >= GIVE_UP_AFTER.as_millis() as i64 => {
-            tracing::error!(client = %client, rule = %rule, to = %to, attempt,
+                Verdict::Failed(e.to_string())
+            }
+            Err(e) if now - row.created_ms >= GIVE_UP_AFTER.as_millis() as i64 => {
+                tracing::error!(client = %client, rule = %rule, to = %to, attempt,
                 "{mail} given up after {} of failures: {e}",
                 monitor_core::config::format_duration(GIVE_UP_AFTER));
-            Outcome::Failed(format!("given up: {e}"))
-        }
-        Err(e) => {
-            let delay = retry_delay(attempt);
-            if e.is_setup() {
-                // [`MailHealth`] said it once for the whole run; one line per row would bury it.
-                tracing::debug!(client = %client, rule = %rule, to = %to, attempt,
+                Verdict::Failed(format!("given up: {e}"))
+            }
+            Err(e) => {
+                let delay = retry_delay(attempt);
+                if e.is_setup() {
+                    // [`MailHealth`] said it once for the whole run; one line per row would bury it.
+                    tracing::debug!(client = %client, rule = %rule, to = %to, attempt,
                     retry_in_s = delay.as_secs(), "{mail} waits for <smtp> to be fixed: {e}");
-            } else {
-                tracing::warn!(client = %client, rule = %rule, to = %to, attempt,
+                } else {
+                    tracing::warn!(client = %client, rule = %rule, to = %to, attempt,
                     retry_in_s = delay.as_secs(),
                     "{mail} not delivered yet (attempt {attempt}, next in {}s): {e}", delay.as_secs());
+                }
+                Verdict::Retry(now + delay.as_millis() as i64, e.to_string())
             }
-            Outcome::Retry(now + delay.as_millis() as i64, e.to_string())
-        }
-    };
-    // A delivered row that stays pending would be mailed again, so a busy database (the
-    // writer holding the lock past busy_timeout under heavy ingest) is waited out.
-    for try_no in 1..=RECORD_TRIES {
-        let written = match &outcome {
-            Outcome::Sent => store::mark_sent(conn, row.id, now),
-            Outcome::Failed(error) => store::mark_failed(conn, row.id, now, error),
-            Outcome::Retry(next, error) => store::mark_retry(conn, row.id, *next, error),
         };
-        match written {
-            Ok(()) => return,
-            Err(e) if try_no == RECORD_TRIES => {
-                // The row stays as it was: at worst it is tried again (same Message-ID).
-                tracing::error!(client = %client, rule = %rule, to = %to,
+        // A delivered row that stays pending would be mailed again, so a busy database (the
+        // writer holding the lock past busy_timeout under heavy ingest) is waited out.
+        for try_no in 1..=RECORD_TRIES {
+            let written = match &outcome {
+                Verdict::Sent => store::mark_sent(conn, row.id, now),
+                Verdict::Failed(error) => store::mark_failed(conn, row.id, now, error),
+                Verdict::Retry(next, error) => store::mark_retry(conn, row.id, *next, error),
+            };
+            match written {
+                Ok(()) => return,
+                Err(e) if try_no == RECORD_TRIES => {
+                    // The row stays as it was: at worst it is tried again (same Message-ID).
+                    tracing::error!(client = %client, rule = %rule, to = %to,
                     "cannot record a delivery attempt: {e}");
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(500)),
             }
-            Err(_) => std::thread::sleep(Duration::from_millis(500)),
         }
     }
 }
@@ -312,14 +310,14 @@ impl MailHealth {
     }
 
     /// After a reload while the settings were failing, every waiting mail is due now.
-    fn retry_after_reload(&mut self, conn: &mut SqliteConnection, current: &Arc<Snapshot>) {
+    fn retry_after_reload(&mut self, pass: &mut Pass<'_>, current: &Arc<Snapshot>) {
         let Some(failing_with) = &self.failing_with else {
             return;
         };
         if Arc::ptr_eq(failing_with, current) {
             return;
         }
-        match store::retry_all_now(conn, now_ms()) {
+        match store::retry_all_now(pass.conn, pass.clock.now_ms()) {
             Ok(waiting) => {
                 tracing::info!(
                     "config.xml reloaded: trying the {waiting} waiting alert mail(s) now"

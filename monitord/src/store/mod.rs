@@ -13,8 +13,9 @@
 //! them; throughput holds as long as a batch (up to 4,096 samples) covers one fsync.
 //!
 //! Submodules: [`stored`] (stored precision), [`codec`] (byte layouts), [`writer`] (the one
-//! connection that ingests), [`compact`] (packing the raw tier), [`read`] (queries for the
-//! operator commands), [`lock`] (one daemon per database).
+//! connection that ingests) and [`batch`] (its seam: what runs with each batch), [`compact`]
+//! (packing the raw tier), [`read`] (queries for the operator commands), [`lock`] (one daemon
+//! per database).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -23,6 +24,7 @@ use diesel::connection::SimpleConnection as _;
 use diesel::prelude::*;
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness as _, embed_migrations};
 
+pub mod batch;
 pub mod codec;
 pub mod compact;
 pub mod lock;

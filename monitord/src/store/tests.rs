@@ -11,6 +11,7 @@ use super::compact::{self, Policy};
 use super::read;
 use super::stored::{Quantized, to_sample};
 use super::writer::{Outcome, Writer};
+use crate::clock::Clock;
 
 fn temp_db(tag: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("monitord-store-{}-{tag}", std::process::id()));
@@ -28,7 +29,7 @@ fn fleet(hosts: usize, per_host: usize) -> Vec<(String, Sample)> {
         x ^= x << 17;
         (x % 10_000) as f64 / 10_000.0 - 0.5
     };
-    let start = crate::now_ms() - 3 * 86_400_000;
+    let start = Clock::system().now_ms() - 3 * 86_400_000;
     let mut out = Vec::new();
     for h in 0..hosts {
         let (mut cpu, mut used, mut load, mut disk) = (20.0, 4e9, 1.0, 40e9);
@@ -125,7 +126,12 @@ fn read_back(path: &std::path::Path, client: &str) -> Vec<Sample> {
 fn every_value_survives_writing_and_compaction() {
     let path = temp_db("roundtrip");
     let samples = fleet(4, 3000);
-    let writer = Writer::start(super::open_for_writing(&path).unwrap()).unwrap();
+    let writer = Writer::start(
+        super::open_for_writing(&path).unwrap(),
+        Clock::system(),
+        Vec::new(),
+    )
+    .unwrap();
     let outcomes = submit_all(&writer, &samples);
     assert!(outcomes.iter().all(|o| *o == Outcome::Stored));
 
@@ -141,7 +147,7 @@ fn every_value_survives_writing_and_compaction() {
     assert_eq!(read_back(&path, "host1"), expected("host1"));
 
     let mut conn = super::open_existing(&path).unwrap();
-    let report = compact::compact(&mut conn, Policy::ALL, crate::now_ms()).unwrap();
+    let report = compact::compact(&mut conn, Policy::ALL, Clock::system().now_ms()).unwrap();
     compact::release_free_pages(&mut conn).unwrap();
     assert_eq!(report.samples, samples.len() as i64);
     for h in 0..4 {
@@ -161,7 +167,12 @@ fn every_value_survives_writing_and_compaction() {
 
     // A new writer (a restart) knows every stored pair, packed or raw.
     writer.shutdown();
-    let writer = Writer::start(super::open_for_writing(&path).unwrap()).unwrap();
+    let writer = Writer::start(
+        super::open_for_writing(&path).unwrap(),
+        Clock::system(),
+        Vec::new(),
+    )
+    .unwrap();
     let replay = [samples[0].clone(), next_again];
     assert_eq!(
         submit_all(&writer, &replay),
@@ -184,7 +195,12 @@ fn every_value_survives_writing_and_compaction() {
 fn a_locked_database_answers_unavailable_and_loses_nothing() {
     let path = temp_db("locked");
     let samples = fleet(1, 3);
-    let writer = Writer::start(super::open_for_writing(&path).unwrap()).unwrap();
+    let writer = Writer::start(
+        super::open_for_writing(&path).unwrap(),
+        Clock::system(),
+        Vec::new(),
+    )
+    .unwrap();
     assert_eq!(submit_all(&writer, &samples[..1]), vec![Outcome::Stored]);
 
     let mut other = super::open_existing(&path).unwrap();
@@ -208,7 +224,12 @@ fn a_locked_database_answers_unavailable_and_loses_nothing() {
 fn frequent_passes_grow_blocks_instead_of_adding_small_ones() {
     let path = temp_db("grow");
     let samples = fleet(2, 300);
-    let writer = Writer::start(super::open_for_writing(&path).unwrap()).unwrap();
+    let writer = Writer::start(
+        super::open_for_writing(&path).unwrap(),
+        Clock::system(),
+        Vec::new(),
+    )
+    .unwrap();
     let mut conn = super::open_existing(&path).unwrap();
     for part in samples.chunks(50) {
         assert!(
@@ -216,7 +237,7 @@ fn frequent_passes_grow_blocks_instead_of_adding_small_ones() {
                 .iter()
                 .all(|o| *o == Outcome::Stored)
         );
-        compact::compact(&mut conn, Policy::ALL, crate::now_ms()).unwrap();
+        compact::compact(&mut conn, Policy::ALL, Clock::system().now_ms()).unwrap();
     }
     let blocks: i64 = diesel::RunQueryDsl::get_result(
         diesel::QueryDsl::count(super::schema::sample_blocks::table),
@@ -233,7 +254,12 @@ fn frequent_passes_grow_blocks_instead_of_adding_small_ones() {
 fn the_newest_top_is_written_once_the_queue_goes_quiet() {
     let path = temp_db("top");
     let samples = fleet(1, 3);
-    let writer = Writer::start(super::open_for_writing(&path).unwrap()).unwrap();
+    let writer = Writer::start(
+        super::open_for_writing(&path).unwrap(),
+        Clock::system(),
+        Vec::new(),
+    )
+    .unwrap();
     for s in &samples {
         assert_eq!(
             submit_all(&writer, std::slice::from_ref(s)),

@@ -14,7 +14,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
 use monitor_core::sample::TopProcess;
 
-use super::writer::Committed;
+use super::batch::Committed;
 
 /// How often at most one client's row is rewritten.
 pub const TOP_EVERY: Duration = Duration::from_secs(5);

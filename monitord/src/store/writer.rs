@@ -12,6 +12,9 @@
 //! (see [`super::seen`]), checked every [`FORGET_EVERY`]. Ids of clients, instances, metas and disks are cached too: nothing else
 //! creates or removes those rows, so the cache only goes when a batch rolls back.
 //!
+//! Whatever else must commit with the samples (alert states and their mail) plugs in as a
+//! [`BatchHook`] (see [`super::batch`]); the writer names none of them.
+//!
 //! Not here: HTTP (see [`crate::http`]), reading samples back (see [`super::read`]).
 
 use std::collections::HashMap;
@@ -27,11 +30,12 @@ use diesel::prelude::*;
 use monitor_core::Sample;
 use tokio::sync::oneshot;
 
+use super::batch::{BatchHook, Committed};
 use super::schema::{RawRow, clients, disks, instances, metas, raw_samples};
 use super::seen::Seen;
 use super::stored::{DiskValues, Meta, Values, kib};
 use super::top::{LatestTops, TOP_EVERY};
-use crate::alerts::Alerts;
+use crate::clock::Clock;
 
 /// Requests waiting for the writer; one more is answered 503.
 pub const QUEUE_CAPACITY: usize = 16_384;
@@ -77,14 +81,6 @@ enum Msg {
     Stop,
 }
 
-/// A newly stored sample, as the rest of the batch transaction sees it.
-#[derive(Debug)]
-pub struct Committed<'a> {
-    pub client_id: i64,
-    pub client: &'a str,
-    pub sample: &'a Sample,
-}
-
 /// Where request handlers hand samples to the writer. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct WriterHandle {
@@ -127,15 +123,12 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer on a connection from [`super::open_for_writing`].
-    pub fn start(conn: SqliteConnection) -> std::io::Result<Writer> {
-        Writer::start_with_alerts(conn, None)
-    }
-
-    /// Like [`Writer::start`], evaluating alerts inside each batch transaction.
-    pub fn start_with_alerts(
+    /// Starts the writer on a connection from [`super::open_for_writing`]; `hooks` run with
+    /// every batch, in this order.
+    pub fn start(
         mut conn: SqliteConnection,
-        alerts: Option<Arc<Alerts>>,
+        clock: Clock,
+        hooks: Vec<Arc<dyn BatchHook>>,
     ) -> std::io::Result<Writer> {
         let (tx, rx) = sync_channel(QUEUE_CAPACITY);
         let stored = Arc::new(AtomicU64::new(0));
@@ -150,7 +143,8 @@ impl Writer {
             forgot_at: Instant::now(),
             tops: LatestTops::default(),
             stored: stored.clone(),
-            alerts,
+            clock,
+            hooks,
             trouble,
         };
         let thread = std::thread::Builder::new()
@@ -185,7 +179,8 @@ struct WriterState {
     forgot_at: Instant,
     tops: LatestTops,
     stored: Arc<AtomicU64>,
-    alerts: Option<Arc<Alerts>>,
+    clock: Clock,
+    hooks: Vec<Arc<dyn BatchHook>>,
     trouble: Trouble,
 }
 
@@ -368,7 +363,7 @@ impl WriterState {
         let mut tops_written = Vec::new();
         let result = self.conn.immediate_transaction(|conn| {
             if self.seen.is_none() {
-                self.seen = Some(Seen::load(conn, crate::now_ms())?);
+                self.seen = Some(Seen::load(conn, self.clock.now_ms())?);
             }
             let seen = self.seen.as_ref().expect("loaded above");
             outcomes.clear();
@@ -396,15 +391,15 @@ impl WriterState {
             tops.record(&committed);
             tops_written = tops.write_due(conn, now, false)?;
             // Alert state changes and outbox rows commit with the samples that caused them.
-            if let Some(alerts) = &self.alerts {
-                alerts.evaluate(conn, committed.iter().map(|c| (c.client, c.sample)))?;
+            for hook in &self.hooks {
+                hook.in_batch(conn, &committed)?;
             }
             QueryResult::Ok(())
         });
-        if let (Ok(()), Some(alerts)) = (&result, &self.alerts) {
-            alerts.committed();
-        }
         if result.is_ok() {
+            for hook in &self.hooks {
+                hook.committed();
+            }
             self.tops.written(&tops_written, now);
             if let Some(seen) = &mut self.seen {
                 for ((instance_id, seq), ts) in added {
@@ -412,7 +407,7 @@ impl WriterState {
                 }
                 if self.forgot_at.elapsed() >= FORGET_EVERY {
                     self.forgot_at = Instant::now();
-                    let forgotten = seen.forget_older_than(crate::now_ms());
+                    let forgotten = seen.forget_older_than(self.clock.now_ms());
                     if forgotten > 0 {
                         tracing::info!(
                             forgotten,
