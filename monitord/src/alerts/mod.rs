@@ -43,5 +43,8 @@ pub mod smtp;
 pub mod store;
 pub mod timer;
 
+#[cfg(test)]
+mod tests;
+
 pub use evaluate::Alerts;
 pub use sender::OutboxSender;
