@@ -8,8 +8,7 @@
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
-use crate::Action;
-use crate::deploy::Outcome;
+use crate::outcome::{Action, HostResult};
 
 /// Sends the events below to the journal; a journal that cannot be reached is reported on
 /// stderr and the run goes on without it.
@@ -25,21 +24,21 @@ pub fn init() {
 }
 
 /// One host finished (success or failure).
-pub fn host_done(outcome: &Outcome) {
-    let duration_ms = outcome.duration.as_millis() as u64;
-    let (host, step) = (&outcome.host, outcome.step);
-    if outcome.ok {
+pub fn host_done(result: &HostResult) {
+    let duration_ms = result.duration.as_millis() as u64;
+    let (host, step) = (&result.host, result.step);
+    if result.ok {
         tracing::info!(host = %host, step = %step, result = "ok", duration_ms,
-            "{host}: {}", outcome.message);
+            "{host}: {}", result.message);
     } else {
         tracing::error!(host = %host, step = %step, result = "failed", duration_ms,
-            "{host}: failed at {step}: {}", outcome.message);
+            "{host}: failed at {step}: {}", result.message);
     }
 }
 
 /// The run as a whole.
-pub fn run_done(outcomes: &[Outcome], action: Action) {
-    let failed = outcomes.iter().filter(|o| !o.ok).count();
+pub fn run_done(results: &[HostResult], action: Action) {
+    let failed = results.iter().filter(|r| !r.ok).count();
     let what = match action {
         Action::Deploy => "deploy",
         Action::Once => "--once",
@@ -47,10 +46,10 @@ pub fn run_done(outcomes: &[Outcome], action: Action) {
         Action::Status => "--status",
     };
     tracing::info!(
-        hosts = outcomes.len(),
+        hosts = results.len(),
         failed,
         "{what}: {} of {} hosts ok, {failed} failed",
-        outcomes.len() - failed,
-        outcomes.len()
+        results.len() - failed,
+        results.len()
     );
 }

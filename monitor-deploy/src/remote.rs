@@ -223,7 +223,7 @@ impl Probe {
             settings_sha256: settings_sha256.to_owned(),
         };
         let delivering = !self.spooled
-            || crate::deploy::LastSend::judge(self.last_sent, self.now, interval_secs, 1)
+            || crate::last_send::LastSend::judge(self.last_sent, self.now, interval_secs, 1)
                 .is_delivering();
         (self.deployed.as_ref() == Some(&wanted) && delivering)
             .then_some(self.running.as_deref())
