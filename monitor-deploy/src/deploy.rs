@@ -200,8 +200,9 @@ async fn ensure_uploaded(
         Failure::new(
             Step::Upload,
             format!(
-                "$HOME on the host is {:?}, not an absolute path, so there is no ~/.cache/monitor-agent to upload to; check the user's home directory in the host's passwd",
-                probe.home.as_deref().unwrap_or("")
+                "$HOME on the host is {:?}, not an absolute path, so there is no ~/{} to upload to; check the user's home directory in the host's passwd",
+                probe.home.as_deref().unwrap_or(""),
+                monitor_core::agent::STATE_DIR_IN_HOME
             ),
         )
     })?;

@@ -167,7 +167,7 @@ impl Probe {
 
     /// True when the agent of `version` on the host has `sha256`.
     pub fn has_agent(&self, version: &str, sha256: &str) -> bool {
-        let suffix = format!("/{version}/monitor-agent");
+        let suffix = format!("/{version}/{}", agent::BINARY);
         self.agents
             .iter()
             .any(|(hash, path)| hash == sha256 && path.ends_with(&suffix))

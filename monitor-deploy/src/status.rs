@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use monitor_core::agent::file;
 use monitor_core::config::Client;
 
 use crate::last_send::LastSend;
@@ -93,7 +94,7 @@ pub async fn status(
             Step::Status,
             format!(
                 "{message}; the agent is NOT DELIVERING: check that monitord runs and that this host reaches <server url> ({} on the host says why)",
-                journal.unwrap_or("agent.log")
+                journal.unwrap_or(file::LOG)
             ),
         ))
     }
