@@ -31,7 +31,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
-use clap::Parser as _;
+use clap::{CommandFactory as _, Parser as _};
 use monitor_core::MasterKey;
 use monitor_core::config::{self, Client, Config};
 
@@ -44,6 +44,14 @@ fn main() -> ExitCode {
         return code;
     }
     let cli = Cli::parse();
+    if !cli.names_targets() && !cli.every_client() {
+        Cli::command()
+            .error(
+                clap::error::ErrorKind::MissingRequiredArgument,
+                "name the clients to deploy to: NAME…, --all, or --failed (--status, --stop and --dry-run alone mean every client)",
+            )
+            .exit();
+    }
     if cli.log_journal {
         journal::init();
     }
@@ -75,10 +83,17 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
     } else {
         Action::Deploy
     };
-    let state = state::StateDir::open(cli.known_hosts.as_deref())?;
+    let state = state::StateDir::open(cli.state_dir.as_deref(), cli.known_hosts.as_deref())?;
     let clients = select(&cli, &config, &state)?;
     if clients.is_empty() {
-        println!("nothing to do: the previous run had no failed hosts");
+        if cli.failed {
+            println!("nothing to do: the previous run had no failed hosts");
+        } else {
+            println!(
+                "nothing to do: there are no clients in {} (add <client> elements, check them with `monitord check-config`, then deploy)",
+                cli.config.display()
+            );
+        }
         return Ok(true);
     }
     if cli.dry_run {
@@ -120,7 +135,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
 
 /// The clients named on the command line, in config order; unknown names are a usage error.
 fn select(cli: &Cli, config: &Config, state: &state::StateDir) -> anyhow::Result<Vec<Client>> {
-    if cli.all {
+    if cli.every_client() {
         return Ok(config.clients.clone());
     }
     let names = if cli.failed {

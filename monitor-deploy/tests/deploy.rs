@@ -150,6 +150,44 @@ fn key_deploy_then_redeploy_status_and_stop() {
     assert!(run.row("web").contains("not running"), "{run}");
 }
 
+/// README's `monitor-deploy --status` and `--stop`, without a target: every client.
+#[test]
+fn status_and_stop_without_a_target_work_on_every_client() {
+    let Some((monitord, server, d, agent)) = setup(&["t1", "t2"]) else {
+        return;
+    };
+    let users = [
+        support::login(&server, None).expect("root checked"),
+        support::login(&server, None).expect("root checked"),
+    ];
+    d.write_config(
+        Some(&monitord.url()),
+        &[
+            support::key_client("t1", &server, &users[0], "10s"),
+            support::key_client("t2", &server, &users[1], "10s"),
+        ],
+    );
+    let run = d.run(&["--all", "--agent", &agent_arg(&agent)]);
+    assert_eq!(run.code, 0, "{run}");
+    let run = d.run(&["--status"]);
+    assert_eq!(run.code, 0, "{run}");
+    for (name, user) in ["t1", "t2"].iter().zip(&users) {
+        let pids = user.processes("monitor-agent");
+        assert!(
+            run.row(name).contains(&format!("running, pid {}", pids[0])),
+            "{run}"
+        );
+    }
+    let run = d.run(&["--stop"]);
+    assert_eq!(run.code, 0, "{run}");
+    assert!(run.stdout.contains("2 of 2 hosts stopped"), "{run}");
+    for user in &users {
+        util::wait_until(Duration::from_secs(10), "the agent to exit", || {
+            user.processes("monitor-agent").is_empty()
+        });
+    }
+}
+
 /// `N` from `last successful send 2026-11-28 12:00:00 UTC (N s ago…` in a status row.
 fn last_send_age(row: &str) -> Option<u64> {
     let rest = row.split_once("last successful send ")?.1;

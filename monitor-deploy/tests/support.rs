@@ -1,5 +1,5 @@
-//! The harness for these tests: a temporary directory with config.xml, a master key and a
-//! known_hosts file; running the real `monitor-deploy` binary against it with a time bound;
+//! The harness for these tests: a temporary directory with config.xml, a master key, a
+//! known_hosts file and monitor-deploy's state directory; running the real `monitor-deploy` binary against it with a time bound;
 //! logins for testkit's sshd. Not here: starting sshd or monitord (testkit does that).
 
 use std::fs;
@@ -42,7 +42,7 @@ impl std::fmt::Display for Run {
     }
 }
 
-/// A deployer's working directory: config.xml, master key, known_hosts.
+/// A deployer's working directory: config.xml, master key, known_hosts, `state/`.
 #[derive(Debug)]
 pub struct Deployer {
     pub dir: TempDir,
@@ -70,6 +70,12 @@ impl Deployer {
         self.dir.path().join("known_hosts")
     }
 
+    /// `--state-dir`: where the failed list goes (known_hosts is given apart, as a user's
+    /// `--known-hosts FILE` is).
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
     pub fn config(&self) -> PathBuf {
         self.dir.path().join("config.xml")
     }
@@ -90,7 +96,7 @@ impl Deployer {
         fs::write(self.config(), xml).expect("write config.xml");
     }
 
-    /// Runs monitor-deploy with `--config` and `--known-hosts` of this directory.
+    /// Runs monitor-deploy with `--config`, `--known-hosts` and `--state-dir` of this directory.
     pub fn run(&self, args: &[&str]) -> Run {
         self.run_watching(args, |_| {})
     }
@@ -103,6 +109,8 @@ impl Deployer {
             .arg(self.config())
             .arg("--known-hosts")
             .arg(self.known_hosts())
+            .arg("--state-dir")
+            .arg(self.state_dir())
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
