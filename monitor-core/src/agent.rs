@@ -69,13 +69,17 @@ pub fn refusal(what: &str, reason: &str) -> String {
 
 const REFUSED: &str = "monitord refused";
 
-/// The HTTP status of a refusal the agent reported in `stderr` (see [`refusal`]), so whoever
-/// ran it can say what to check for that status.
-pub fn refused_status(stderr: &str) -> Option<u16> {
+/// A refusal the agent reported in `stderr` (see [`refusal`]): the HTTP status, so whoever ran
+/// it can say what to check for that status, and the reason from [`http_reason`] on
+/// (`HTTP 422: ts is …`).
+pub fn parse_refusal(stderr: &str) -> Option<(u16, &str)> {
     let after = &stderr[stderr.find(REFUSED)? + REFUSED.len()..];
-    let after = &after[after.find(": HTTP ")? + ": HTTP ".len()..];
-    let digits: String = after.chars().take_while(char::is_ascii_digit).collect();
-    (digits.len() == 3).then(|| digits.parse().ok()).flatten()
+    let reason = &after[after.find(": HTTP ")? + ": ".len()..];
+    let digits = reason["HTTP ".len()..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?;
+    let status = (digits.len() == 3).then(|| digits.parse().ok()).flatten()?;
+    Some((status, reason))
 }
 
 #[cfg(test)]
@@ -92,19 +96,22 @@ mod tests {
             line,
             "monitord refused the first sample: HTTP 422: ts is 900 s ahead of the server clock"
         );
-        assert_eq!(refused_status(&format!("monitor-agent: {line}")), Some(422));
         assert_eq!(
-            refused_status(&refusal("the sample", &http_reason(401, ""))),
-            Some(401)
+            parse_refusal(&format!("monitor-agent: {line}")),
+            Some((422, "HTTP 422: ts is 900 s ahead of the server clock"))
+        );
+        assert_eq!(
+            parse_refusal(&refusal("the sample", &http_reason(401, ""))),
+            Some((401, "HTTP 401"))
         );
         // Not a refusal: unavailable, or another failure that happens to mention HTTP.
         assert_eq!(
-            refused_status("monitor-agent: monitord unavailable: HTTP 503: store is busy"),
+            parse_refusal("monitor-agent: monitord unavailable: HTTP 503: store is busy"),
             None
         );
-        assert_eq!(refused_status("monitor-agent: cannot read HTTP 4"), None);
+        assert_eq!(parse_refusal("monitor-agent: cannot read HTTP 4"), None);
         assert_eq!(
-            refused_status("monitord refused the sample: HTTP 4041"),
+            parse_refusal("monitord refused the sample: HTTP 4041"),
             None
         );
     }

@@ -149,6 +149,7 @@ async fn deploy(
     did.push(ensure_uploaded(conn, &probe, &agent, client, progress, plan.timeout).await?);
     progress.step(&client.name, Step::FirstSample);
     let start = start::Start {
+        client: &client.name,
         version: &agent.version,
         interval_secs: (plan.action == Action::Deploy).then_some(interval_secs),
         settings_json: &settings,

@@ -256,3 +256,46 @@ pub fn monitord_and_agent() -> Option<(String, PathBuf)> {
     }
     Some((monitord.display().to_string(), agent.ok()?))
 }
+
+/// An HTTP server that answers every request with one fixed status and JSON body, for what a
+/// real monitord cannot be made to answer in a test (422 for a client clock ten minutes off:
+/// the test's clock is monitord's). Stops with the test process.
+#[derive(Debug)]
+pub struct FixedAnswer {
+    addr: std::net::SocketAddr,
+}
+
+impl FixedAnswer {
+    pub fn start(status: &str, json: &str) -> FixedAnswer {
+        use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        let answer = format!(
+            "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{json}",
+            json.len()
+        );
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let mut reader = BufReader::new(stream);
+                let mut length = 0;
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                    if let Some((name, value)) = line.split_once(':') {
+                        if name.eq_ignore_ascii_case("content-length") {
+                            length = value.trim().parse().unwrap_or(0);
+                        }
+                    }
+                    line.clear();
+                }
+                let mut body = vec![0; length];
+                let _ = reader.read_exact(&mut body);
+                let _ = reader.get_mut().write_all(answer.as_bytes());
+            }
+        });
+        FixedAnswer { addr }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
