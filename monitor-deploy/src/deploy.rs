@@ -77,7 +77,7 @@ pub async fn run_all(plan: Arc<Plan>, clients: Vec<Client>) -> anyhow::Result<Ve
                 ok,
                 duration: started.elapsed(),
             };
-            journal::host_done(&result);
+            journal::host_done(&result, plan.action);
             progress.done(&result);
             (index, result)
         });

@@ -274,3 +274,41 @@ fn failed_hosts_are_kept_in_the_state_directory_not_next_to_known_hosts() {
     assert_eq!(rerun.code, 1, "{rerun}");
     assert!(rerun.row("nokey").contains("FAILED"), "{rerun}");
 }
+
+/// `--log-journal`: the entry's MESSAGE, all `journalctl` shows by default, says what happened,
+/// and its HOST field finds it. Needs a running journald (the message text itself is checked
+/// by journal.rs's unit test everywhere).
+#[test]
+fn log_journal_entries_say_what_happened() {
+    if !std::path::Path::new("/run/systemd/journal/socket").exists() {
+        eprintln!(
+            "skipped: no journald on this machine (journal.rs's unit test checks the message)"
+        );
+        return;
+    }
+    let d = Deployer::new();
+    let name = format!("ghost-{}", std::process::id());
+    d.write_config(
+        None,
+        &[format!(
+            r#"<client name="{name}" ip="{name}.invalid" username="nobody"/>"#
+        )],
+    );
+    let run = d.run(&["--all", "--log-journal"]);
+    assert_eq!(run.code, 1, "{run}");
+    let mut messages = String::new();
+    util::wait_until(Duration::from_secs(10), "the entry in the journal", || {
+        let out = std::process::Command::new("journalctl")
+            .args(["-t", "monitor-deploy", "-o", "cat", "--no-pager"])
+            .arg(format!("HOST={name}"))
+            .output()
+            .unwrap();
+        messages = String::from_utf8_lossy(&out.stdout).into_owned();
+        !messages.is_empty()
+    });
+    assert!(
+        messages.contains(&format!("{name}: deploy failed at resolve after"))
+            && messages.contains("DNS"),
+        "{messages}"
+    );
+}
