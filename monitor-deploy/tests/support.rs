@@ -1,6 +1,8 @@
 //! The harness for these tests: a temporary directory with config.xml, a master key, a
-//! known_hosts file and monitor-deploy's state directory; running the real `monitor-deploy` binary against it with a time bound;
-//! logins for testkit's sshd. Not here: starting sshd or monitord (testkit does that).
+//! known_hosts file and monitor-deploy's state directory; running the real `monitor-deploy`
+//! binary against it with a time bound; logins for testkit's sshd; the set-up of a deploy test
+//! (sshd, monitord, the agent) and a stand-in HTTP answer. Not here: starting sshd or monitord
+//! (testkit does that).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -8,7 +10,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use monitor_core::MasterKey;
-use testkit::sshd::{Sshd, TestUser};
+use testkit::monitord::Monitord;
+use testkit::sshd::{Sshd, SshdOptions, TestUser};
 use testkit::util::{self, TempDir};
 
 /// What one run of monitor-deploy did.
@@ -298,4 +301,36 @@ impl FixedAnswer {
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
+}
+
+/// Everything a deploy test needs, or `None` when this machine cannot run it (printed).
+pub fn setup(names: &[&str]) -> Option<(Monitord, Sshd, Deployer, PathBuf)> {
+    if !have_sshd() {
+        return None;
+    }
+    let (monitord_bin, agent) = monitord_and_agent()?;
+    if !util::runnable_as_root("test accounts for deploys") {
+        return None;
+    }
+    let monitord = Monitord::start(&monitord_bin, names);
+    let server = Sshd::start(SshdOptions::default());
+    let deployer = Deployer::with_key(&monitord.key_path());
+    Some((monitord, server, deployer, agent))
+}
+
+/// For failures that happen before the agent talks to monitord: sshd, a deployer with its
+/// own key, the agent.
+pub fn setup_without_monitord() -> Option<(Deployer, PathBuf)> {
+    if !have_sshd() {
+        return None;
+    }
+    let (_, agent) = monitord_and_agent()?;
+    if !util::runnable_as_root("test accounts for deploys") {
+        return None;
+    }
+    Some((Deployer::new(), agent))
+}
+
+pub fn agent_arg(agent: &Path) -> String {
+    agent.display().to_string()
 }
