@@ -20,6 +20,7 @@ enum Sink {
     Stderr,
     File {
         path: PathBuf,
+        rotated: PathBuf,
         file: File,
         size: u64,
     },
@@ -27,11 +28,17 @@ enum Sink {
 
 static SINK: Mutex<Sink> = Mutex::new(Sink::Stderr);
 
-/// Sends every following line to `path` (appending), rotated at [`MAX_LOG_BYTES`].
-pub fn to_file(path: PathBuf) -> std::io::Result<()> {
+/// Sends every following line to `path` (appending), renamed to `rotated` at
+/// [`MAX_LOG_BYTES`].
+pub fn to_file(path: PathBuf, rotated: PathBuf) -> std::io::Result<()> {
     let file = open_append(&path)?;
     let size = file.metadata()?.len();
-    *SINK.lock().unwrap_or_else(|e| e.into_inner()) = Sink::File { path, file, size };
+    *SINK.lock().unwrap_or_else(|e| e.into_inner()) = Sink::File {
+        path,
+        rotated,
+        file,
+        size,
+    };
     Ok(())
 }
 
@@ -65,9 +72,14 @@ pub fn line(args: std::fmt::Arguments<'_>) {
         Sink::Stderr => {
             let _ = std::io::stderr().write_all(text.as_bytes());
         }
-        Sink::File { path, file, size } => {
+        Sink::File {
+            path,
+            rotated,
+            file,
+            size,
+        } => {
             if *size + text.len() as u64 > MAX_LOG_BYTES {
-                let _ = std::fs::rename(&*path, path.with_extension("log.1"));
+                let _ = std::fs::rename(&*path, &*rotated);
                 if let Ok(fresh) = open_append(path) {
                     *file = fresh;
                     *size = 0;

@@ -21,9 +21,9 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
+use monitor_core::agent::{self, exit};
 use monitor_core::settings::SettingsError;
 
-use crate::run::exit;
 use crate::send::{Endpoint, Outcome};
 use crate::state::StateDir;
 
@@ -186,7 +186,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                     exit::STORED
                 }
                 Outcome::Rejected { reason, .. } => {
-                    eprintln!("monitor-agent: monitord refused the sample: {reason}");
+                    eprintln!("monitor-agent: {}", agent::refusal("the sample", &reason));
                     exit::FAILED
                 }
                 Outcome::Unavailable { reason, .. } => {

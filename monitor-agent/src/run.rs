@@ -9,6 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use monitor_core::agent::{self, exit, file};
 
 use crate::collect::Collector;
 use crate::log::log;
@@ -20,19 +21,6 @@ use crate::state::StateDir;
 pub const FIRST_MEASURE: Duration = Duration::from_millis(500);
 /// The argument a detached agent is re-executed with; not for people (not in `--help`).
 pub const DETACHED_FLAG_NAME: &str = "detached-child";
-
-/// The outcome of the first sample of `--once` or `--detach`, as an exit code.
-pub mod exit {
-    /// monitord stored the sample.
-    pub const STORED: u8 = 0;
-    /// monitord refused the sample (400/401/404/413/422), or the agent itself failed.
-    pub const FAILED: u8 = 1;
-    /// Bad command line or settings.
-    pub const USAGE: u8 = 2;
-    /// monitord could not be reached or was unavailable; with `--detach` the agent keeps the
-    /// sample and retries in the background.
-    pub const UNAVAILABLE: u8 = 3;
-}
 
 pub struct Agent {
     endpoint: Endpoint,
@@ -291,7 +279,10 @@ pub fn detach(state: &StateDir, endpoint: Endpoint, interval: Duration) -> anyho
             exit::STORED
         }
         Outcome::Rejected { reason, .. } => {
-            eprintln!("monitor-agent: monitord refused the first sample: {reason}");
+            eprintln!(
+                "monitor-agent: {}",
+                agent::refusal("the first sample", &reason)
+            );
             return Ok(exit::FAILED);
         }
         Outcome::Unavailable { reason, .. } => {
@@ -329,8 +320,9 @@ pub fn detach(state: &StateDir, endpoint: Endpoint, interval: Duration) -> anyho
 /// Sends every following log line to the state directory's `agent.log`: for an agent whose
 /// stderr leads nowhere (detached, or started by an `@reboot` line).
 pub fn log_to_state_dir(state: &StateDir) -> anyhow::Result<()> {
-    let path = state.file("agent.log");
-    crate::log::to_file(path.clone()).with_context(|| format!("opening {}", path.display()))
+    let path = state.file(file::LOG);
+    crate::log::to_file(path.clone(), state.file(file::LOG_ROTATED))
+        .with_context(|| format!("opening {}", path.display()))
 }
 
 /// `--detach`, the background part: leaves the SSH session's session (so its end sends no

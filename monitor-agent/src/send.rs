@@ -216,11 +216,7 @@ fn reason(status: u16, body: &[u8]) -> String {
         });
     let detail = from_json.unwrap_or_else(|| text.lines().next().unwrap_or("").trim().to_owned());
     let detail: String = detail.chars().take(200).collect();
-    if detail.is_empty() {
-        format!("HTTP {status}")
-    } else {
-        format!("HTTP {status}: {detail}")
-    }
+    monitor_core::agent::http_reason(status, &detail)
 }
 
 /// `10.0.0.5:8750`, `[::1]:8750`, `10.0.0.5` (port 80) or `localhost:8750`.

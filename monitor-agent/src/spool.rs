@@ -18,6 +18,8 @@ use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+use monitor_core::agent::file;
+
 /// The default bounds: whichever is reached first drops the oldest sample.
 pub const MAX_SAMPLES: usize = 10_000;
 pub const MAX_BYTES: u64 = 10 * 1024 * 1024;
@@ -40,8 +42,8 @@ pub struct Spool {
 impl Spool {
     /// Opens (or starts) the spool in `dir`, repairing what a crash may have left.
     pub fn open(dir: &Path, max_samples: usize, max_bytes: u64) -> io::Result<Spool> {
-        let path = dir.join("spool");
-        let head_path = dir.join("spool.head");
+        let path = dir.join(file::SPOOL);
+        let head_path = dir.join(file::SPOOL_HEAD);
         let file = OpenOptions::new()
             .create(true)
             .truncate(false)

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail};
 use monitor_core::AgentSettings;
+use monitor_core::agent::{self, file};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
@@ -33,7 +34,9 @@ impl StateDir {
         let dir = match dir {
             Some(dir) => dir,
             None => match std::env::var_os("HOME") {
-                Some(home) if !home.is_empty() => PathBuf::from(home).join(".cache/monitor-agent"),
+                Some(home) if !home.is_empty() => {
+                    PathBuf::from(home).join(agent::STATE_DIR_IN_HOME)
+                }
                 _ => bail!("HOME is not set: pass the state directory with --dir PATH"),
             },
         };
@@ -74,7 +77,7 @@ impl StateDir {
             }
             return Ok(settings);
         }
-        let path = self.file("settings.json");
+        let path = self.file(file::SETTINGS);
         let text = match fs::read(&path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
@@ -88,14 +91,14 @@ impl StateDir {
     }
 
     fn save_settings(&self, settings: &AgentSettings) -> anyhow::Result<()> {
-        let path = self.file("settings.json");
+        let path = self.file(file::SETTINGS);
         write_private(&path, settings.to_json().as_bytes())
             .with_context(|| format!("saving settings to {}", path.display()))
     }
 
     /// Records the continuous agent's pid.
     pub fn write_pid(&self, pid: u32) -> anyhow::Result<()> {
-        let path = self.file("agent.pid");
+        let path = self.file(file::PID);
         write_private(&path, format!("{pid}\n").as_bytes())
             .with_context(|| format!("writing {}", path.display()))
     }
@@ -116,7 +119,7 @@ impl StateDir {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis());
         let text = format!("{ms:013}\n");
-        let path = self.file("last_sent");
+        let path = self.file(file::LAST_SENT);
         if let Ok(file) = fs::OpenOptions::new().write(true).open(&path) {
             if file.metadata()?.len() == text.len() as u64 {
                 return file.write_all_at(text.as_bytes(), 0);
@@ -130,7 +133,7 @@ impl StateDir {
     /// Stops the agent `agent.pid` names, if it is a live monitor-agent other than this
     /// process: SIGTERM, then SIGKILL after 5 s. Returns its pid when one was stopped.
     pub fn stop_previous(&self) -> anyhow::Result<Option<u32>> {
-        let Some(pid) = fs::read_to_string(self.file("agent.pid"))
+        let Some(pid) = fs::read_to_string(self.file(file::PID))
             .ok()
             .and_then(|t| t.trim().parse::<u32>().ok())
         else {

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use monitor_core::agent;
 use sha2::{Digest as _, Sha256};
 
 /// Where the Debian package puts the agents, one per machine type.
@@ -71,17 +72,20 @@ impl AgentSource {
 }
 
 fn candidates(machine: &str) -> Vec<PathBuf> {
-    let mut paths = vec![Path::new(PACKAGED_DIR).join(format!("monitor-agent-{machine}"))];
+    let mut paths = vec![Path::new(PACKAGED_DIR).join(format!("{}-{machine}", agent::BINARY))];
     if machine == std::env::consts::ARCH {
         // A package that ships only the agent for its own architecture may leave off the suffix.
-        paths.push(Path::new(PACKAGED_DIR).join("monitor-agent"));
+        paths.push(Path::new(PACKAGED_DIR).join(agent::BINARY));
     }
     // From <target>/<profile>/monitor-deploy to <target>/<triple>/agent/monitor-agent.
     if let Some(target) = std::env::current_exe()
         .ok()
         .and_then(|exe| exe.parent()?.parent().map(Path::to_path_buf))
     {
-        paths.push(target.join(format!("{machine}-unknown-linux-gnu/agent/monitor-agent")));
+        paths.push(target.join(format!(
+            "{machine}-unknown-linux-gnu/agent/{}",
+            agent::BINARY
+        )));
     }
     paths
 }
@@ -89,7 +93,7 @@ fn candidates(machine: &str) -> Vec<PathBuf> {
 fn load(path: &Path) -> Result<AgentBinary, String> {
     let bytes =
         std::fs::read(path).map_err(|e| format!("cannot read agent {}: {e}", path.display()))?;
-    let sha256 = hex(&Sha256::digest(&bytes));
+    let sha256 = sha256_hex(&bytes);
     let version = std::process::Command::new(path)
         .arg("--version")
         .stdin(std::process::Stdio::null())
@@ -119,9 +123,5 @@ fn is_safe_word(text: &str) -> bool {
 
 /// Lower-case hex SHA-256 of `bytes`, as `sha256sum` prints it.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex(&Sha256::digest(bytes))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(Sha256::digest(bytes))
 }

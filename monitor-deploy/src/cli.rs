@@ -9,9 +9,12 @@ use clap::{ArgGroup, Parser};
 use monitor_core::config::{self, DEFAULT_CONFIG_PATH};
 
 /// Push and start monitor-agent on the clients of config.xml over SSH.
+///
+/// Name the clients (NAME…, --all or --failed); --status, --stop and --dry-run without them
+/// work on every client.
 #[derive(Debug, Parser)]
 #[command(name = "monitor-deploy", version)]
-#[command(group(ArgGroup::new("targets").required(true).args(["all", "names", "failed"])))]
+#[command(group(ArgGroup::new("targets").args(["all", "names", "failed"])))]
 pub struct Cli {
     /// Every client in config.xml.
     #[arg(long)]
@@ -44,6 +47,11 @@ pub struct Cli {
     /// known_hosts file to trust and record host keys in (default: in the state directory).
     #[arg(long, value_name = "FILE")]
     pub known_hosts: Option<PathBuf>,
+    /// Where monitor-deploy keeps its state: known_hosts and the hosts that failed in the
+    /// previous run (default: /var/lib/monitor-deploy as root, else
+    /// ~/.local/state/monitor-deploy).
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
     /// Refuse hosts whose key is not in known_hosts yet, instead of trusting on first use.
     #[arg(long)]
     pub strict_host_keys: bool,
@@ -57,6 +65,19 @@ pub struct Cli {
     /// The agent binary to upload (default: the packaged one matching the host, or the build output).
     #[arg(long, value_name = "PATH")]
     pub agent: Option<PathBuf>,
+}
+
+impl Cli {
+    /// Whether the command line names its clients; without, --status, --stop and --dry-run
+    /// mean every client, and anything else is a usage error.
+    pub fn names_targets(&self) -> bool {
+        self.all || self.failed || !self.names.is_empty()
+    }
+
+    /// Every client: `--all`, or --status, --stop or --dry-run without a target.
+    pub fn every_client(&self) -> bool {
+        self.all || (!self.names_targets() && (self.status || self.stop || self.dry_run))
+    }
 }
 
 fn parse_timeout(text: &str) -> Result<Duration, String> {

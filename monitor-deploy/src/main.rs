@@ -3,9 +3,11 @@
 //! exactly which host failed at which step and what to check. Exit 0: every host succeeded;
 //! 1: some failed; 2: usage or config error.
 //!
-//! This file is the command line and the run as a whole; the per-host work is in [`deploy`],
-//! SSH in [`ssh`], the password helper in [`askpass`], output in [`report`] (and, with
-//! `--log-journal`, in [`journal`]).
+//! This file is the command line and the run as a whole; the per-host work is in [`deploy`]
+//! (with its steps in [`upload`], [`start`] and [`status`], the scripts they run on the host in
+//! [`remote`]), SSH in [`ssh`], the password helper in [`askpass`], output in [`report`] (and,
+//! with `--log-journal`, in [`journal`]). The types they share are in [`outcome`], the bottom
+//! of the module graph.
 //!
 //! State of the work and what is left: `monitor-deploy/TODO.md`.
 
@@ -14,31 +16,27 @@ mod askpass;
 mod cli;
 mod deploy;
 mod journal;
+mod last_send;
+mod outcome;
 mod remote;
 mod report;
+mod server_url;
 mod ssh;
+mod start;
 mod state;
+mod status;
+mod upload;
 
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
-use clap::Parser as _;
+use clap::{CommandFactory as _, Parser as _};
 use monitor_core::MasterKey;
 use monitor_core::config::{self, Client, Config};
 
 use cli::Cli;
-
-/// What to do on every selected host.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    /// Upload if needed, (re)start in continuous mode.
-    Deploy,
-    /// Upload if needed, run one sample in the foreground.
-    Once,
-    Stop,
-    Status,
-}
+use outcome::{Action, HostResult};
 
 fn main() -> ExitCode {
     // ssh runs this same binary as its SSH_ASKPASS helper; that mode has no command line.
@@ -46,6 +44,14 @@ fn main() -> ExitCode {
         return code;
     }
     let cli = Cli::parse();
+    if !cli.names_targets() && !cli.every_client() {
+        Cli::command()
+            .error(
+                clap::error::ErrorKind::MissingRequiredArgument,
+                "name the clients to deploy to: NAME…, --all, or --failed (--status, --stop and --dry-run alone mean every client)",
+            )
+            .exit();
+    }
     if cli.log_journal {
         journal::init();
     }
@@ -77,10 +83,17 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
     } else {
         Action::Deploy
     };
-    let state = state::StateDir::open(cli.known_hosts.as_deref())?;
+    let state = state::StateDir::open(cli.state_dir.as_deref(), cli.known_hosts.as_deref())?;
     let clients = select(&cli, &config, &state)?;
     if clients.is_empty() {
-        println!("nothing to do: the previous run had no failed hosts");
+        if cli.failed {
+            println!("nothing to do: the previous run had no failed hosts");
+        } else {
+            println!(
+                "nothing to do: there are no clients in {} (add <client> elements, check them with `monitord check-config`, then deploy)",
+                cli.config.display()
+            );
+        }
         return Ok(true);
     }
     if cli.dry_run {
@@ -106,23 +119,23 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
         known_hosts: state.known_hosts.clone(),
         strict_host_keys: cli.strict_host_keys,
     };
-    let outcomes = runtime.block_on(deploy::run_all(Arc::new(plan), clients))?;
+    let results = runtime.block_on(deploy::run_all(Arc::new(plan), clients))?;
     if action != Action::Status {
-        let failed: Vec<&str> = outcomes
+        let failed: Vec<&str> = results
             .iter()
-            .filter(|o| !o.is_ok())
-            .map(|o| o.host.as_str())
+            .filter(|r| !r.is_ok())
+            .map(|r| r.host.as_str())
             .collect();
         state.write_failed(&failed)?;
     }
-    report::summary(&outcomes, action);
-    journal::run_done(&outcomes, action);
-    Ok(outcomes.iter().all(deploy::Outcome::is_ok))
+    report::summary(&results, action);
+    journal::run_done(&results, action);
+    Ok(results.iter().all(HostResult::is_ok))
 }
 
 /// The clients named on the command line, in config order; unknown names are a usage error.
 fn select(cli: &Cli, config: &Config, state: &state::StateDir) -> anyhow::Result<Vec<Client>> {
-    if cli.all {
+    if cli.every_client() {
         return Ok(config.clients.clone());
     }
     let names = if cli.failed {

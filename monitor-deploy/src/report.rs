@@ -9,8 +9,7 @@ use std::time::{Duration, Instant};
 
 use monitor_core::config::{Auth, Client, Config};
 
-use crate::Action;
-use crate::deploy::{Outcome, Step};
+use crate::outcome::{Action, HostResult, Step};
 
 /// Above this many hosts, successful ones are counted instead of listed in the summary.
 const LIST_ALL_UP_TO: usize = 50;
@@ -58,21 +57,20 @@ impl Progress {
         }
     }
 
-    pub fn done(&self, outcome: &Outcome) {
-        crate::journal::host_done(outcome);
+    pub fn done(&self, result: &HostResult) {
         let mut live = self.state.lock().expect("progress lock");
         live.done += 1;
-        live.running.retain(|(h, _, _)| *h != outcome.host);
+        live.running.retain(|(h, _, _)| *h != result.host);
         let mut out = std::io::stdout().lock();
         self.erase(&mut live, &mut out);
         let _ = writeln!(
             out,
             "{} {} [{}, {}] {}",
-            if outcome.ok { "ok  " } else { "FAIL" },
-            outcome.host,
-            outcome.step,
-            seconds(outcome.duration),
-            outcome.message
+            if result.ok { "ok  " } else { "FAIL" },
+            result.host,
+            result.step,
+            seconds(result.duration),
+            result.message
         );
         self.draw(&mut live, &mut out);
     }
@@ -131,18 +129,18 @@ fn seconds(d: Duration) -> String {
 }
 
 /// The final table.
-pub fn summary(outcomes: &[Outcome], action: Action) {
-    let failed = outcomes.iter().filter(|o| !o.ok).count();
-    let listed: Vec<&Outcome> = if outcomes.len() <= LIST_ALL_UP_TO {
-        outcomes.iter().collect()
+pub fn summary(results: &[HostResult], action: Action) {
+    let failed = results.iter().filter(|r| !r.ok).count();
+    let listed: Vec<&HostResult> = if results.len() <= LIST_ALL_UP_TO {
+        results.iter().collect()
     } else {
-        outcomes.iter().filter(|o| !o.ok).collect()
+        results.iter().filter(|r| !r.ok).collect()
     };
     println!();
     if !listed.is_empty() {
         let width = listed
             .iter()
-            .map(|o| o.host.len())
+            .map(|r| r.host.len())
             .max()
             .unwrap_or(4)
             .max(4);
@@ -150,14 +148,14 @@ pub fn summary(outcomes: &[Outcome], action: Action) {
             "{:<width$}  {:<6}  {:<12}  {:>8}  MESSAGE",
             "HOST", "RESULT", "STEP", "TIME"
         );
-        for o in &listed {
+        for r in &listed {
             println!(
                 "{:<width$}  {:<6}  {:<12}  {:>8}  {}",
-                o.host,
-                if o.ok { "ok" } else { "FAILED" },
-                o.step.to_string(),
-                seconds(o.duration),
-                o.message
+                r.host,
+                if r.ok { "ok" } else { "FAILED" },
+                r.step.to_string(),
+                seconds(r.duration),
+                r.message
             );
         }
     }
@@ -175,8 +173,8 @@ pub fn summary(outcomes: &[Outcome], action: Action) {
     };
     println!(
         "{} of {} hosts {verb}, {failed} failed{again}",
-        outcomes.len() - failed,
-        outcomes.len(),
+        results.len() - failed,
+        results.len(),
     );
 }
 

@@ -19,7 +19,7 @@ use tokio::io::AsyncWriteExt as _;
 use tokio::process::Command;
 
 use crate::askpass::{self, AskpassServer};
-use crate::deploy::{Failure, Step};
+use crate::outcome::{Failure, Step};
 
 /// What every connection of a run shares.
 #[derive(Debug)]

@@ -211,3 +211,104 @@ fn unknown_name_is_a_usage_error() {
         "{run}"
     );
 }
+
+/// README's `monitor-deploy --dry-run` (and --status, --stop) without a target means every
+/// client; with no action either, the clients must be named.
+#[test]
+fn dry_run_without_a_target_shows_every_client_and_a_bare_run_is_a_usage_error() {
+    let d = Deployer::new();
+    d.write_config(
+        None,
+        &[
+            r#"<client name="a" ip="a.invalid" username="nobody"/>"#.into(),
+            r#"<client name="b" ip="b.invalid" username="nobody"/>"#.into(),
+        ],
+    );
+    let run = d.run(&["--dry-run"]);
+    assert_eq!(run.code, 0, "{run}");
+    assert!(
+        run.stdout.contains("a: nobody@a.invalid") && run.stdout.contains("b: nobody@b.invalid"),
+        "{run}"
+    );
+    let run = d.run(&[]);
+    assert_eq!(run.code, 2, "{run}");
+    assert!(
+        run.stderr.contains("NAME…, --all, or --failed") && run.stdout.is_empty(),
+        "{run}"
+    );
+}
+
+#[test]
+fn all_without_clients_says_the_file_has_none() {
+    let d = Deployer::new();
+    d.write_config(None, &[]);
+    let run = d.run(&["--all"]);
+    assert_eq!(run.code, 0, "{run}");
+    let expected = format!("there are no clients in {}", d.config().display());
+    assert!(run.stdout.contains(&expected), "{run}");
+    assert!(!run.stdout.contains("previous run"), "{run}");
+}
+
+/// `--known-hosts FILE` moves the known_hosts file only: the failed list is written to the
+/// state directory, never next to FILE (which may be ~/.ssh/known_hosts).
+#[test]
+fn failed_hosts_are_kept_in_the_state_directory_not_next_to_known_hosts() {
+    if !support::have_sshd() || !util::runnable_as_root("a test account") {
+        return;
+    }
+    let server = Sshd::start(SshdOptions::default());
+    let user = sshd::TestUser::create(None); // its key is not authorized: fails at auth
+    let d = Deployer::new();
+    d.write_config(None, &[support::key_client("nokey", &server, &user, "10s")]);
+    let run = d.run(&["nokey"]);
+    assert_eq!(run.code, 1, "{run}");
+    assert!(run.row("nokey").contains("auth"), "{run}");
+    assert_eq!(
+        fs::read_to_string(d.state_dir().join("failed")).unwrap_or_default(),
+        "nokey\n",
+        "{run}"
+    );
+    let beside = d.known_hosts().with_file_name("failed");
+    assert!(!beside.exists(), "{} written: {run}", beside.display());
+    let rerun = d.run(&["--failed"]);
+    assert_eq!(rerun.code, 1, "{rerun}");
+    assert!(rerun.row("nokey").contains("FAILED"), "{rerun}");
+}
+
+/// `--log-journal`: the entry's MESSAGE, all `journalctl` shows by default, says what happened,
+/// and its HOST field finds it. Needs a running journald (the message text itself is checked
+/// by journal.rs's unit test everywhere).
+#[test]
+fn log_journal_entries_say_what_happened() {
+    if !std::path::Path::new("/run/systemd/journal/socket").exists() {
+        eprintln!(
+            "skipped: no journald on this machine (journal.rs's unit test checks the message)"
+        );
+        return;
+    }
+    let d = Deployer::new();
+    let name = format!("ghost-{}", std::process::id());
+    d.write_config(
+        None,
+        &[format!(
+            r#"<client name="{name}" ip="{name}.invalid" username="nobody"/>"#
+        )],
+    );
+    let run = d.run(&["--all", "--log-journal"]);
+    assert_eq!(run.code, 1, "{run}");
+    let mut messages = String::new();
+    util::wait_until(Duration::from_secs(10), "the entry in the journal", || {
+        let out = std::process::Command::new("journalctl")
+            .args(["-t", "monitor-deploy", "-o", "cat", "--no-pager"])
+            .arg(format!("HOST={name}"))
+            .output()
+            .unwrap();
+        messages = String::from_utf8_lossy(&out.stdout).into_owned();
+        !messages.is_empty()
+    });
+    assert!(
+        messages.contains(&format!("{name}: deploy failed at resolve after"))
+            && messages.contains("DNS"),
+        "{messages}"
+    );
+}

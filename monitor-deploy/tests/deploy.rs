@@ -1,7 +1,7 @@
 //! Deploys that reach the host, with the real static agent sending to a real monitord: key and
 //! password logins, re-deploy without upload, replacing the running agent, `--status`,
-//! `--stop`, `--failed`, a fleet with broken hosts, and the failures after login (no SFTP,
-//! monitord unreachable).
+//! `--stop`, `--failed`, a fleet with broken hosts. The failures after login are in
+//! `after_login`.
 
 use std::fs;
 use std::path::PathBuf;
@@ -11,39 +11,7 @@ use testkit::monitord::Monitord;
 use testkit::sshd::{SilentPeer, Sshd, SshdOptions, TestUser};
 use testkit::util;
 
-use crate::support::{self, Deployer};
-
-/// Everything a deploy test needs, or `None` when this machine cannot run it (printed).
-fn setup(names: &[&str]) -> Option<(Monitord, Sshd, Deployer, PathBuf)> {
-    if !support::have_sshd() {
-        return None;
-    }
-    let (monitord_bin, agent) = support::monitord_and_agent()?;
-    if !util::runnable_as_root("test accounts for deploys") {
-        return None;
-    }
-    let monitord = Monitord::start(&monitord_bin, names);
-    let server = Sshd::start(SshdOptions::default());
-    let deployer = Deployer::with_key(&monitord.key_path());
-    Some((monitord, server, deployer, agent))
-}
-
-/// For failures that happen before the agent talks to monitord: sshd, a deployer with its
-/// own key, the agent.
-fn setup_without_monitord() -> Option<(Deployer, PathBuf)> {
-    if !support::have_sshd() {
-        return None;
-    }
-    let (_, agent) = support::monitord_and_agent()?;
-    if !util::runnable_as_root("test accounts for deploys") {
-        return None;
-    }
-    Some((Deployer::new(), agent))
-}
-
-fn agent_arg(agent: &std::path::Path) -> String {
-    agent.display().to_string()
-}
+use crate::support::{self, Deployer, agent_arg, setup};
 
 #[test]
 fn key_deploy_then_redeploy_status_and_stop() {
@@ -150,6 +118,44 @@ fn key_deploy_then_redeploy_status_and_stop() {
     assert!(run.row("web").contains("not running"), "{run}");
 }
 
+/// README's `monitor-deploy --status` and `--stop`, without a target: every client.
+#[test]
+fn status_and_stop_without_a_target_work_on_every_client() {
+    let Some((monitord, server, d, agent)) = setup(&["t1", "t2"]) else {
+        return;
+    };
+    let users = [
+        support::login(&server, None).expect("root checked"),
+        support::login(&server, None).expect("root checked"),
+    ];
+    d.write_config(
+        Some(&monitord.url()),
+        &[
+            support::key_client("t1", &server, &users[0], "10s"),
+            support::key_client("t2", &server, &users[1], "10s"),
+        ],
+    );
+    let run = d.run(&["--all", "--agent", &agent_arg(&agent)]);
+    assert_eq!(run.code, 0, "{run}");
+    let run = d.run(&["--status"]);
+    assert_eq!(run.code, 0, "{run}");
+    for (name, user) in ["t1", "t2"].iter().zip(&users) {
+        let pids = user.processes("monitor-agent");
+        assert!(
+            run.row(name).contains(&format!("running, pid {}", pids[0])),
+            "{run}"
+        );
+    }
+    let run = d.run(&["--stop"]);
+    assert_eq!(run.code, 0, "{run}");
+    assert!(run.stdout.contains("2 of 2 hosts stopped"), "{run}");
+    for user in &users {
+        util::wait_until(Duration::from_secs(10), "the agent to exit", || {
+            user.processes("monitor-agent").is_empty()
+        });
+    }
+}
+
 /// `N` from `last successful send 2026-11-28 12:00:00 UTC (N s ago…` in a status row.
 fn last_send_age(row: &str) -> Option<u64> {
     let rest = row.split_once("last successful send ")?.1;
@@ -217,29 +223,6 @@ fn processes_showing(secret: &str) -> Vec<String> {
     found
 }
 
-#[test]
-fn no_sftp_subsystem_fails_at_upload() {
-    let Some((d, agent)) = setup_without_monitord() else {
-        return;
-    };
-    let server = Sshd::start(SshdOptions {
-        sftp: false,
-        ..SshdOptions::default()
-    });
-    let user = support::login(&server, None).expect("root checked");
-    d.write_config(
-        Some("http://127.0.0.1:9"),
-        &[support::key_client("nosftp", &server, &user, "10s")],
-    );
-    let run = d.run(&["nosftp", "--agent", &agent_arg(&agent)]);
-    assert_eq!(run.code, 1, "{run}");
-    let row = run.row("nosftp");
-    assert!(
-        row.contains("upload") && row.contains("SFTP subsystem"),
-        "{run}"
-    );
-}
-
 /// SFTP starting somewhere else than the home (`internal-sftp -d`): the agent still lands in
 /// `$HOME/.cache/monitor-agent`, where the start script runs it from.
 #[test]
@@ -268,27 +251,6 @@ fn upload_goes_to_home_when_sftp_starts_elsewhere() {
     assert_eq!(uploaded.len(), 1, "{uploaded:?}");
     assert_eq!(user.processes("monitor-agent").len(), 1, "{run}");
     assert!(!monitord.samples("elsewhere").is_empty(), "{run}");
-}
-
-#[test]
-fn unreachable_monitord_fails_at_first_sample() {
-    let Some((d, agent)) = setup_without_monitord() else {
-        return;
-    };
-    let server = Sshd::start(SshdOptions::default());
-    let user = support::login(&server, None).expect("root checked");
-    let closed = format!("http://127.0.0.1:{}", util::free_port());
-    d.write_config(
-        Some(&closed),
-        &[support::key_client("lost", &server, &user, "10s")],
-    );
-    let run = d.run(&["lost", "--agent", &agent_arg(&agent)]);
-    assert_eq!(run.code, 1, "{run}");
-    let row = run.row("lost");
-    assert!(
-        row.contains("first sample") && row.contains(&closed),
-        "{run}"
-    );
 }
 
 #[test]

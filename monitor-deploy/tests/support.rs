@@ -1,6 +1,8 @@
-//! The harness for these tests: a temporary directory with config.xml, a master key and a
-//! known_hosts file; running the real `monitor-deploy` binary against it with a time bound;
-//! logins for testkit's sshd. Not here: starting sshd or monitord (testkit does that).
+//! The harness for these tests: a temporary directory with config.xml, a master key, a
+//! known_hosts file and monitor-deploy's state directory; running the real `monitor-deploy`
+//! binary against it with a time bound; logins for testkit's sshd; the set-up of a deploy test
+//! (sshd, monitord, the agent) and a stand-in HTTP answer. Not here: starting sshd or monitord
+//! (testkit does that).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -8,7 +10,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use monitor_core::MasterKey;
-use testkit::sshd::{Sshd, TestUser};
+use testkit::monitord::Monitord;
+use testkit::sshd::{Sshd, SshdOptions, TestUser};
 use testkit::util::{self, TempDir};
 
 /// What one run of monitor-deploy did.
@@ -42,7 +45,7 @@ impl std::fmt::Display for Run {
     }
 }
 
-/// A deployer's working directory: config.xml, master key, known_hosts.
+/// A deployer's working directory: config.xml, master key, known_hosts, `state/`.
 #[derive(Debug)]
 pub struct Deployer {
     pub dir: TempDir,
@@ -70,6 +73,12 @@ impl Deployer {
         self.dir.path().join("known_hosts")
     }
 
+    /// `--state-dir`: where the failed list goes (known_hosts is given apart, as a user's
+    /// `--known-hosts FILE` is).
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
     pub fn config(&self) -> PathBuf {
         self.dir.path().join("config.xml")
     }
@@ -90,7 +99,7 @@ impl Deployer {
         fs::write(self.config(), xml).expect("write config.xml");
     }
 
-    /// Runs monitor-deploy with `--config` and `--known-hosts` of this directory.
+    /// Runs monitor-deploy with `--config`, `--known-hosts` and `--state-dir` of this directory.
     pub fn run(&self, args: &[&str]) -> Run {
         self.run_watching(args, |_| {})
     }
@@ -103,6 +112,8 @@ impl Deployer {
             .arg(self.config())
             .arg("--known-hosts")
             .arg(self.known_hosts())
+            .arg("--state-dir")
+            .arg(self.state_dir())
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -247,4 +258,79 @@ pub fn monitord_and_agent() -> Option<(String, PathBuf)> {
         return None;
     }
     Some((monitord.display().to_string(), agent.ok()?))
+}
+
+/// An HTTP server that answers every request with one fixed status and JSON body, for what a
+/// real monitord cannot be made to answer in a test (422 for a client clock ten minutes off:
+/// the test's clock is monitord's). Stops with the test process.
+#[derive(Debug)]
+pub struct FixedAnswer {
+    addr: std::net::SocketAddr,
+}
+
+impl FixedAnswer {
+    pub fn start(status: &str, json: &str) -> FixedAnswer {
+        use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        let answer = format!(
+            "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{json}",
+            json.len()
+        );
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let mut reader = BufReader::new(stream);
+                let mut length = 0;
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                    if let Some((name, value)) = line.split_once(':') {
+                        if name.eq_ignore_ascii_case("content-length") {
+                            length = value.trim().parse().unwrap_or(0);
+                        }
+                    }
+                    line.clear();
+                }
+                let mut body = vec![0; length];
+                let _ = reader.read_exact(&mut body);
+                let _ = reader.get_mut().write_all(answer.as_bytes());
+            }
+        });
+        FixedAnswer { addr }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+/// Everything a deploy test needs, or `None` when this machine cannot run it (printed).
+pub fn setup(names: &[&str]) -> Option<(Monitord, Sshd, Deployer, PathBuf)> {
+    if !have_sshd() {
+        return None;
+    }
+    let (monitord_bin, agent) = monitord_and_agent()?;
+    if !util::runnable_as_root("test accounts for deploys") {
+        return None;
+    }
+    let monitord = Monitord::start(&monitord_bin, names);
+    let server = Sshd::start(SshdOptions::default());
+    let deployer = Deployer::with_key(&monitord.key_path());
+    Some((monitord, server, deployer, agent))
+}
+
+/// For failures that happen before the agent talks to monitord: sshd, a deployer with its
+/// own key, the agent.
+pub fn setup_without_monitord() -> Option<(Deployer, PathBuf)> {
+    if !have_sshd() {
+        return None;
+    }
+    let (_, agent) = monitord_and_agent()?;
+    if !util::runnable_as_root("test accounts for deploys") {
+        return None;
+    }
+    Some((Deployer::new(), agent))
+}
+
+pub fn agent_arg(agent: &Path) -> String {
+    agent.display().to_string()
 }
