@@ -13,12 +13,12 @@ use diesel::prelude::*;
 use monitor_core::config::{AlertKind, Config, Security, format_duration};
 use monitor_core::time::Utc;
 
-use super::evaluate::message_id;
 use super::machine::host_down_after;
 use super::mail;
 use super::measure::{format_limit, format_value};
 use super::smtp::{DeliveryError, Outgoing, Session, from_address};
 use super::store::{self, HOST_DOWN_RULE};
+use super::update::message_id;
 use crate::commands::{Warnings, load_config};
 
 /// Outbox rows shown besides the pending and failed ones.

@@ -72,10 +72,31 @@ pub struct Step {
     pub notice: Option<Notice>,
 }
 
+/// What one evaluation needs to know of a rule: whether the value crosses the limit, whether
+/// it is back at `clear`, how long it must hold, how often to repeat. A configured rule
+/// ([`step`]) and the built-in clock rule (see [`super::skew`]) both come down to this.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Verdict {
+    pub breached: bool,
+    pub cleared: bool,
+    pub hold: Duration,
+    pub repeat: Option<Duration>,
+}
+
 /// Evaluates one value of `rule` at `now_ms` against the previous `state`.
 pub fn step(rule: &AlertRule, state: RuleState, value: f64, now_ms: i64) -> Step {
-    let hold = millis(rule.hold);
-    let breached = rule.breached(value);
+    let verdict = Verdict {
+        breached: rule.breached(value),
+        cleared: rule.cleared(value),
+        hold: rule.hold,
+        repeat: rule.repeat,
+    };
+    advance(verdict, state, value, now_ms)
+}
+
+/// The state machine itself: `value` is only recorded, `verdict` decides.
+pub fn advance(verdict: Verdict, state: RuleState, value: f64, now_ms: i64) -> Step {
+    let hold = millis(verdict.hold);
     let keep = |phase, since_ms, notified_ms| RuleState {
         phase,
         since_ms,
@@ -83,7 +104,7 @@ pub fn step(rule: &AlertRule, state: RuleState, value: f64, now_ms: i64) -> Step
         value,
     };
     match state.phase {
-        Phase::Ok | Phase::Pending if !breached => Step {
+        Phase::Ok | Phase::Pending if !verdict.breached => Step {
             state: keep(Phase::Ok, 0, 0),
             notice: None,
         },
@@ -107,11 +128,11 @@ pub fn step(rule: &AlertRule, state: RuleState, value: f64, now_ms: i64) -> Step
         }
         // Hysteresis: a firing alert stays firing until the value is back at `clear`,
         // even when it is already on the good side of `limit`.
-        Phase::Firing if rule.cleared(value) => Step {
+        Phase::Firing if verdict.cleared => Step {
             state: keep(Phase::Ok, 0, 0),
             notice: Some(Notice::Resolved),
         },
-        Phase::Firing => match rule.repeat {
+        Phase::Firing => match verdict.repeat {
             Some(every) if now_ms - state.notified_ms >= millis(every) => Step {
                 state: keep(Phase::Firing, state.since_ms, now_ms),
                 notice: Some(Notice::Repeat),

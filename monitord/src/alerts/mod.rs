@@ -6,8 +6,9 @@
 //! - [`machine`]: the pure state machine (ok → pending → firing → resolved), host down.
 //! - [`mail`]: subjects and bodies.
 //! - [`store`]: the `alert_states` and `outbox` tables.
-//! - [`evaluate`]: [`Alerts`], the states in memory over the table, changed only inside the
-//!   transaction of whoever holds the write lock (the writer's batch, the host-down timer).
+//! - [`evaluate`]: [`Alerts`], the states in memory (`book`) over the table, changed only
+//!   inside the transaction of whoever holds the write lock (the writer's batch, the
+//!   host-down timer), through an `update::Updater`.
 //! - [`smtp`]: one SMTP session (mail-send), TLS and the verdict per recipient.
 //! - [`sender`]: the outbox sender thread: delivery with backoff.
 //! - [`timer`]: the host-down timer.
@@ -33,6 +34,7 @@
 //!   per sample it only looks up states in memory (writes happen on state changes), but it
 //!   reads the last samples and `top` from the database when it writes a mail.
 
+mod book;
 pub mod cli;
 pub mod evaluate;
 pub mod machine;
@@ -42,6 +44,7 @@ pub mod sender;
 pub mod smtp;
 pub mod store;
 pub mod timer;
+mod update;
 
 #[cfg(test)]
 mod tests;
