@@ -17,6 +17,8 @@ use monitor_core::config::{self, Config, DEFAULT_KEY_FILE, parse_duration};
 use monitor_core::sample::Sample;
 use monitor_core::time::Utc;
 
+use crate::alerts::skew::{CLOCK_RULE, describe as describe_offset};
+use crate::alerts::store as alert_store;
 use crate::clock::Clock;
 use crate::store::{self, compact, read};
 
@@ -161,17 +163,20 @@ pub fn clients(config_path: &Path) -> anyhow::Result<ExitCode> {
         }
     }
     clients.sort_by(|a, b| a.name.cmp(&b.name));
+    // An old database without the alert tables is still listed, only without alerts.
+    let states = alert_store::load_states(&mut conn).unwrap_or_default();
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
-        "{:<24} {:<19} {:>6} {:>6} {:>6} {:>6}  DISK",
-        "CLIENT", "LAST SAMPLE (UTC)", "CPU%", "MEM%", "SWAP%", "LOAD1"
+        "{:<24} {:<19} {:>6} {:>6} {:>6} {:>6}  {:<16}  ALERTS",
+        "CLIENT", "LAST SAMPLE (UTC)", "CPU%", "MEM%", "SWAP%", "LOAD1", "DISK"
     )?;
     for c in clients {
+        let alerts = alert_notes(&states, &c.name);
         match c.latest {
             Some(s) => writeln!(
                 out,
-                "{:<24} {:<19} {:>6.2} {:>6.2} {:>6} {:>6}  {}",
+                "{:<24} {:<19} {:>6.2} {:>6.2} {:>6} {:>6}  {:<16}  {alerts}",
                 c.name,
                 Utc::from_unix_ms(s.ts).date_time(),
                 s.cpu_percent,
@@ -180,10 +185,32 @@ pub fn clients(config_path: &Path) -> anyhow::Result<ExitCode> {
                 opt(s.load.map(|l| format!("{:.2}", l[0]))),
                 fullest_disk(&s)
             )?,
-            None => writeln!(out, "{:<24} {:<19}", c.name, "never")?,
+            None => writeln!(out, "{:<24} {:<19} {:>37}  {alerts}", c.name, "never", "")?,
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A client's alerts that are not ok, as `monitord clients` lists them: `cpu firing`,
+/// `down firing`, `clock 4m12s behind (pending)`.
+fn alert_notes(states: &[alert_store::StateRow], client: &str) -> String {
+    let notes: Vec<String> = states
+        .iter()
+        .filter(|s| s.client == client && s.phase != "ok")
+        .map(|s| match s.rule.as_str() {
+            CLOCK_RULE => format!(
+                "clock {} ({})",
+                describe_offset((s.value * 1000.0) as i64),
+                s.phase
+            ),
+            rule => format!("{rule} {}", s.phase),
+        })
+        .collect();
+    if notes.is_empty() {
+        "-".to_owned()
+    } else {
+        notes.join(", ")
+    }
 }
 
 pub fn samples(

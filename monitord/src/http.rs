@@ -26,6 +26,7 @@ use monitor_core::config::is_client_name;
 use monitor_core::envelope::MAX_BODY;
 use monitor_core::sample::{Sample, SampleError};
 
+use crate::alerts::skew::ClockWatch;
 use crate::clock::Clock;
 use crate::state::Shared;
 use crate::store::writer::{Outcome, WriterHandle};
@@ -41,6 +42,8 @@ pub struct Ingest {
     pub in_flight: InFlight,
     /// The acceptance window of a sample's `ts` is judged on it.
     pub clock: Clock,
+    /// Every authentic sample's `ts` is told to the clock rule, stored or not.
+    pub clock_watch: Arc<ClockWatch>,
 }
 
 /// Requests between their head arriving and their answer, which SIGTERM waits for.
@@ -187,8 +190,14 @@ async fn ingest_body(
         tracing::warn!(client = %name, status = 401, "{name}: refused: {e}: wrong key or tampered message");
         error(StatusCode::UNAUTHORIZED, &e.to_string())
     })?;
+    let now = ingest.clock.now_ms();
     let sample = Sample::parse(&plaintext)
-        .and_then(|s| s.validate(ingest.clock.now_ms()).map(|()| s))
+        .and_then(|s| {
+            // Before validation: a sample refused for a `ts` far off says the most about
+            // the client's clock.
+            ingest.clock_watch.observe(name, s.ts, now);
+            s.validate(now).map(|()| s)
+        })
         .map_err(|e| {
             let status = match e {
                 SampleError::Malformed(_) => StatusCode::BAD_REQUEST,

@@ -88,6 +88,7 @@ pub async fn serve(listener: TcpListener, config: Config) -> Result<(), ServeErr
         writer: writer.handle(),
         in_flight: in_flight.clone(),
         clock,
+        clock_watch: alerts.clock_watch(),
     });
     let addr = listener.local_addr().map_err(ServeError::Listen)?;
     listener.set_nonblocking(true).map_err(ServeError::Listen)?;

@@ -14,6 +14,7 @@ use testkit::smtp::{Received, SmtpOptions, SmtpServer, seconds_between};
 
 use crate::support::bin;
 
+mod clock;
 mod mail_setup;
 
 const MAIL_WAIT: Duration = Duration::from_secs(20);

@@ -1,6 +1,6 @@
 //! [`Alerts`]: the alert states of every client, kept in memory over the `alert_states`
 //! table, and the two places that change them: [`Alerts::evaluate`], called by the writer
-//! inside its batch transaction, and [`Alerts::check_host_down`], called by the timer inside
+//! inside its batch transaction, and [`Alerts::check_timers`], called by the timer inside
 //! its own. Every change is written (state row, outbox rows) on the caller's connection, so
 //! it commits or rolls back with the transaction that caused it.
 //!
@@ -22,6 +22,7 @@ use tokio::sync::Notify;
 
 use super::book::{Book, Caller, Entry, ok_entry};
 use super::machine::{self, Phase, RuleState};
+use super::skew::{self, CLOCK_RULE, ClockWatch};
 use super::store::{self, HOST_DOWN_RULE};
 use super::update::Updater;
 use crate::clock::Clock;
@@ -37,10 +38,13 @@ pub struct Alerts {
     /// Wakes the sender when a commit wrote outbox rows.
     wake: Notify,
     clock: Clock,
+    /// Fed by the ingest handler, read by the timer.
+    clock_watch: Arc<ClockWatch>,
     started_ms: i64,
     /// The domain of Message-IDs and the default From.
     host: String,
 }
+
 impl Alerts {
     pub fn new(shared: Arc<Shared>, clock: Clock) -> Alerts {
         let host = gethostname::gethostname()
@@ -52,6 +56,7 @@ impl Alerts {
             shared,
             book: Mutex::new(Book::default()),
             wake: Notify::new(),
+            clock_watch: Arc::default(),
             started_ms: clock.now_ms(),
             clock,
             host,
@@ -83,8 +88,8 @@ impl Alerts {
         self.commit_of(Caller::Writer);
     }
 
-    /// Like [`Alerts::committed`], for the transaction of [`Alerts::check_host_down`].
-    pub fn host_down_committed(&self) {
+    /// Like [`Alerts::committed`], for the transaction of [`Alerts::check_timers`].
+    pub fn timers_committed(&self) {
         self.commit_of(Caller::Timer);
     }
 
@@ -167,9 +172,11 @@ impl Alerts {
             .count()
     }
 
-    /// Whether [`Alerts::check_host_down`] has anything to do, judged from memory alone, so
-    /// the timer takes the database's write lock only then (not every few seconds).
-    pub fn host_down_due(&self) -> bool {
+    /// Whether [`Alerts::check_timers`] has anything to do, judged from memory alone, so
+    /// the timer takes the database's write lock only then (not every few seconds). A fresh
+    /// clock measurement that can change nothing (right, and the rule is ok) is marked
+    /// evaluated here.
+    pub fn timers_due(&self) -> bool {
         let snapshot = self.snapshot();
         let config = &snapshot.config;
         let now = self.clock.now_ms();
@@ -178,36 +185,47 @@ impl Alerts {
             return true;
         }
         let stale = book.states.iter().any(|(client, rules)| {
-            let configured = config.client(client);
-            rules.iter().any(|(rule, _)| match configured {
-                None => true,
-                Some(c) => {
-                    rule != HOST_DOWN_RULE && !c.alerts.iter().any(|a| a.kind.as_str() == rule)
-                }
-            })
+            rules
+                .iter()
+                .any(|(rule, _)| !rule_exists(config.client(client), rule))
         });
-        stale
-            || config.clients.iter().any(|client| {
-                let last_seen = book
-                    .last_seen
-                    .get(&client.name)
-                    .copied()
-                    .unwrap_or(self.started_ms)
-                    .max(self.started_ms);
-                let down = book
-                    .states
-                    .get(&client.name)
-                    .and_then(|rules| rules.iter().find(|(r, _)| r == HOST_DOWN_RULE))
-                    .map_or(RuleState::OK, |(_, e)| e.state);
-                machine::check_down(down, last_seen, client.interval, now).is_some()
-            })
+        let state_of = |client: &str, rule: &str| {
+            book.states
+                .get(client)
+                .and_then(|rules| rules.iter().find(|(r, _)| r == rule))
+                .map_or(RuleState::OK, |(_, e)| e.state)
+        };
+        let down = config.clients.iter().any(|client| {
+            let last_seen = book
+                .last_seen
+                .get(&client.name)
+                .copied()
+                .unwrap_or(self.started_ms)
+                .max(self.started_ms);
+            let down = state_of(&client.name, HOST_DOWN_RULE);
+            machine::check_down(down, last_seen, client.interval, now).is_some()
+        });
+        let mut clock = false;
+        for (name, observed) in self.clock_watch.fresh() {
+            let Some(client) = config.client(&name) else {
+                self.clock_watch.evaluated(&name, &observed);
+                continue;
+            };
+            let breached = skew::verdict(observed.offset_ms, client.interval).breached;
+            if breached || state_of(&name, CLOCK_RULE).phase != Phase::Ok {
+                clock = true;
+            } else {
+                self.clock_watch.evaluated(&name, &observed);
+            }
+        }
+        stale || down || clock
     }
 
-    /// The host-down timer's check, inside its own immediate transaction (then call
-    /// [`Alerts::host_down_committed`]); also resolves,
-    /// quietly, the states of rules and clients that config.xml no longer has (no mail
-    /// about a rule nobody has any more).
-    pub fn check_host_down(&self, conn: &mut SqliteConnection) -> QueryResult<()> {
+    /// The timer's checks, inside its own immediate transaction (then call
+    /// [`Alerts::timers_committed`]): host down, the clock rule on fresh measurements, and,
+    /// quietly, the states of rules and clients that config.xml no longer has resolved (no
+    /// mail about a rule nobody has any more).
+    pub fn check_timers(&self, conn: &mut SqliteConnection) -> QueryResult<()> {
         let snapshot = self.snapshot();
         let config = &snapshot.config;
         let now = self.clock.now_ms();
@@ -223,12 +241,7 @@ impl Alerts {
             .states
             .iter()
             .flat_map(|(client, rules)| rules.iter().map(move |(rule, _)| (client, rule)))
-            .filter(|(client, rule)| match config.client(client) {
-                None => true,
-                Some(c) => {
-                    *rule != HOST_DOWN_RULE && !c.alerts.iter().any(|a| a.kind.as_str() == *rule)
-                }
-            })
+            .filter(|(client, rule)| !rule_exists(config.client(client), rule))
             .map(|(c, r)| (c.clone(), r.clone()))
             .collect();
         for (client, rule) in gone {
@@ -246,9 +259,31 @@ impl Alerts {
                 .max(self.started_ms);
             tx.check_down(client, last_seen)?;
         }
+        for (name, observed) in self.clock_watch.fresh() {
+            if let Some(client) = config.client(&name) {
+                tx.check_clock(client, &observed)?;
+            }
+            self.clock_watch.evaluated(&name, &observed);
+        }
         Ok(())
     }
+
+    /// What the ingest handler tells of each client's clock.
+    pub fn clock_watch(&self) -> Arc<ClockWatch> {
+        self.clock_watch.clone()
+    }
 }
+
+/// Whether `rule` still applies to `client` (`None`: config.xml no longer has it): the
+/// built-in rules apply to every client, the others while the client lists them.
+fn rule_exists(client: Option<&monitor_core::config::Client>, rule: &str) -> bool {
+    client.is_some_and(|c| {
+        rule == HOST_DOWN_RULE
+            || rule == CLOCK_RULE
+            || c.alerts.iter().any(|a| a.kind.as_str() == rule)
+    })
+}
+
 impl BatchHook for Alerts {
     fn in_batch(&self, conn: &mut SqliteConnection, stored: &[Committed<'_>]) -> QueryResult<()> {
         self.evaluate(conn, stored.iter().map(|c| (c.client, c.sample)))

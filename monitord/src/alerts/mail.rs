@@ -136,6 +136,56 @@ pub fn host_down(m: &HostDownMail<'_>) -> Mail {
     Mail { subject, body }
 }
 
+/// The built-in clock rule's mail.
+#[derive(Debug, Clone, Copy)]
+pub struct ClockMail<'a> {
+    pub client: ClientInfo<'a>,
+    /// Server clock minus the client's on the newest sample: positive when it is behind.
+    pub offset_ms: i64,
+    pub firing: bool,
+    /// When the offset was first seen (firing), or when it began (resolved).
+    pub since_ms: i64,
+    /// 2 × the client's interval: how far off a clock may be.
+    pub allowed: Duration,
+}
+
+pub fn clock(m: &ClockMail<'_>) -> Mail {
+    let offset = super::skew::describe(m.offset_ms);
+    let subject = if m.firing {
+        format!("[monitord] FIRING {}: clock {offset}", m.client.name)
+    } else {
+        let within = (m.offset_ms.unsigned_abs() + 500) / 1000;
+        format!(
+            "[monitord] RESOLVED {}: clock within {}",
+            m.client.name,
+            format_duration(Duration::from_secs(within.max(1)))
+        )
+    };
+    let mut body = String::new();
+    header_lines(
+        &mut body,
+        m.client,
+        if m.firing { "CLOCK OFF" } else { "CLOCK RIGHT" },
+    );
+    let _ = writeln!(
+        body,
+        "Rule:     clock (built in): the newest samples' time is more than {} from monitord's",
+        format_duration(m.allowed)
+    );
+    let _ = writeln!(body, "Offset:   {offset} (on the newest sample)");
+    let _ = writeln!(body, "Since:    {}", Utc::from_unix_ms(m.since_ms));
+    if m.firing {
+        let _ = writeln!(body);
+        let _ = writeln!(
+            body,
+            "While its clock is off, this client's samples are stored but not checked against\n\
+             its alert limits (they look like history). Check time synchronisation on the\n\
+             client: `timedatectl` (NTP service active, System clock synchronized: yes)."
+        );
+    }
+    Mail { subject, body }
+}
+
 /// The mail of `monitord send-test-mail`.
 pub fn test_mail(from_host: &str) -> Mail {
     Mail {

@@ -11,7 +11,7 @@
 //!   host-down timer), through an `update::Updater`.
 //! - [`smtp`]: one SMTP session (mail-send), TLS and the verdict per recipient.
 //! - [`sender`]: the outbox sender thread: delivery with backoff.
-//! - [`timer`]: the host-down timer.
+//! - [`timer`]: the timer of the built-in rules: host down and [`skew`] (a wrong client clock).
 //! - [`cli`]: `monitord alerts` and `monitord send-test-mail`.
 //!
 //! Not here: storing samples ([`Alerts`] is a `BatchHook` of the writer: evaluated inside
@@ -41,6 +41,7 @@ pub mod machine;
 pub mod mail;
 pub mod measure;
 pub mod sender;
+pub mod skew;
 pub mod smtp;
 pub mod store;
 pub mod timer;

@@ -79,14 +79,25 @@ impl Bench {
         alerts.committed();
     }
 
-    fn host_down_check(&mut self) {
+    fn timers(&mut self) {
         let alerts = &self.alerts;
-        if alerts.host_down_due() {
+        if alerts.timers_due() {
             self.conn
-                .immediate_transaction(|conn| alerts.check_host_down(conn))
+                .immediate_transaction(|conn| alerts.check_timers(conn))
                 .unwrap();
-            alerts.host_down_committed();
+            alerts.timers_committed();
         }
+    }
+
+    /// A sample collected `behind_ms` before now arrives (the ingest handler tells the
+    /// clock rule), then the timer runs.
+    fn clock_sample(&mut self, behind_ms: i64) {
+        let now = self.clock.now_ms();
+        self.alerts
+            .clock_watch()
+            .observe("web1", now - behind_ms, now);
+        self.cpu_at(5.0, now - behind_ms);
+        self.timers();
     }
 
     fn advance(&self, secs: u64) {
@@ -163,15 +174,15 @@ fn host_down_after_three_minutes_counted_from_start_then_up_again() {
     let mut b = Bench::new("");
     // Never heard from: silence counts from monitord's start.
     b.advance(179);
-    b.host_down_check();
+    b.timers();
     assert!(b.subjects().is_empty());
     b.advance(2);
-    b.host_down_check();
+    b.timers();
     assert_eq!(
         b.subjects(),
         ["[monitord] FIRING web1: down, no sample for 3m"]
     );
-    b.host_down_check();
+    b.timers();
     assert_eq!(b.subjects().len(), 1, "down mailed twice");
     b.advance(240);
     b.cpu(5.0);
@@ -191,4 +202,54 @@ fn a_late_sample_is_history_not_evaluated() {
     let recent = b.clock.now_ms() - 19_000;
     b.cpu_at(99.0, recent);
     assert_eq!(b.subjects(), ["[monitord] FIRING web1: cpu 99.0% > 90%"]);
+}
+
+#[test]
+fn a_clock_that_stays_wrong_for_ten_minutes_is_mailed_and_its_fix_too() {
+    let mut b = Bench::new("");
+    // 4m12s behind, a sample every 10 s (interval 10 s: 20 s off is allowed), for 10 min.
+    for _ in 0..=60 {
+        b.clock_sample(252_000);
+        b.advance(10);
+    }
+    assert_eq!(b.subjects(), ["[monitord] FIRING web1: clock 4m12s behind"]);
+    b.advance(10);
+    b.clock_sample(252_000);
+    assert_eq!(b.subjects().len(), 1, "mailed twice");
+    b.advance(10);
+    b.clock_sample(4_600);
+    assert_eq!(
+        b.subjects(),
+        [
+            "[monitord] FIRING web1: clock 4m12s behind",
+            "[monitord] RESOLVED web1: clock within 5s"
+        ]
+    );
+}
+
+#[test]
+fn a_spool_draining_after_an_outage_is_not_a_wrong_clock() {
+    let mut b = Bench::new("");
+    b.clock_sample(0);
+    // monitord was away for an hour; the agent sends its spool oldest first, quickly, and
+    // ends with a current sample.
+    b.advance(3600);
+    for i in (0..360).rev() {
+        b.clock_sample(i * 10_000 + 10_000);
+    }
+    b.clock_sample(0);
+    b.advance(600);
+    b.clock_sample(0);
+    assert!(b.subjects().is_empty(), "{:?}", b.subjects());
+}
+
+#[test]
+fn a_clock_ahead_is_mailed_too() {
+    let mut b = Bench::new("");
+
+    for _ in 0..62 {
+        b.clock_sample(-90_000);
+        b.advance(10);
+    }
+    assert_eq!(b.subjects(), ["[monitord] FIRING web1: clock 1m30s ahead"]);
 }

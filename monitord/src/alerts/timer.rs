@@ -1,6 +1,7 @@
-//! The host-down timer: every [`HOST_DOWN_TICK`] it asks [`Alerts::host_down_due`] (from
-//! memory) and only then takes the database's write lock for [`Alerts::check_host_down`],
-//! in a transaction of its own. It runs on its own thread and connection, so a slow SMTP
+//! The timer of the built-in rules (host down, and a wrong client clock: see
+//! [`super::skew`]): every [`HOST_DOWN_TICK`] it asks [`Alerts::timers_due`] (from memory)
+//! and only then takes the database's write lock for [`Alerts::check_timers`], in a
+//! transaction of its own. It runs on its own thread and connection, so a slow SMTP
 //! server never delays it and it never waits behind the outbox.
 //!
 //! Not here: the rule itself (see [`super::machine::check_down`]) or the mail it writes.
@@ -37,9 +38,9 @@ pub fn start(alerts: Arc<Alerts>, db_path: PathBuf) -> std::io::Result<Periodic>
 }
 
 fn check(conn: &mut SqliteConnection, alerts: &Alerts) {
-    if alerts.host_down_due() {
-        match conn.immediate_transaction(|conn| alerts.check_host_down(conn)) {
-            Ok(()) => alerts.host_down_committed(),
+    if alerts.timers_due() {
+        match conn.immediate_transaction(|conn| alerts.check_timers(conn)) {
+            Ok(()) => alerts.timers_committed(),
             Err(e) => tracing::warn!("host-down check failed, trying again shortly: {e}"),
         }
     }

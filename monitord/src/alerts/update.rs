@@ -16,8 +16,9 @@ use monitor_core::sample::TopProcess;
 
 use super::book::{Book, Entry, ok_entry};
 use super::machine::{self, Notice, Phase};
-use super::mail::{self, ClientInfo, HostDownMail, Mail, ThresholdMail};
+use super::mail::{self, ClientInfo, ClockMail, HostDownMail, Mail, ThresholdMail};
 use super::measure::{comparison, format_span, measure};
+use super::skew::{self, CLOCK_RULE, Observation};
 use super::store::{self, HOST_DOWN_RULE, NewOutboxRow};
 use crate::store::read;
 
@@ -169,6 +170,56 @@ impl Updater<'_, '_> {
             self.write_mail(client, name, &mail)?;
         }
         Ok(())
+    }
+
+    /// Evaluates the built-in clock rule on a fresh measurement of the client's clock.
+    pub fn check_clock(&mut self, client: &Client, observed: &Observation) -> QueryResult<()> {
+        let before = self.state(&client.name, CLOCK_RULE);
+        let offset = observed.offset_ms;
+        let verdict = skew::verdict(offset, client.interval);
+        let step = machine::advance(verdict, before.state, offset as f64 / 1000.0, self.now);
+        self.set_state(
+            &client.name,
+            CLOCK_RULE,
+            Entry {
+                state: step.state,
+                detail: None,
+            },
+        )?;
+        let described = skew::describe(offset);
+        match step.notice {
+            Some(Notice::Firing) => tracing::warn!(
+                client = %client.name, rule = %CLOCK_RULE, offset_ms = offset,
+                "{}: clock {described} for {}: its samples are stored but not evaluated for alerts \
+                 while it is off; check time synchronisation on the client (timedatectl)",
+                client.name, format_span(Duration::from_millis((self.now - step.state.since_ms).max(0) as u64))
+            ),
+            Some(Notice::Resolved) => tracing::info!(
+                client = %client.name, rule = %CLOCK_RULE, offset_ms = offset,
+                "{}: clock right again ({described} off): clock resolved", client.name
+            ),
+            _ => {
+                if before.state.phase == Phase::Ok && step.state.phase == Phase::Pending {
+                    tracing::debug!(client = %client.name, rule = %CLOCK_RULE, offset_ms = offset,
+                        "{}: clock {described}; mailed if it lasts {}", client.name,
+                        format_span(skew::CLOCK_HOLD));
+                }
+                return Ok(());
+            }
+        }
+        let firing = step.notice == Some(Notice::Firing);
+        let mail = mail::clock(&ClockMail {
+            client: info(client),
+            offset_ms: offset,
+            firing,
+            since_ms: if firing {
+                step.state.since_ms
+            } else {
+                before.state.since_ms
+            },
+            allowed: client.interval * 2,
+        });
+        self.write_mail(client, CLOCK_RULE, &mail)
     }
 
     pub fn check_down(&mut self, client: &Client, last_seen: i64) -> QueryResult<()> {
