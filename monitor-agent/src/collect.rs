@@ -215,7 +215,7 @@ fn percent(part: i64, whole: i64) -> f64 {
     round2((part as f64 * 100.0 / whole as f64).clamp(0.0, 100.0))
 }
 
-/// Values are stored to 0.01 (DESIGN.md); rounding here keeps the JSON short too.
+/// Values are stored to 0.01 (docs/DESIGN.md); rounding here keeps the JSON short too.
 fn round2(x: f64) -> f64 {
     if x.is_finite() {
         (x * 100.0).round() / 100.0

@@ -4,8 +4,8 @@
 //! Hand-written over `std::net::TcpStream` because the agent needs one request shape and a
 //! status line, and an HTTP client crate (ureq without TLS) adds ~430 KB to a binary that must
 //! stay under 1.5 MB. The server is addressed by IP only: a static glibc binary that resolved
-//! names would load the host's own `libnss_*` at run time (DESIGN.md), so the URL must hold an
-//! address and the name, if any, goes in the `host` setting for the `Host` header.
+//! names would load the host's own `libnss_*` at run time (docs/DESIGN.md), so the URL must hold
+//! an address and the name, if any, goes in the `host` setting for the `Host` header.
 //!
 //! Not here: retrying, the spool, or sealing (monitor-core's envelope does that).
 

@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
-"""The monitord wire envelope written a second time, from DESIGN.md's text only.
+"""The monitord wire envelope written a second time, from docs/DESIGN.md's text only.
 
 This is an independent implementation used to prove that the contract and the Rust code
 agree: bodies it seals must be accepted by a real monitord, and bodies the real agent seals
 must open here. It uses Python's `cryptography` package (AES-128-CTR, HMAC-SHA256, HKDF) and
 none of the project's code.
 
-Contract (DESIGN.md, "Keys and the wire format"):
+Contract (docs/DESIGN.md, "Keys and the wire format"):
   okm = HKDF-SHA256(ikm = master, salt = "monitord v1", info = "client:" + name, L = 48)
   enc_key = okm[0:16], mac_key = okm[16:48]
   body = base64("MON1" || iv[16] || AES-128-CTR(enc_key, iv)(json) || tag[32])

@@ -179,7 +179,7 @@ pub fn config_xml(clients_xml: &str) -> String {
     )
 }
 
-/// What `monitord stats --json` reports (DESIGN.md's keys).
+/// What `monitord stats --json` reports (docs/DESIGN.md's keys).
 #[derive(Debug, serde::Deserialize)]
 pub struct Stats {
     pub clients: u64,
