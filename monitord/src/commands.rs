@@ -248,14 +248,15 @@ pub fn samples(
     }
     writeln!(
         out,
-        "{:<19} {:>8} {:>6} {:>6} {:>6} {:>6} {:>6} {:>9}  DISK",
-        "TIME (UTC)", "SEQ", "CPU%", "MEM%", "SWAP%", "LOAD1", "PROCS", "UPTIME"
+        "{:<19} {:<8} {:>8} {:>6} {:>6} {:>6} {:>6} {:>6} {:>9}  DISK",
+        "TIME (UTC)", "INSTANCE", "SEQ", "CPU%", "MEM%", "SWAP%", "LOAD1", "PROCS", "UPTIME"
     )?;
     for s in &samples {
         writeln!(
             out,
-            "{:<19} {:>8} {:>6.2} {:>6.2} {:>6} {:>6} {:>6} {:>9}  {}",
+            "{:<19} {:<8} {:>8} {:>6.2} {:>6.2} {:>6} {:>6} {:>6} {:>9}  {}",
             Utc::from_unix_ms(s.ts).date_time(),
+            short_instance(&s.instance),
             s.seq,
             s.cpu_percent,
             s.memory.percent,
@@ -268,7 +269,26 @@ pub fn samples(
             fullest_disk(s)
         )?;
     }
+    let mut instances: Vec<&str> = samples.iter().map(|s| s.instance.as_str()).collect();
+    instances.sort_unstable();
+    instances.dedup();
+    if instances.len() > 1 {
+        writeln!(
+            out,
+            "({} agent instances: SEQ counts per instance, and each new agent process — a \
+             restart, a redeploy, monitor-deploy's first-sample run — starts again at 1)",
+            instances.len()
+        )?;
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The first 8 characters of an agent instance id: enough to tell instances apart.
+fn short_instance(instance: &str) -> &str {
+    instance
+        .char_indices()
+        .nth(8)
+        .map_or(instance, |(i, _)| &instance[..i])
 }
 
 pub fn stats(config_path: &Path, json: bool) -> anyhow::Result<ExitCode> {

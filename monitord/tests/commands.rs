@@ -182,3 +182,26 @@ fn every_command_prints_config_warnings_on_stderr() {
         );
     }
 }
+
+#[test]
+fn samples_tell_two_agent_instances_apart() {
+    // monitor-deploy's first-sample run and the continuous agent are two processes, each
+    // counting SEQ from 1: the listing says which is which, and why.
+    let m = Monitord::start(bin(), &["web1"]);
+    let now = now_ms();
+    for (instance, ts) in [
+        ("firstrun-0001", now - 20_000),
+        ("continuous-02", now - 10_000),
+    ] {
+        let r = m.put_sample("web1", &sample(instance, 1, ts)).unwrap();
+        expect_status(&r, 200, instance, &[]);
+    }
+    let listing = m.command_ok(&["samples", "web1", "--since", "1h"]);
+    println!("{listing}");
+    assert!(listing.contains("INSTANCE"), "{listing}");
+    assert!(
+        listing.contains("firstrun") && listing.contains("continuo"),
+        "{listing}"
+    );
+    assert!(listing.contains("2 agent instances"), "{listing}");
+}

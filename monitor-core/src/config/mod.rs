@@ -285,14 +285,16 @@ impl std::fmt::Display for Diagnostic {
         } else {
             ""
         };
-        if self.element.is_empty() {
-            write!(f, "{}:{}: {prefix}{}", self.file, self.line, self.message)
+        // Line 0: about the file as a whole (missing, unreadable), not a place in it.
+        if self.line == 0 {
+            write!(f, "{}: {prefix}", self.file)?;
         } else {
-            write!(
-                f,
-                "{}:{}: {prefix}{}: {}",
-                self.file, self.line, self.element, self.message
-            )
+            write!(f, "{}:{}: {prefix}", self.file, self.line)?;
+        }
+        if self.element.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "{}: {}", self.element, self.message)
         }
     }
 }

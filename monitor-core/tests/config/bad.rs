@@ -127,6 +127,12 @@ fn a_missing_file_is_one_error() {
     let invalid = config::load(&data("bad/does-not-exist.xml")).unwrap_err();
     assert_eq!(invalid.errors.len(), 1);
     assert!(invalid.errors[0].message.contains("cannot read the file"));
+    // About the file as a whole: no line to point at, so none is printed (not ":0:").
+    let shown = invalid.errors[0].to_string();
+    assert!(
+        shown.contains("does-not-exist.xml: cannot read the file"),
+        "{shown}"
+    );
 }
 
 #[test]
