@@ -74,8 +74,48 @@ fn listener(config: &Config) -> anyhow::Result<TcpListener> {
 pub fn serve(config_path: &Path) -> anyhow::Result<ExitCode> {
     let config = load_config(config_path, Warnings::Log)?;
     let listener = listener(&config)?;
-    actix_web::rt::System::new().block_on(crate::serve(listener, config))?;
-    Ok(ExitCode::SUCCESS)
+    let unit_advice = unit_cannot_write(&config.server.database);
+    let under_systemd = std::env::var_os("INVOCATION_ID").is_some();
+    if let (Some(advice), true) = (&unit_advice, under_systemd) {
+        tracing::warn!("{advice}");
+    }
+    match actix_web::rt::System::new().block_on(crate::serve(listener, config)) {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        // The sandbox shows as "read-only file system" or "unable to open": say why.
+        Err(e @ (crate::ServeError::Store(_) | crate::ServeError::Lock(_))) => match unit_advice {
+            Some(advice) => bail!("{e}; {advice}"),
+            None => Err(e.into()),
+        },
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// What the packaged unit may write: `StateDirectory=monitord` under `ProtectSystem=strict`.
+const UNIT_WRITABLE: &str = "/var/lib/monitord";
+/// Where the package installs the unit; its presence means monitord runs sandboxed.
+const UNIT_FILES: [&str; 2] = [
+    "/lib/systemd/system/monitord.service",
+    "/usr/lib/systemd/system/monitord.service",
+];
+
+/// When the packaged unit is installed and `<server database>` lies outside what it may
+/// write, the fix (the unit's sandbox would refuse the file with a bare "read-only file
+/// system").
+pub fn unit_cannot_write(database: &Path) -> Option<String> {
+    if database.starts_with(UNIT_WRITABLE) || !UNIT_FILES.iter().any(|f| Path::new(f).exists()) {
+        return None;
+    }
+    let dir = database
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    Some(format!(
+        "<server database> {} lies outside {UNIT_WRITABLE}, the only place the packaged \
+         monitord.service may write (ProtectSystem=strict): run `systemctl edit monitord` and \
+         add `ReadWritePaths={}` under `[Service]`, then restart it",
+        database.display(),
+        dir.display()
+    ))
 }
 
 /// The gid of group `monitord` from /etc/group (the packaged system group lives there).
@@ -116,6 +156,9 @@ pub fn check_config(path: &Path) -> anyhow::Result<ExitCode> {
         Ok(loaded) => {
             for w in loaded.warnings.iter().filter(|w| w.concerns_monitord()) {
                 eprintln!("{w}");
+            }
+            if let Some(advice) = unit_cannot_write(&loaded.config.server.database) {
+                eprintln!("{}: warning: {advice}", path.display());
             }
             println!("{}", loaded.config.summary());
             Ok(ExitCode::SUCCESS)

@@ -65,6 +65,7 @@ pub async fn serve(listener: TcpListener, config: Config) -> Result<(), ServeErr
     let clock = Clock::from_env();
     // Before anything touches the database: a second daemon must not even migrate it.
     let _lock = store::lock::DaemonLock::acquire(&database)?;
+    store::check_integrity(&database)?;
     let conn = store::open_for_writing(&database)?;
     let shared = Arc::new(Shared::new(Snapshot::new(config, &master)));
     let alerts = Arc::new(alerts::Alerts::new(shared.clone(), clock.clone()));

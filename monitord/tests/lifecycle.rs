@@ -353,3 +353,53 @@ fn a_second_monitord_on_the_same_database_refuses_to_start() {
     expect_status(&r, 200, "after kill -9 and a restart", &[]);
     assert_eq!(m.samples("web1").len(), 2);
 }
+
+#[test]
+fn a_damaged_database_is_refused_named_and_left_as_it_was() {
+    let mut m = Monitord::start(bin(), &["web1"]);
+    for seq in 1..=200 {
+        let r = m
+            .put_sample("web1", &sample("damage", seq, now_ms()))
+            .unwrap();
+        expect_status(&r, 200, "a sample", &[]);
+    }
+    assert!(m.terminate().success());
+    // Everything in the main file, then a page in the middle overwritten: what a bad
+    // disk or a careless copy does.
+    let db = m.db_path();
+    let out = std::process::Command::new("sqlite3")
+        .arg(&db)
+        .arg("PRAGMA wal_checkpoint(TRUNCATE);")
+        .output()
+        .expect("run sqlite3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut bytes = std::fs::read(&db).unwrap();
+    assert!(
+        bytes.len() > 4 * 4096,
+        "a database of {} bytes",
+        bytes.len()
+    );
+    for b in &mut bytes[2 * 4096..3 * 4096] {
+        *b = 0xA5;
+    }
+    std::fs::write(&db, &bytes).unwrap();
+
+    let out = m.run_to_exit(&[], Duration::from_secs(30));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("is damaged")
+            && stderr.contains(&db.display().to_string())
+            && stderr.contains(".recover"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read(&db).unwrap(),
+        bytes,
+        "monitord changed the damaged file"
+    );
+}

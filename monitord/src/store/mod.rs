@@ -55,6 +55,13 @@ pub enum StoreError {
     Query(#[from] diesel::result::Error),
     #[error(transparent)]
     Corrupt(#[from] codec::Corrupt),
+    #[error(
+        "database {path} is damaged ({detail}); monitord will not write to it. Keep a copy, then \
+         recover what can still be read: `sqlite3 {path} .recover | sqlite3 {path}.recovered` \
+         and move {path}.recovered into its place (or move the damaged file away to start \
+         with an empty database)"
+    )]
+    Damaged { path: PathBuf, detail: String },
 }
 
 /// How a connection opens the file.
@@ -102,6 +109,40 @@ fn connect(path: &Path, access: Access) -> Result<SqliteConnection, StoreError> 
     ))
     .map_err(|e| open_err(e.to_string()))?;
     Ok(conn)
+}
+
+/// Refuses a database file that fails SQLite's `PRAGMA quick_check` (or is not a database
+/// at all), before anything writes to it: migrating or checkpointing a damaged file could
+/// lose what a recovery would still find. A missing file is fine (it is created).
+pub fn check_integrity(path: &Path) -> Result<(), StoreError> {
+    if !path.exists() {
+        return Ok(());
+    }
+    let damaged = |detail: String| StoreError::Damaged {
+        path: path.to_path_buf(),
+        detail,
+    };
+    let mut conn = open_read_only(path)?;
+    #[derive(QueryableByName)]
+    struct Check {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        quick_check: String,
+    }
+    // Up to 5 problems: enough to say what is wrong without flooding the message.
+    let found = diesel::sql_query("PRAGMA quick_check(5)")
+        .load::<Check>(&mut conn)
+        .map_err(|e| damaged(e.to_string()))?;
+    match found.as_slice() {
+        [only] if only.quick_check == "ok" => Ok(()),
+        problems => Err(damaged(format!(
+            "PRAGMA quick_check: {}",
+            problems
+                .iter()
+                .map(|p| p.quick_check.as_str())
+                .collect::<Vec<_>>()
+                .join("; ")
+        ))),
+    }
 }
 
 /// Opens (creating if needed) the database for writing and brings its schema up to date.
