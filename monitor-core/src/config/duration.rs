@@ -24,6 +24,9 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
             'm' => 60,
             'h' => 3600,
             'd' => 86_400,
+            'w' => 7 * 86_400,
+            // A year of 365 days: what `keep="5y"` means.
+            'y' => 365 * 86_400,
             _ => return None,
         };
         let n: u64 = digits.parse().ok()?;

@@ -17,11 +17,13 @@ use std::time::Duration;
 
 mod client;
 mod duration;
+mod history;
 mod parse;
 mod validate;
 mod values;
 
 pub use duration::{format_duration, parse_duration};
+pub use history::default_history;
 pub use values::is_client_name;
 
 /// Default path of config.xml for the installed programs.
@@ -44,7 +46,40 @@ pub struct Config {
     pub path: PathBuf,
     pub server: Server,
     pub smtp: Smtp,
+    pub history: History,
     pub clients: Vec<Client>,
+}
+
+/// `<history>`: raw samples kept `raw`, then each rollup tier, finest first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct History {
+    pub raw: Duration,
+    /// Steps increasing, each a whole multiple of the one before.
+    pub tiers: Vec<Tier>,
+}
+
+/// One rollup tier: per client and `step`-aligned bucket (UTC), min, max, sum and count
+/// of every numeric field.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Tier {
+    pub step: Duration,
+    pub keep: Keep,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keep {
+    For(Duration),
+    Forever,
+}
+
+impl Keep {
+    /// The oldest time still kept at `now_ms`, or `None` for forever.
+    pub fn cutoff_ms(self, now_ms: i64) -> Option<i64> {
+        match self {
+            Keep::For(d) => Some(now_ms - i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+            Keep::Forever => None,
+        }
+    }
 }
 
 impl Config {

@@ -11,11 +11,11 @@ use std::path::{Path, PathBuf};
 use super::parse::{QUOTE_HINT, RawConfig, RawElement, TYPOGRAPHIC_QUOTES};
 use super::values::{self, suggest};
 use super::{
-    Audience, Config, DEFAULT_DATABASE, DEFAULT_KEY_FILE, DEFAULT_LISTEN, Diagnostic, Invalid,
-    Loaded, Secret, Security, Server, Severity, Smtp, client,
+    Audience, Config, DEFAULT_DATABASE, DEFAULT_KEY_FILE, DEFAULT_LISTEN, Diagnostic, History,
+    Invalid, Loaded, Secret, Security, Server, Severity, Smtp, client, history,
 };
 
-const ROOT_CHILDREN: [&str; 4] = ["server", "smtp", "defaults", "client"];
+const ROOT_CHILDREN: [&str; 5] = ["server", "smtp", "defaults", "client", "history"];
 const SERVER_ATTRS: [&str; 4] = ["url", "listen", "database", "key-file"];
 const SMTP_ATTRS: [&str; 8] = [
     "host",
@@ -31,11 +31,12 @@ const SMTP_ATTRS: [&str; 8] = [
 pub(super) fn validate(raw: RawConfig, path: &Path) -> Result<Loaded, Invalid> {
     let mut ck = Checker::new(path);
     let root = &raw.root;
-    let (server, smtp, clients) = if root.name == "client" {
+    let (server, smtp, history, clients) = if root.name == "client" {
         // The classic file: one `<client>` is the whole document.
         let defaults = client::defaults(&mut ck, None);
         let clients = client::clients(&mut ck, &defaults, &[root]);
-        (server(&mut ck, None), smtp(&mut ck, None), clients)
+        let history = history::history(&mut ck, None);
+        (server(&mut ck, None), smtp(&mut ck, None), history, clients)
     } else {
         multi_client(&mut ck, root)
     };
@@ -52,12 +53,19 @@ pub(super) fn validate(raw: RawConfig, path: &Path) -> Result<Loaded, Invalid> {
         path: path.to_path_buf(),
         server,
         smtp,
+        history,
         clients,
     })
 }
 
-fn multi_client(ck: &mut Checker, root: &RawElement) -> (Server, Smtp, Vec<super::Client>) {
-    if matches!(root.name.as_str(), "server" | "smtp" | "defaults" | "alert") {
+fn multi_client(
+    ck: &mut Checker,
+    root: &RawElement,
+) -> (Server, Smtp, History, Vec<super::Client>) {
+    if matches!(
+        root.name.as_str(),
+        "server" | "smtp" | "defaults" | "alert" | "history"
+    ) {
         ck.error(
             root,
             format!(
@@ -66,11 +74,12 @@ fn multi_client(ck: &mut Checker, root: &RawElement) -> (Server, Smtp, Vec<super
                 root.name
             ),
         );
-        return (server(ck, None), smtp(ck, None), Vec::new());
+        let history = history::history(ck, None);
+        return (server(ck, None), smtp(ck, None), history, Vec::new());
     }
     ck.check_attrs(root, &[]);
     ck.check_text(root);
-    let mut by_kind: [Vec<&RawElement>; 4] = Default::default();
+    let mut by_kind: [Vec<&RawElement>; 5] = Default::default();
     for child in &root.children {
         match ROOT_CHILDREN.iter().position(|k| *k == child.name) {
             Some(i) => by_kind[i].push(child),
@@ -81,8 +90,8 @@ fn multi_client(ck: &mut Checker, root: &RawElement) -> (Server, Smtp, Vec<super
             None => ck.unknown_element(child, &root.name, &ROOT_CHILDREN),
         }
     }
-    let [servers, smtps, defaults, clients] = by_kind;
-    for list in [&servers, &smtps, &defaults] {
+    let [servers, smtps, defaults, clients, histories] = by_kind;
+    for list in [&servers, &smtps, &defaults, &histories] {
         if let [first, rest @ ..] = list.as_slice() {
             for extra in rest {
                 ck.error(
@@ -100,7 +109,8 @@ fn multi_client(ck: &mut Checker, root: &RawElement) -> (Server, Smtp, Vec<super
     let smtp = smtp(ck, smtps.first().copied());
     let defaults = client::defaults(ck, defaults.first().copied());
     let clients = client::clients(ck, &defaults, &clients);
-    (server, smtp, clients)
+    let history = history::history(ck, histories.first().copied());
+    (server, smtp, history, clients)
 }
 
 fn server(ck: &mut Checker, el: Option<&RawElement>) -> Server {

@@ -318,3 +318,43 @@ fn five_hundred_hosts_load_quickly() {
     // Generous for a debug build on a loaded CI machine; a release build takes about a millisecond.
     assert!(took < Duration::from_secs(1), "took {took:?}");
 }
+
+#[test]
+fn history_defaults_to_30_days_raw_then_hourly_for_5_years() {
+    let loaded = config::parse_bytes(
+        b"<monitor><client ip=\"10.0.0.1\" username=\"u\" mail=\"\"/></monitor>",
+        Path::new("config.xml"),
+    )
+    .unwrap();
+    assert_eq!(loaded.config.history, config::default_history());
+    let h = &loaded.config.history;
+    assert_eq!(h.raw, Duration::from_secs(30 * 86_400));
+    assert_eq!(h.tiers.len(), 1);
+    assert_eq!(h.tiers[0].step, Duration::from_secs(3600));
+    assert_eq!(
+        h.tiers[0].keep,
+        config::Keep::For(Duration::from_secs(5 * 365 * 86_400))
+    );
+}
+
+#[test]
+fn history_with_more_tiers_and_forever() {
+    let xml = br#"<monitor>
+  <history raw="14d">
+    <rollup step="5m" keep="90d"/>
+    <rollup step="1h" keep="2y"/>
+    <rollup step="1d" keep="forever"/>
+  </history>
+  <client ip="10.0.0.1" username="u" mail=""/>
+</monitor>"#;
+    let loaded = config::parse_bytes(xml, Path::new("config.xml")).unwrap();
+    let h = &loaded.config.history;
+    assert_eq!(h.raw, Duration::from_secs(14 * 86_400));
+    let steps: Vec<u64> = h.tiers.iter().map(|t| t.step.as_secs()).collect();
+    assert_eq!(steps, [300, 3600, 86_400]);
+    assert_eq!(h.tiers[2].keep, config::Keep::Forever);
+    assert_eq!(
+        h.tiers[1].keep,
+        config::Keep::For(Duration::from_secs(2 * 365 * 86_400))
+    );
+}
