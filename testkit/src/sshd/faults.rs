@@ -79,7 +79,8 @@ impl HostFaults {
 
 /// The SFTP subsystem of a server that drops connections mid-upload: for a user flagged with
 /// [`Sshd::drop_next_upload`](super::Sshd::drop_next_upload), the real `sftp-server` gets the
-/// first [`SftpDrop::LIMIT`] bytes of the session, and then the sshd process serving that
+/// first [`SftpDrop::LIMIT`] bytes of the session at most (`dd`: passed on as they come,
+/// where `head -c` would wait for a full buffer the client never sends before an answer), and then the sshd process serving that
 /// user's connection is killed, so the TCP connection closes as when the host crashes or a
 /// firewall resets it; the flag is used up, so the next upload works. Other users get the
 /// plain `sftp-server`.
@@ -113,13 +114,13 @@ if [ -e "$flag" ] && rm -f "$flag"; then
     set -- $st
     s=$2
   done
-  {{ head -c {limit}; [ -z "$found" ] || kill -9 "$found"; }} | {server}
+  {{ dd bs=4k count={reads} 2>/dev/null; [ -z "$found" ] || kill -9 "$found"; }} | {server}
   exit 1
 fi
 exec {server}
 "#,
             flags = quote(&flags),
-            limit = Self::LIMIT,
+            reads = Self::LIMIT / 4096,
             server = SFTP_SERVER,
         );
         fs::write(&wrapper, script).expect("write the sftp-drop wrapper");
