@@ -159,6 +159,54 @@ fn full_disk_fails_at_upload_saying_no_space() {
     assert_fault(&run, "full", "upload", &["no space left", "free"]);
 }
 
+/// A host whose kernel says aarch64 (the probe reads `/proc/sys/kernel/arch`, bind-mounted
+/// over in the sshd's namespace: monitor-deploy picks the agent from the probe's answer, so
+/// this is what it sees on a real aarch64 host), with no aarch64 agent anywhere. No `--agent`:
+/// the healthy x86_64 host gets the build output's agent.
+#[test]
+fn another_machine_type_without_an_agent_fails_at_upload() {
+    let Some(fleet) = Fleet::new(&["healthy", "arm"]) else {
+        return;
+    };
+    let healthy_server = Sshd::start(SshdOptions::default());
+    let user = TestUser::create(None);
+    let server = Sshd::start_with_faults(
+        SshdOptions::default(),
+        &HostFaults::new().machine("aarch64"),
+    );
+    fleet.configure(&healthy_server, "arm", &server, &user);
+    let run = fleet.d.run(&["--all"]);
+    assert_fault(
+        &run,
+        "arm",
+        "upload",
+        &[
+            "aarch64",
+            "/usr/lib/monitord/agents/monitor-agent-aarch64",
+            "aarch64-unknown-linux-gnu/agent/monitor-agent",
+            "--agent PATH",
+        ],
+    );
+}
+
+/// The x86_64 agent named by `--agent` for a host that says it is aarch64: refused before the
+/// upload, naming both machine types.
+#[test]
+fn an_agent_of_another_machine_type_is_refused_at_upload() {
+    let Some(fleet) = Fleet::new(&["healthy", "arm"]) else {
+        return;
+    };
+    let healthy_server = Sshd::start(SshdOptions::default());
+    let user = TestUser::create(None);
+    let server = Sshd::start_with_faults(
+        SshdOptions::default(),
+        &HostFaults::new().machine("aarch64"),
+    );
+    fleet.configure(&healthy_server, "arm", &server, &user);
+    let run = fleet.d.run(&["--all", "--agent", &agent()]);
+    assert_fault(&run, "arm", "upload", &["x86_64", "aarch64", "--agent"]);
+}
+
 /// Login shells that are not POSIX (fish, tcsh): sshd runs every command through them, and
 /// the deploy works all the same, `--status` and `--stop` too.
 #[test]
