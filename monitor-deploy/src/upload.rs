@@ -1,7 +1,9 @@
 //! The upload step: the agent binary over SFTP into `~/.cache/monitor-agent/<version>/` on the
 //! host, to a temporary name, then renamed, so a running agent or a concurrent reader never
-//! sees half a binary; its hash is recorded next to it for the next probe. Not here: deciding
-//! whether to upload (the probe's answer, in [`crate::deploy`]).
+//! sees half a binary; its hash is recorded next to it for the next probe. A failure says
+//! which: no SFTP on the host, the connection dropped, or what the file system refused (asked
+//! of the host with [`crate::diagnose`]). Not here: deciding whether to upload (the probe's
+//! answer, in [`crate::deploy`]).
 
 use std::time::Duration;
 
@@ -32,16 +34,22 @@ pub async fn upload(
     let dir = format!("{base}/{}", agent.version);
     let tmp = format!("{dir}/.{}.{}.tmp", agent::BINARY, askpass::random_token());
     let work = async {
-        let sftp = Sftp::from_clonable_session(conn.session.clone(), SftpOptions::default())
+        let sftp = match Sftp::from_clonable_session(conn.session.clone(), SftpOptions::default())
             .await
-            .map_err(|e| {
-                Failure::new(
+        {
+            Ok(sftp) => sftp,
+            // The crate's error here is three nested I/O errors that all mean one thing: the
+            // channel ended at once. With the connection still up, sshd refused the subsystem.
+            Err(e) if conn.session.check().await.is_err() => {
+                return Err(dropped(true, "starting SFTP", &e));
+            }
+            Err(_) => {
+                return Err(Failure::new(
                     Step::Upload,
-                    format!(
-                        "{e:#}; check that sshd offers the SFTP subsystem (`Subsystem sftp` in sshd_config)"
-                    ),
-                )
-            })?;
+                    "the host ended the SFTP session as soon as it began: its sshd offers no SFTP; check that sshd offers the SFTP subsystem (a `Subsystem sftp internal-sftp` line in the host's sshd_config, then reload sshd)",
+                ));
+            }
+        };
         let written = write_files(&sftp, agent, home, &dir, &tmp).await;
         if written.is_err() {
             // A partial binary must not stay behind (on a full disk it keeps it full).
@@ -130,10 +138,15 @@ async fn explain(
         );
     }
     let gone = conn.session.check().await.is_err();
+    dropped(gone, &format!("{what} to {where_}"), &error)
+}
+
+/// The SFTP session ended under us while `doing`: the whole connection when `gone`.
+fn dropped(gone: bool, doing: &str, error: &sftp::Error) -> Failure {
     Failure::new(
         Step::Upload,
         format!(
-            "the {} dropped during the upload ({what} to {where_}: {}); deploy again (`monitor-deploy --failed`), and if it keeps happening check the host's sshd log (`journalctl -u ssh`) and what lies between (firewall, VPN)",
+            "the {} dropped during the upload ({doing}: {}); deploy again (`monitor-deploy --failed`), and if it keeps happening check the host's sshd log (`journalctl -u ssh`) and what lies between (firewall, VPN)",
             if gone {
                 "connection to the host"
             } else {
