@@ -50,25 +50,86 @@ impl AgentSource {
     pub fn for_machine(&self, machine: &str) -> Result<Arc<AgentBinary>, String> {
         let path = match &self.explicit {
             Some(path) => path.clone(),
-            None => candidates(machine)
-                .into_iter()
-                .find(|p| p.is_file())
-                .ok_or_else(|| {
-                    format!(
-                        "no agent for machine type `{machine}`: looked in {PACKAGED_DIR}/monitor-agent-{machine} and the build output; give one with --agent PATH"
-                    )
-                })?,
+            None => {
+                let paths = candidates(machine);
+                match paths.iter().find(|p| p.is_file()) {
+                    Some(found) => found.clone(),
+                    None => {
+                        let looked = paths
+                            .iter()
+                            .map(|p| p.display().to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ");
+                        return Err(format!(
+                            "no agent for machine type `{machine}` here: looked for {looked}; install the agent built for {machine} as {PACKAGED_DIR}/{}-{machine}, or give it with --agent PATH",
+                            agent::BINARY
+                        ));
+                    }
+                }
+            }
         };
-        if let Some(agent) = self.loaded.lock().expect("agent cache").get(&path) {
-            return Ok(agent.clone());
+        let cached = self.loaded.lock().expect("agent cache").get(&path).cloned();
+        let agent = match cached {
+            Some(agent) => agent,
+            None => {
+                let agent = Arc::new(load(&path)?);
+                self.loaded
+                    .lock()
+                    .expect("agent cache")
+                    .insert(path.clone(), agent.clone());
+                agent
+            }
+        };
+        match elf_machine(&agent.bytes) {
+            Some(built_for) if !runs_on(built_for, machine) => Err(format!(
+                "{} is a program for {built_for} and the host is {machine}: it cannot run there; give the agent built for {machine} with --agent PATH, or run without --agent to use {PACKAGED_DIR}/{}-{machine}",
+                path.display(),
+                agent::BINARY
+            )),
+            _ => Ok(agent),
         }
-        let agent = Arc::new(load(&path)?);
-        self.loaded
-            .lock()
-            .expect("agent cache")
-            .insert(path, agent.clone());
-        Ok(agent)
     }
+}
+
+/// The machine an ELF executable is built for, by its header's `e_machine`, in `uname -m`
+/// words; `None` for what is not ELF or a machine not listed.
+fn elf_machine(bytes: &[u8]) -> Option<&'static str> {
+    if bytes.len() < 20 || &bytes[..4] != b"\x7fELF" {
+        return None;
+    }
+    let field = [bytes[18], bytes[19]];
+    // EI_DATA (byte 5): 1 little-endian, 2 big-endian.
+    let e_machine = match bytes[5] {
+        1 => u16::from_le_bytes(field),
+        2 => u16::from_be_bytes(field),
+        _ => return None,
+    };
+    Some(match e_machine {
+        3 => "i686",
+        40 => "arm",
+        62 => "x86_64",
+        183 => "aarch64",
+        243 => "riscv64",
+        21 => "ppc64",
+        22 => "s390x",
+        _ => return None,
+    })
+}
+
+/// Whether a program built for `built_for` (an [`elf_machine`] word) runs on a host whose
+/// `uname -m` is `machine`; a machine type not known here is given the benefit of the doubt.
+fn runs_on(built_for: &str, machine: &str) -> bool {
+    let family = match machine {
+        "x86_64" | "amd64" => &["x86_64", "i686"][..],
+        "i386" | "i486" | "i586" | "i686" => &["i686"][..],
+        "aarch64" | "arm64" => &["aarch64", "arm"][..],
+        m if m.starts_with("armv") || m == "arm" => &["arm"][..],
+        "riscv64" => &["riscv64"][..],
+        "ppc64" | "ppc64le" => &["ppc64"][..],
+        "s390x" => &["s390x"][..],
+        _ => return true,
+    };
+    family.contains(&built_for)
 }
 
 fn candidates(machine: &str) -> Vec<PathBuf> {
@@ -124,4 +185,41 @@ fn is_safe_word(text: &str) -> bool {
 /// Lower-case hex SHA-256 of `bytes`, as `sha256sum` prints it.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn elf(class_data: u8, machine: u16) -> Vec<u8> {
+        let mut bytes = b"\x7fELF\x02".to_vec();
+        bytes.push(class_data);
+        bytes.resize(18, 0);
+        let field = if class_data == 1 {
+            machine.to_le_bytes()
+        } else {
+            machine.to_be_bytes()
+        };
+        bytes.extend(field);
+        bytes.resize(64, 0);
+        bytes
+    }
+
+    #[test]
+    fn an_agent_fits_the_machines_that_can_run_it() {
+        assert_eq!(elf_machine(&elf(1, 62)), Some("x86_64"));
+        assert_eq!(elf_machine(&elf(1, 183)), Some("aarch64"));
+        assert_eq!(elf_machine(&elf(2, 22)), Some("s390x"));
+        assert_eq!(elf_machine(b"#!/bin/sh\necho agent\n"), None);
+        assert!(runs_on("x86_64", "x86_64") && runs_on("i686", "x86_64"));
+        assert!(!runs_on("x86_64", "aarch64") && !runs_on("aarch64", "x86_64"));
+        assert!(runs_on("arm", "armv7l") && !runs_on("aarch64", "armv7l"));
+        assert!(
+            runs_on("x86_64", "mips64"),
+            "unknown host machine: not refused"
+        );
+        // This test binary is an ELF for this machine.
+        let own = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+        assert!(runs_on(elf_machine(&own).unwrap(), std::env::consts::ARCH));
+    }
 }

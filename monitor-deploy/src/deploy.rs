@@ -156,6 +156,7 @@ async fn deploy(
         settings_sha256: &settings_sha256,
         url: &url,
         machine: &probe.machine,
+        user: &client.username,
     };
     did.extend(start::run(conn, &start, plan.timeout).await?);
     Ok((Step::FirstSample, did.join(", ")))
@@ -207,7 +208,7 @@ async fn ensure_uploaded(
             ),
         )
     })?;
-    upload::upload(conn, agent, home, timeout).await?;
+    upload::upload(conn, agent, home, &client.username, timeout).await?;
     Ok(format!(
         "uploaded agent {} ({} KiB)",
         agent.version,

@@ -15,6 +15,7 @@ mod agentbin;
 mod askpass;
 mod cli;
 mod deploy;
+mod diagnose;
 mod journal;
 mod last_send;
 mod outcome;

@@ -20,6 +20,7 @@ const START_SH: &str = include_str!("remote/start.sh");
 const ONCE_SH: &str = include_str!("remote/once.sh");
 const STOP_SH: &str = include_str!("remote/stop.sh");
 const STATUS_SH: &str = include_str!("remote/status.sh");
+const DIAGNOSE_SH: &str = include_str!("remote/diagnose.sh");
 
 /// The agent contract as shell variables: `(name, value)`, set at the top of every script that
 /// mentions the name.
@@ -201,6 +202,19 @@ pub fn stop() -> String {
 /// Whether the agent runs and delivers, and the last line of its log (see `status.sh`).
 pub fn status() -> String {
     script(&[], &[ALIVE_SH, STATUS_SH])
+}
+
+/// Facts about the directory of agent `version` on the host after the agent could not be
+/// written there (`write_test`: also try mkdir and creating a file) or run from there: see
+/// `diagnose.sh`, and [`crate::diagnose`] for what they mean.
+pub fn diagnose(version: &str, write_test: bool) -> String {
+    script(
+        &[
+            ("version", version),
+            ("write_test", if write_test { "1" } else { "0" }),
+        ],
+        &[DIAGNOSE_SH],
+    )
 }
 
 /// Single-quotes `word` for sh (when it holds anything but plain characters).

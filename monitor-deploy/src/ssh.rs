@@ -315,7 +315,29 @@ pub struct RemoteOutput {
     pub stderr: String,
 }
 
-/// Runs `script` with `sh -c` on the host, `input` on its stdin, within `timeout`.
+/// The command line that runs `script` with `sh` on the host, whatever the user's login shell.
+///
+/// sshd hands every command to the login shell (`$SHELL -c COMMAND`), and fish, csh and tcsh
+/// do not read sh's quoting: csh refuses a newline inside quotes, fish turns `\\` into `\`.
+/// So the script travels as one single-quoted word holding only characters every one of them
+/// takes literally there: `sh -c 'eval "$(printf "…")"'`, where every other byte of the script
+/// (newline, quotes, `\`, `$`, `` ` ``, `%`, `!`, non-ASCII) is a printf octal escape `\NNN`
+/// (fish keeps a backslash before a digit; `!` would be csh's history). `printf` is sh's
+/// builtin: the cost is one fork of sh.
+pub fn posix_command(script: &str) -> String {
+    let mut escaped = String::with_capacity(script.len() + script.len() / 4);
+    for byte in script.bytes() {
+        if byte.is_ascii_alphanumeric() || b" #&()*+,-./:;<=>?@[]^_{|}~".contains(&byte) {
+            escaped.push(char::from(byte));
+        } else {
+            escaped.push_str(&format!("\\{byte:03o}"));
+        }
+    }
+    format!("sh -c 'eval \"$(printf \"{escaped}\")\"'")
+}
+
+/// Runs `script` with `sh` on the host ([`posix_command`]), `input` on its stdin, within
+/// `timeout`.
 pub async fn run_script(
     session: &Session,
     script: &str,
@@ -323,16 +345,14 @@ pub async fn run_script(
     timeout: Duration,
 ) -> Result<RemoteOutput, String> {
     let run = async {
-        let mut cmd = session.command("sh");
-        cmd.arg("-c")
-            .arg(script)
-            .stdin(if input.is_some() {
-                openssh::Stdio::piped()
-            } else {
-                openssh::Stdio::null()
-            })
-            .stdout(openssh::Stdio::piped())
-            .stderr(openssh::Stdio::piped());
+        let mut cmd = session.raw_command(posix_command(script));
+        cmd.stdin(if input.is_some() {
+            openssh::Stdio::piped()
+        } else {
+            openssh::Stdio::null()
+        })
+        .stdout(openssh::Stdio::piped())
+        .stderr(openssh::Stdio::piped());
         let mut child = cmd.spawn().await.map_err(|e| format!("{e:#}"))?;
         if let (Some(input), Some(mut stdin)) = (input, child.stdin().take()) {
             stdin
@@ -360,5 +380,41 @@ pub async fn run_script(
     match tokio::time::timeout(timeout, run).await {
         Ok(result) => result,
         Err(_) => Err(format!("no answer within {timeout:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::process::Command;
+
+    /// The same output through every login shell at hand (sh, bash, fish, tcsh, csh, zsh),
+    /// for a script with every character sh's quoting and theirs treat specially.
+    #[test]
+    fn a_script_runs_the_same_through_every_login_shell() {
+        let script = "set -f\nx='it''s' y=\"a\\\\b \\$HOME\" z=`echo 100%`\n\
+                      printf '%s|%s|%s|%s\\n' \"$x\" \"$y\" \"$z\" \"$(echo '!1 \u{e9}\t*')\"\n\
+                      case $x in *s) echo tail;; esac\nexit 3\n";
+        let direct = Command::new("sh").args(["-c", script]).output().unwrap();
+        assert_eq!(direct.status.code(), Some(3));
+        let expected = String::from_utf8_lossy(&direct.stdout).into_owned();
+        assert!(
+            expected.contains("its|a\\b $HOME|100%|!1 \u{e9}\t*\ntail"),
+            "{expected}"
+        );
+        let command = super::posix_command(script);
+        let mut tried = 0;
+        for shell in ["sh", "bash", "fish", "tcsh", "csh", "zsh"] {
+            let Ok(out) = Command::new(shell).args(["-c", &command]).output() else {
+                continue;
+            };
+            tried += 1;
+            assert_eq!(
+                (out.status.code(), String::from_utf8_lossy(&out.stdout)),
+                (Some(3), expected.as_str().into()),
+                "through {shell}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        assert!(tried >= 2, "at least sh and bash");
     }
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use monitor_core::agent::{self, exit};
 
+use crate::diagnose::Facts;
 use crate::outcome::{Failure, Step};
 use crate::remote;
 use crate::ssh::{self, Connection, RemoteOutput};
@@ -31,6 +32,8 @@ pub struct Start<'a> {
     pub url: &'a str,
     /// The host's machine type (for the messages).
     pub machine: &'a str,
+    /// The login (for the messages).
+    pub user: &'a str,
 }
 
 /// Runs the start script; on success, what was done (for the summary line).
@@ -48,7 +51,20 @@ pub async fn run(
     let out = ssh::run_script(&conn.session, &script, Some(&input), timeout)
         .await
         .map_err(|e| Failure::new(Step::Start, format!("starting the agent: {e}")))?;
+    if out.code == Some(i32::from(SH_CANNOT_EXECUTE)) {
+        if let Some(message) = cannot_execute(conn, start, timeout).await {
+            return Err(Failure::new(Step::Start, message));
+        }
+    }
     judge(start, &out)
+}
+
+/// Why sh could not execute the agent, when the host's mounts show it (`noexec`).
+async fn cannot_execute(conn: &Connection, start: &Start<'_>, timeout: Duration) -> Option<String> {
+    let in_home = format!("{}/{}", agent::STATE_DIR_IN_HOME, start.version);
+    Facts::gather(conn, start.version, false, timeout)
+        .await?
+        .exec_failure(&format!("~/{in_home}"), start.user)
 }
 
 /// The start script's result as the user reads it.
@@ -163,6 +179,7 @@ mod tests {
             settings_sha256: "feed",
             url: "http://10.0.0.5:8750",
             machine: "x86_64",
+            user: "u",
         };
         let out = RemoteOutput {
             code: Some(i32::from(exit::FAILED)),

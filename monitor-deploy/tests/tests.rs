@@ -4,4 +4,5 @@
 mod after_login;
 mod connect;
 mod deploy;
+mod faults;
 mod support;

@@ -271,6 +271,7 @@ fn scripts_pass_shellcheck() {
         ("once", once("0.1.0")),
         ("stop", stop()),
         ("status", status()),
+        ("diagnose", diagnose("0.1.0", true)),
     ];
     let mut findings = Vec::new();
     for (name, text) in &scripts {

@@ -24,9 +24,11 @@ use std::time::Duration;
 
 use crate::util::{self, TempDir};
 
+mod faults;
 mod net;
 mod users;
 
+pub use faults::HostFaults;
 pub use net::{Netns, SilentPeer};
 pub use users::{TestUser, have_crontab, remove_orphan_crontabs};
 
@@ -46,6 +48,9 @@ pub struct SshdOptions {
     /// Run inside a network namespace of its own (root only), reached over a veth link at its
     /// own address on port 22: a separate "host" as far as addresses go.
     pub netns: bool,
+    /// SFTP through a wrapper that drops the connection mid-upload for a user flagged with
+    /// [`Sshd::drop_next_upload`] (root only: the flag is chowned to that user).
+    pub drop_uploads: bool,
 }
 
 impl Default for SshdOptions {
@@ -55,6 +60,7 @@ impl Default for SshdOptions {
             sftp_elsewhere: false,
             password: true,
             netns: false,
+            drop_uploads: false,
         }
     }
 }
@@ -80,6 +86,28 @@ pub struct Sshd {
 impl Sshd {
     /// Starts sshd; panics with its log when it does not come up within 10 s.
     pub fn start(options: SshdOptions) -> Sshd {
+        Sshd::start_inner(options, None)
+    }
+
+    /// Starts sshd in a mount namespace of its own (root only), after setting up `faults`
+    /// there: the mounts they make are seen by sshd and its sessions only.
+    pub fn start_with_faults(options: SshdOptions, faults: &HostFaults) -> Sshd {
+        assert!(util::is_root(), "Sshd::start_with_faults needs root");
+        Sshd::start_inner(options, Some(faults.script.clone()))
+    }
+
+    /// With [`SshdOptions::drop_uploads`]: the next SFTP session of `user` is cut off after a
+    /// part of the upload, by killing the sshd process serving its connection.
+    pub fn drop_next_upload(&self, user: &TestUser) {
+        faults::SftpDrop::flag(self.dir.path(), user);
+    }
+
+    /// A temporary directory that lives as long as this server (for a fault's files).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn start_inner(options: SshdOptions, faults: Option<String>) -> Sshd {
         let binary = sshd_binary().expect("sshd is not installed: apt-get install openssh-server");
         let mut dir = util::temp_dir("sshd");
         // sshd reads AuthorizedKeysFile as the logging-in user: the path must be reachable.
@@ -102,15 +130,31 @@ impl Sshd {
             fs::write(&config, sshd_config(dir.path(), &host_key, addr, options))
                 .expect("write sshd_config");
             let log = dir.path().join("sshd.log");
-            let mut command = match &netns {
-                Some(ns) => {
-                    let mut c = Command::new("ip");
-                    c.args(["netns", "exec", &ns.name]).arg(&binary);
-                    c
-                }
-                None => Command::new(&binary),
-            };
+            // [ip netns exec NS] [unshare … sh -ec '<faults>; exec "$@"' sh] sshd -D -e -f …
+            let mut words: Vec<std::ffi::OsString> = Vec::new();
+            if let Some(ns) = &netns {
+                words.extend(["ip", "netns", "exec", &ns.name].map(Into::into));
+            }
+            if let Some(script) = &faults {
+                words.extend(
+                    [
+                        "unshare",
+                        "--mount",
+                        "--propagation",
+                        "private",
+                        "--",
+                        "sh",
+                        "-ec",
+                    ]
+                    .map(Into::into),
+                );
+                words.push(format!("d={}\n{script}exec \"$@\"", faults::quote(dir.path())).into());
+                words.push("sh".into());
+            }
+            words.push(binary.clone().into());
+            let mut command = Command::new(&words[0]);
             let child = command
+                .args(&words[1..])
                 .args(["-D", "-e", "-f"])
                 .arg(&config)
                 .stdin(Stdio::null())
@@ -227,7 +271,10 @@ fn sshd_config(dir: &Path, host_key: &Path, addr: SocketAddr, options: SshdOptio
         dir = dir.display(),
         password = yes_no(options.password),
     );
-    if options.sftp {
+    if options.sftp && options.drop_uploads {
+        let wrapper = faults::SftpDrop::install(dir);
+        config.push_str(&format!("Subsystem sftp {}\n", wrapper.display()));
+    } else if options.sftp {
         config.push_str("Subsystem sftp internal-sftp");
         if options.sftp_elsewhere {
             // Shared by every user of this server (1777, like /tmp).

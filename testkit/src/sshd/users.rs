@@ -176,6 +176,16 @@ impl TestUser {
         assert!(child.wait().expect("wait crontab").success(), "crontab -u");
     }
 
+    /// Makes `shell` the account's login shell (root only): sshd runs every command of a
+    /// session as `shell -c COMMAND`.
+    pub fn set_shell(&self, shell: &str) {
+        let status = Command::new("usermod")
+            .args(["--shell", shell, &self.name])
+            .status()
+            .expect("run usermod");
+        assert!(status.success(), "usermod --shell {shell} {}", self.name);
+    }
+
     /// The account's user id.
     pub fn uid(&self) -> u32 {
         self.id("-u")
