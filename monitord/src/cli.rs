@@ -50,17 +50,23 @@ pub enum Command {
         /// How far back, e.g. 30m, 1h, 2d.
         #[arg(long, default_value = "1h", value_name = "DURATION")]
         since: String,
-        /// One JSON array of samples with the sample's own field names, as stored.
+        /// One JSON array of samples with the sample's own field names, as stored (with
+        /// --step: the series object of the read API).
         #[arg(long)]
         json: bool,
+        /// Buckets of this span (avg, min, max) from the history tier that fits, instead of
+        /// every sample, e.g. 1h over --since 30d.
+        #[arg(long, value_name = "DURATION")]
+        step: Option<String>,
     },
-    /// Clients, stored samples, database size and bytes per sample.
+    /// Clients, stored samples, database size and bytes per sample, and each history tier.
     Stats {
         /// JSON with keys clients, samples, db_bytes, bytes_per_sample.
         #[arg(long)]
         json: bool,
     },
-    /// Pack every raw sample into dense blocks now (the daemon also does this on a timer).
+    /// Pack every raw sample into dense blocks, roll up closed buckets and expire what is
+    /// past its keep, now (the daemon also does all three on timers).
     Compact,
     /// Every alert rule's state (ok, pending, firing) and the mail outbox.
     Alerts {

@@ -175,12 +175,6 @@ pub fn check_config(path: &Path) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// The database of config.xml, opened read-only next to a running monitord.
-fn open_database(config_path: &Path) -> anyhow::Result<diesel::SqliteConnection> {
-    let config = load_config(config_path, Warnings::Print)?;
-    Ok(store::open_read_only(&config.server.database)?)
-}
-
 fn opt<T: std::fmt::Display>(value: Option<T>) -> String {
     value.map_or_else(|| "-".to_owned(), |v| v.to_string())
 }
@@ -326,6 +320,91 @@ pub fn samples(
     Ok(ExitCode::SUCCESS)
 }
 
+/// `monitord samples NAME --since D --step S`: buckets of about `S` from the tier that fits.
+pub fn series(
+    config_path: &Path,
+    name: &str,
+    since: &str,
+    step: &str,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let since_d = parse_duration(since)
+        .ok_or_else(|| anyhow!("--since {since:?} is not a duration; use e.g. 30m, 1h, 2d"))?;
+    let step_d = parse_duration(step)
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| anyhow!("--step {step:?} is not a duration; use e.g. 5m, 1h, 1d"))?;
+    let config = load_config(config_path, Warnings::Print)?;
+    let mut conn = store::open_read_only(&config.server.database)?;
+    let now = Clock::from_env().now_ms();
+    let to = now;
+    let from = now - i64::try_from(since_d.as_millis()).unwrap_or(i64::MAX / 2);
+    // One more than fits: the first bucket starts at a whole step before `from`.
+    let points = (since_d.as_millis().div_ceil(step_d.as_millis()) + 1) as i64;
+    let Some(series) = store::history::series::series(
+        &mut conn,
+        name,
+        config.interval_of(name),
+        &config.history,
+        (from, to, points),
+        now,
+    )?
+    else {
+        if config.client(name).is_none() {
+            bail!(
+                "unknown client {name:?}: not in {} and never stored (`monitord clients` lists them)",
+                config_path.display()
+            );
+        }
+        println!("{}", if json { "null" } else { "no samples" });
+        return Ok(ExitCode::SUCCESS);
+    };
+    if json {
+        println!("{}", serde_json::to_string(&series)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "{name}: tier {}, buckets of {}",
+        series.tier,
+        config::format_duration(std::time::Duration::from_millis(series.step_ms as u64))
+    )?;
+    let shown = [
+        "cpu_percent",
+        "memory_percent",
+        "swap_percent",
+        "load1",
+        "processes",
+    ];
+    write!(out, "{:<19}", "BUCKET (UTC)")?;
+    for s in shown {
+        write!(out, " {:>22}", format!("{s} avg (min-max)"))?;
+    }
+    writeln!(out)?;
+    let times: std::collections::BTreeSet<i64> = series
+        .series
+        .values()
+        .flatten()
+        .map(|p| p[0] as i64)
+        .collect();
+    for t in times {
+        write!(out, "{:<19}", Utc::from_unix_ms(t).date_time())?;
+        for s in shown {
+            let cell = series
+                .series
+                .get(s)
+                .and_then(|points| points.iter().find(|p| p[0] as i64 == t))
+                .map_or_else(
+                    || "-".to_owned(),
+                    |p| format!("{} ({}-{})", p[1], p[2], p[3]),
+                );
+            write!(out, " {cell:>22}")?;
+        }
+        writeln!(out)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// The first 8 characters of an agent instance id: enough to tell instances apart.
 fn short_instance(instance: &str) -> &str {
     instance
@@ -335,15 +414,38 @@ fn short_instance(instance: &str) -> &str {
 }
 
 pub fn stats(config_path: &Path, json: bool) -> anyhow::Result<ExitCode> {
-    let mut conn = open_database(config_path)?;
+    let config = load_config(config_path, Warnings::Print)?;
+    let mut conn = store::open_read_only(&config.server.database)?;
     let stats = read::stats(&mut conn)?;
+    let tiers = store::history::tier_stats(&mut conn, &config.history)?;
     if json {
-        println!("{}", serde_json::to_string(&stats)?);
+        let mut value = serde_json::to_value(&stats)?;
+        value["tiers"] = serde_json::to_value(&tiers)?;
+        println!("{value}");
     } else {
         println!("clients:          {}", stats.clients);
         println!("samples:          {}", stats.samples);
         println!("database bytes:   {}", stats.db_bytes);
         println!("bytes per sample: {}", stats.bytes_per_sample);
+        println!();
+        println!(
+            "{:<6} {:>10} {:>12} {:>14}  OLDEST (UTC)",
+            "TIER", "KEEP", "ROWS", "BYTES"
+        );
+        for t in &tiers {
+            let keep = t.keep_s.map_or_else(
+                || "forever".to_owned(),
+                |s| config::format_duration(std::time::Duration::from_secs(s as u64)),
+            );
+            let oldest = t.oldest_ms.map_or_else(
+                || "-".to_owned(),
+                |ms| Utc::from_unix_ms(ms).date_time().to_string(),
+            );
+            println!(
+                "{:<6} {:>10} {:>12} {:>14}  {oldest}",
+                t.name, keep, t.rows, t.bytes
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -351,11 +453,22 @@ pub fn stats(config_path: &Path, json: bool) -> anyhow::Result<ExitCode> {
 pub fn compact(config_path: &Path) -> anyhow::Result<ExitCode> {
     let config = load_config(config_path, Warnings::Print)?;
     let mut conn = store::open_existing_for_writing(&config.server.database)?;
-    let report = compact::compact(&mut conn, compact::Policy::ALL, Clock::from_env().now_ms())?;
+    let now = Clock::from_env().now_ms();
+    let report = compact::compact(&mut conn, compact::Policy::ALL, now)?;
+    let interval_of = |name: &str| config.interval_of(name);
+    let (rolled, expired) =
+        store::history::maintain(&mut conn, &config.history, &interval_of, now)?;
     compact::release_free_pages(&mut conn)?;
     println!(
-        "packed {} samples into {} blocks",
-        report.samples, report.blocks
+        "packed {} samples into {} blocks; rolled up {} buckets ({} again for late samples); \
+         expired {} raw samples, {} rollup buckets, {} incidents",
+        report.samples,
+        report.blocks,
+        rolled.buckets,
+        rolled.late,
+        expired.raw_samples,
+        expired.rollups,
+        expired.incidents
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -34,10 +34,13 @@ use periodic::Periodic;
 use state::{Shared, Snapshot};
 use store::StoreError;
 use store::compact::{self, Policy};
+use store::history::rollup::LateSamples;
 use store::writer::{Writer, WriterHandle};
 
 /// How often the daemon packs older raw samples.
 pub const COMPACT_EVERY: Duration = Duration::from_secs(5 * 60);
+/// How often closed buckets are rolled up and what is past `keep` is deleted.
+pub const HISTORY_EVERY: Duration = Duration::from_secs(60);
 /// How long SIGTERM waits for in-flight requests.
 const SHUTDOWN_GRACE_SECS: u64 = 30;
 
@@ -69,16 +72,27 @@ pub async fn serve(listener: TcpListener, config: Config) -> Result<(), ServeErr
     let conn = store::open_for_writing(&database)?;
     let shared = Arc::new(Shared::new(Snapshot::new(config, &master)));
     let alerts = Arc::new(alerts::Alerts::new(shared.clone(), clock.clone()));
-    let writer =
-        Writer::start(conn, clock.clone(), vec![alerts.clone()]).map_err(ServeError::Thread)?;
+    let mut hooks: Vec<Arc<dyn store::batch::BatchHook>> = vec![alerts.clone()];
+    let tiers = shared.snapshot().config.history.tiers.clone();
+    if let Some(finest) = tiers.first() {
+        hooks.push(Arc::new(LateSamples::new(finest.step, clock.clone())));
+    }
+    let writer = Writer::start(conn, clock.clone(), hooks).map_err(ServeError::Thread)?;
     let sender = alerts::OutboxSender::start(alerts.clone(), database.clone())
         .map_err(ServeError::Thread)?;
     let host_down =
         alerts::timer::start(alerts.clone(), database.clone()).map_err(ServeError::Thread)?;
     let compactor = {
-        let clock = clock.clone();
+        let (clock, database) = (clock.clone(), database.clone());
         Periodic::start("compactor", COMPACT_EVERY, move || {
             compact_once(&database, clock.now_ms());
+        })
+        .map_err(ServeError::Thread)?
+    };
+    let history = {
+        let (clock, shared) = (clock.clone(), shared.clone());
+        Periodic::start("history", HISTORY_EVERY, move || {
+            history_once(&database, &shared, clock.now_ms());
         })
         .map_err(ServeError::Thread)?
     };
@@ -120,6 +134,7 @@ pub async fn serve(listener: TcpListener, config: Config) -> Result<(), ServeErr
     sender.shutdown();
     host_down.stop();
     compactor.stop();
+    history.stop();
     tracing::info!("stopped; every accepted sample is stored");
     Ok(())
 }
@@ -228,6 +243,41 @@ async fn report_status(shared: Arc<Shared>, writer: WriterHandle, alerts: Arc<al
 
 fn plural(n: usize, one: &'static str, many: &'static str) -> &'static str {
     if n == 1 { one } else { many }
+}
+
+/// One pass of the history timer, on its own connection: rollups, then expiry. The
+/// tiers are those monitord started with (a changed `<history>` takes a restart); each
+/// client's interval is the running config's.
+fn history_once(database: &Path, shared: &Shared, now_ms: i64) {
+    let snapshot = shared.snapshot();
+    let config = &snapshot.config;
+    let interval_of = |name: &str| config.interval_of(name);
+    let result = store::open_existing(database).and_then(|mut conn| {
+        store::history::maintain(&mut conn, &config.history, &interval_of, now_ms)
+    });
+    match result {
+        Ok((rolled, expired)) => {
+            if rolled.buckets + rolled.late > 0 {
+                tracing::debug!(
+                    buckets = rolled.buckets,
+                    late = rolled.late,
+                    "rolled up closed buckets"
+                );
+            }
+            if expired.raw_samples + expired.rollups + expired.incidents > 0 {
+                tracing::info!(
+                    raw_samples = expired.raw_samples,
+                    rollups = expired.rollups,
+                    incidents = expired.incidents,
+                    "expired history past its keep: {} raw samples, {} rollup buckets, {} incidents",
+                    expired.raw_samples,
+                    expired.rollups,
+                    expired.incidents
+                );
+            }
+        }
+        Err(e) => tracing::warn!("rolling up or expiring history failed (will retry): {e}"),
+    }
 }
 
 /// One pass of the compaction timer, on its own connection (never the writer's).

@@ -25,9 +25,15 @@ fn main() -> ExitCode {
         Some(Command::GenKey { path }) => commands::gen_key(&config, path),
         Some(Command::CheckConfig { path }) => commands::check_config(&path.unwrap_or(config)),
         Some(Command::Clients) => commands::clients(&config),
-        Some(Command::Samples { name, since, json }) => {
-            commands::samples(&config, &name, &since, json)
-        }
+        Some(Command::Samples {
+            name,
+            since,
+            json,
+            step,
+        }) => match step {
+            Some(step) => commands::series(&config, &name, &since, &step, json),
+            None => commands::samples(&config, &name, &since, json),
+        },
         Some(Command::Stats { json }) => commands::stats(&config, json),
         Some(Command::Compact) => commands::compact(&config),
         Some(Command::Alerts { json }) => monitord::alerts::cli::alerts_command(&config, json),

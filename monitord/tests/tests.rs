@@ -9,6 +9,7 @@ mod busy;
 mod commands;
 mod crash;
 mod full_disk;
+mod history;
 mod ingest;
 mod lifecycle;
 mod notify;

@@ -87,6 +87,11 @@ impl Config {
         self.clients.iter().find(|c| c.name == name)
     }
 
+    /// A client's sampling interval; the default for a name config.xml no longer has.
+    pub fn interval_of(&self, name: &str) -> Duration {
+        self.client(name).map_or(DEFAULT_INTERVAL, |c| c.interval)
+    }
+
     /// Effective (client, rule) pairs after defaults; the built-in host-down rule not counted.
     pub fn alert_rule_count(&self) -> usize {
         self.clients.iter().map(|c| c.alerts.len()).sum()

@@ -23,19 +23,19 @@ pub struct PackedRow {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("stored sample data is corrupt: {0}")]
-pub struct Corrupt(&'static str);
+pub struct Corrupt(pub(super) &'static str);
 
 const BLOCK_VERSION: u64 = 1;
 
-fn zigzag(v: i64) -> u64 {
+pub(super) fn zigzag(v: i64) -> u64 {
     ((v << 1) ^ (v >> 63)) as u64
 }
 
-fn unzigzag(v: u64) -> i64 {
+pub(super) fn unzigzag(v: u64) -> i64 {
     ((v >> 1) as i64) ^ -((v & 1) as i64)
 }
 
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+pub(super) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
         v >>= 7;
@@ -43,7 +43,7 @@ fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     out.push(v as u8);
 }
 
-fn get_varint(buf: &[u8], pos: &mut usize) -> Result<u64, Corrupt> {
+pub(super) fn get_varint(buf: &[u8], pos: &mut usize) -> Result<u64, Corrupt> {
     let mut v = 0u64;
     for shift in (0..64).step_by(7) {
         let byte = *buf.get(*pos).ok_or(Corrupt("truncated varint"))?;

@@ -14,8 +14,8 @@
 //!
 //! Submodules: [`stored`] (stored precision), [`codec`] (byte layouts), [`writer`] (the one
 //! connection that ingests) and [`batch`] (its seam: what runs with each batch), [`compact`]
-//! (packing the raw tier), [`read`] (queries for the operator commands), [`lock`] (one daemon
-//! per database).
+//! (packing the raw tier), [`history`] (rollup tiers, expiry, ranges for the API), [`read`]
+//! (queries for the operator commands), [`lock`] (one daemon per database).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -27,6 +27,7 @@ use diesel_migrations::{EmbeddedMigrations, MigrationHarness as _, embed_migrati
 pub mod batch;
 pub mod codec;
 pub mod compact;
+pub mod history;
 pub mod lock;
 pub mod read;
 pub mod schema;

@@ -101,19 +101,12 @@ impl Names {
     }
 }
 
-fn client_id(conn: &mut SqliteConnection, name: &str) -> Result<Option<i64>, StoreError> {
-    Ok(clients::table
-        .filter(clients::name.eq(name))
-        .select(clients::id)
-        .first(conn)
-        .optional()?)
-}
-
-/// Raw rows and packed rows of one client with `ts >= since_ms`, oldest first.
-fn rows_since(
+/// Raw rows and packed rows of one client with `from_ms <= ts < to_ms`, oldest first.
+pub fn rows_between(
     conn: &mut SqliteConnection,
     client_id: i64,
-    since_ms: i64,
+    from_ms: i64,
+    to_ms: i64,
 ) -> Result<Vec<PackedRow>, StoreError> {
     let client_instances = instances::table
         .filter(instances::client_id.eq(client_id))
@@ -121,7 +114,8 @@ fn rows_since(
     let mut rows = Vec::new();
     for raw in raw_samples::table
         .filter(raw_samples::instance_id.eq_any(client_instances))
-        .filter(raw_samples::ts.ge(since_ms))
+        .filter(raw_samples::ts.ge(from_ms))
+        .filter(raw_samples::ts.lt(to_ms))
         .select(RawRow::as_select())
         .load(conn)?
     {
@@ -129,18 +123,69 @@ fn rows_since(
     }
     let blocks = sample_blocks::table
         .filter(sample_blocks::client_id.eq(client_id))
-        .filter(sample_blocks::ts_max.ge(since_ms))
+        .filter(sample_blocks::ts_max.ge(from_ms))
+        .filter(sample_blocks::ts_min.lt(to_ms))
         .select(sample_blocks::data)
         .load::<Vec<u8>>(conn)?;
     for data in blocks {
         rows.extend(
             decode_block(&data)?
                 .into_iter()
-                .filter(|r| r.values.ts >= since_ms),
+                .filter(|r| r.values.ts >= from_ms && r.values.ts < to_ms),
         );
     }
     rows.sort_by_key(|r| (r.values.ts, r.instance_id, r.seq));
     Ok(rows)
+}
+
+/// A lower bound of the first `ts` at or after `from_ms` among one client's samples (exact
+/// for raw rows; for a packed block that reaches past `from_ms`, its start or `from_ms`):
+/// where a pass looking for data may skip to.
+pub fn first_ts_at_or_after(
+    conn: &mut SqliteConnection,
+    client_id: i64,
+    from_ms: i64,
+) -> Result<Option<i64>, StoreError> {
+    let client_instances = instances::table
+        .filter(instances::client_id.eq(client_id))
+        .select(instances::id);
+    let raw = raw_samples::table
+        .filter(raw_samples::instance_id.eq_any(client_instances))
+        .filter(raw_samples::ts.ge(from_ms))
+        .select(diesel::dsl::min(raw_samples::ts))
+        .first::<Option<i64>>(conn)?;
+    let packed = sample_blocks::table
+        .filter(sample_blocks::client_id.eq(client_id))
+        .filter(sample_blocks::ts_max.ge(from_ms))
+        .select(diesel::dsl::min(sample_blocks::ts_min))
+        .first::<Option<i64>>(conn)?
+        .map(|ts| ts.max(from_ms));
+    Ok(match (raw, packed) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    })
+}
+
+/// The id the database gives client `name`, if it has seen it.
+pub fn client_id(conn: &mut SqliteConnection, name: &str) -> Result<Option<i64>, StoreError> {
+    Ok(clients::table
+        .filter(clients::name.eq(name))
+        .select(clients::id)
+        .first(conn)
+        .optional()?)
+}
+
+/// The mount of each of a client's disk ids.
+pub fn disk_mounts(
+    conn: &mut SqliteConnection,
+    client_id: i64,
+) -> Result<HashMap<i64, String>, StoreError> {
+    Ok(disks::table
+        .filter(disks::client_id.eq(client_id))
+        .select((disks::id, disks::mount))
+        .load::<(i64, String)>(conn)?
+        .into_iter()
+        .collect())
 }
 
 /// Every stored sample of client `name` collected at or after `since_ms`, oldest first;
@@ -154,7 +199,7 @@ pub fn samples_since(
         return Ok(None);
     };
     let mut names = Names::load(conn, id)?;
-    let rows = rows_since(conn, id, since_ms)?;
+    let rows = rows_between(conn, id, since_ms, i64::MAX)?;
     let mut samples = Vec::with_capacity(rows.len());
     for row in rows {
         samples.push(names.sample(conn, row)?);

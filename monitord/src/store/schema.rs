@@ -186,3 +186,42 @@ impl RawRow {
         })
     }
 }
+
+diesel::table! {
+    rollups (client_id, step_s, bucket_ms) {
+        client_id -> BigInt,
+        step_s -> BigInt,
+        bucket_ms -> BigInt,
+        samples -> BigInt,
+        data -> Binary,
+    }
+}
+
+diesel::table! {
+    rollup_progress (client_id, step_s) {
+        client_id -> BigInt,
+        step_s -> BigInt,
+        done_ms -> BigInt,
+    }
+}
+
+diesel::table! {
+    rollup_dirty (client_id, bucket_ms) {
+        client_id -> BigInt,
+        bucket_ms -> BigInt,
+    }
+}
+
+diesel::table! {
+    incidents (id) {
+        id -> BigInt,
+        client -> Text,
+        rule -> Text,
+        fired_ms -> BigInt,
+        resolved_ms -> Nullable<BigInt>,
+        value -> Double,
+        peak -> Double,
+        limit_value -> Nullable<Double>,
+        top -> Text,
+    }
+}

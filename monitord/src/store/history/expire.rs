@@ -1,0 +1,202 @@
+//! Expiry: what is past its tier's `keep` is deleted, exactly, in bounded steps.
+//!
+//! Raw samples older than `raw` go: raw rows by `ts`; packed blocks wholly older are
+//! deleted, and a block that straddles the cutoff is written again without its old samples,
+//! so nothing younger than `keep` is lost and nothing older stays readable. A rollup bucket
+//! goes once it ends at or before its tier's cutoff; incidents resolved before the
+//! coarsest tier's cutoff go too. Each step deletes at most [`STEP_ROWS`] rows in a
+//! transaction of its own, so the writer never waits for long behind it (and never answers
+//! 503 because of it). SQLite reuses the freed pages for new rows, so at steady state the
+//! file stops growing; compaction's incremental vacuum hands surplus pages back.
+
+use diesel::prelude::*;
+use monitor_core::config::{History, Keep};
+
+use crate::store::StoreError;
+use crate::store::codec::{decode_block, encode_block};
+use crate::store::schema::{incidents, raw_samples, rollups, sample_blocks};
+
+/// Rows one transaction deletes at most.
+pub const STEP_ROWS: i64 = 2_000;
+/// Packed blocks (up to 4,096 samples each) one transaction deletes or rewrites at most.
+const STEP_BLOCKS: i64 = 20;
+
+/// What one bounded step removed, and whether there may be more.
+struct Step {
+    removed: i64,
+    more: bool,
+}
+
+impl Step {
+    fn of(removed: i64, touched: usize, limit: i64) -> Step {
+        Step {
+            removed,
+            more: touched as i64 == limit,
+        }
+    }
+}
+
+/// What one expiry run removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Report {
+    pub raw_samples: i64,
+    pub rollups: i64,
+    pub incidents: i64,
+}
+
+/// Deletes everything past `keep` as of `now_ms`.
+pub fn expire(
+    conn: &mut SqliteConnection,
+    history: &History,
+    now_ms: i64,
+) -> Result<Report, StoreError> {
+    let mut report = Report::default();
+    let raw_cutoff = Keep::For(history.raw).cutoff_ms(now_ms).unwrap_or(i64::MIN);
+    report.raw_samples += repeat(
+        conn,
+        |conn| {
+            diesel::select(diesel::dsl::exists(
+                raw_samples::table.filter(raw_samples::ts.lt(raw_cutoff)),
+            ))
+            .get_result(conn)
+        },
+        |conn| expire_raw_rows(conn, raw_cutoff),
+    )?;
+    report.raw_samples += repeat(
+        conn,
+        |conn| {
+            diesel::select(diesel::dsl::exists(
+                sample_blocks::table.filter(sample_blocks::ts_min.lt(raw_cutoff)),
+            ))
+            .get_result(conn)
+        },
+        |conn| expire_blocks(conn, raw_cutoff),
+    )?;
+    for tier in &history.tiers {
+        let Some(cutoff) = tier.keep.cutoff_ms(now_ms) else {
+            continue;
+        };
+        let step_ms = i64::try_from(tier.step.as_millis()).unwrap_or(i64::MAX);
+        let old = rollups::table
+            .filter(rollups::step_s.eq(step_ms / 1000))
+            .filter(rollups::bucket_ms.le(cutoff - step_ms));
+        report.rollups += repeat(
+            conn,
+            |conn| diesel::select(diesel::dsl::exists(old)).get_result(conn),
+            |conn| expire_buckets(conn, step_ms, cutoff),
+        )?;
+    }
+    // Incidents are kept as long as the coarsest tier (the raw tier when there is none).
+    let keep = history
+        .tiers
+        .last()
+        .map_or(Keep::For(history.raw), |t| t.keep);
+    if let Some(cutoff) = keep.cutoff_ms(now_ms) {
+        report.incidents += repeat(
+            conn,
+            |conn| {
+                diesel::select(diesel::dsl::exists(
+                    incidents::table.filter(incidents::resolved_ms.lt(cutoff)),
+                ))
+                .get_result(conn)
+            },
+            |conn| expire_incidents(conn, cutoff),
+        )?;
+    }
+    Ok(report)
+}
+
+/// Runs `step` in transactions of its own until it says there is no more. `any` looks
+/// first, outside a transaction: a pass with nothing to expire never takes the write lock.
+fn repeat(
+    conn: &mut SqliteConnection,
+    any: impl FnOnce(&mut SqliteConnection) -> QueryResult<bool>,
+    mut step: impl FnMut(&mut SqliteConnection) -> Result<Step, StoreError>,
+) -> Result<i64, StoreError> {
+    if !any(conn)? {
+        return Ok(0);
+    }
+    let mut total = 0;
+    loop {
+        let done = conn.immediate_transaction(|conn| step(conn))?;
+        total += done.removed;
+        if !done.more {
+            return Ok(total);
+        }
+    }
+}
+
+fn expire_raw_rows(conn: &mut SqliteConnection, cutoff: i64) -> Result<Step, StoreError> {
+    let ids = raw_samples::table
+        .filter(raw_samples::ts.lt(cutoff))
+        .select(raw_samples::id)
+        .limit(STEP_ROWS)
+        .load::<i64>(conn)?;
+    let n =
+        diesel::delete(raw_samples::table.filter(raw_samples::id.eq_any(&ids))).execute(conn)?;
+    Ok(Step::of(n as i64, ids.len(), STEP_ROWS))
+}
+
+/// Deletes blocks wholly before `cutoff` and rewrites those straddling it.
+fn expire_blocks(conn: &mut SqliteConnection, cutoff: i64) -> Result<Step, StoreError> {
+    let old = sample_blocks::table
+        .filter(sample_blocks::ts_min.lt(cutoff))
+        .select((
+            sample_blocks::id,
+            sample_blocks::ts_max,
+            sample_blocks::samples,
+            sample_blocks::data,
+        ))
+        .limit(STEP_BLOCKS)
+        .load::<(i64, i64, i64, Vec<u8>)>(conn)?;
+    let mut removed = 0;
+    for (id, ts_max, samples, data) in &old {
+        if *ts_max < cutoff {
+            diesel::delete(sample_blocks::table.find(id)).execute(conn)?;
+            removed += samples;
+            continue;
+        }
+        let kept: Vec<_> = decode_block(data)?
+            .into_iter()
+            .filter(|r| r.values.ts >= cutoff)
+            .collect();
+        let ts_min = kept.iter().map(|r| r.values.ts).min().unwrap_or(cutoff);
+        removed += samples - kept.len() as i64;
+        diesel::update(sample_blocks::table.find(id))
+            .set((
+                sample_blocks::ts_min.eq(ts_min),
+                sample_blocks::samples.eq(kept.len() as i64),
+                sample_blocks::data.eq(encode_block(&kept)),
+            ))
+            .execute(conn)?;
+    }
+    Ok(Step::of(removed, old.len(), STEP_BLOCKS))
+}
+
+fn expire_buckets(
+    conn: &mut SqliteConnection,
+    step_ms: i64,
+    cutoff: i64,
+) -> Result<Step, StoreError> {
+    let keys = rollups::table
+        .filter(rollups::step_s.eq(step_ms / 1000))
+        .filter(rollups::bucket_ms.le(cutoff - step_ms))
+        .select((rollups::client_id, rollups::bucket_ms))
+        .limit(STEP_ROWS)
+        .load::<(i64, i64)>(conn)?;
+    for (client_id, bucket_ms) in &keys {
+        diesel::delete(rollups::table.find((client_id, step_ms / 1000, bucket_ms)))
+            .execute(conn)?;
+    }
+    Ok(Step::of(keys.len() as i64, keys.len(), STEP_ROWS))
+}
+
+fn expire_incidents(conn: &mut SqliteConnection, cutoff: i64) -> Result<Step, StoreError> {
+    let ids = incidents::table
+        .filter(incidents::resolved_ms.lt(cutoff))
+        .select(incidents::id)
+        .limit(STEP_ROWS)
+        .load::<i64>(conn)?;
+    let n = diesel::delete(incidents::table.filter(incidents::id.eq_any(&ids))).execute(conn)?;
+    Ok(Step::of(n as i64, ids.len(), STEP_ROWS))
+}
