@@ -20,9 +20,11 @@ mod duration;
 mod parse;
 mod validate;
 mod values;
+mod web;
 
 pub use duration::{format_duration, parse_duration};
 pub use values::is_client_name;
+pub use web::{DEFAULT_WEB_LISTEN, Tls, Web, is_loopback};
 
 /// Default path of config.xml for the installed programs.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/monitord/config.xml";
@@ -44,6 +46,8 @@ pub struct Config {
     pub path: PathBuf,
     pub server: Server,
     pub smtp: Smtp,
+    /// `<web>`: the read-only web listener.
+    pub web: Web,
     pub clients: Vec<Client>,
 }
 
@@ -112,6 +116,8 @@ pub struct Client {
     /// Addresses alert mail goes to; empty: no mail.
     pub mail: Vec<String>,
     pub interval: Duration,
+    /// `tags`: `<defaults>`' tags, then the client's own, each once.
+    pub tags: Vec<String>,
     /// Effective rules after `<defaults>`, at most one per kind.
     pub alerts: Vec<AlertRule>,
     /// Line of the `<client>` start tag, for messages.

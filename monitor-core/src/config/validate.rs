@@ -12,10 +12,10 @@ use super::parse::{QUOTE_HINT, RawConfig, RawElement, TYPOGRAPHIC_QUOTES};
 use super::values::{self, suggest};
 use super::{
     Audience, Config, DEFAULT_DATABASE, DEFAULT_KEY_FILE, DEFAULT_LISTEN, Diagnostic, Invalid,
-    Loaded, Secret, Security, Server, Severity, Smtp, client,
+    Loaded, Secret, Security, Server, Severity, Smtp, Web, client, web,
 };
 
-const ROOT_CHILDREN: [&str; 4] = ["server", "smtp", "defaults", "client"];
+const ROOT_CHILDREN: [&str; 5] = ["server", "smtp", "defaults", "client", "web"];
 const SERVER_ATTRS: [&str; 4] = ["url", "listen", "database", "key-file"];
 const SMTP_ATTRS: [&str; 8] = [
     "host",
@@ -31,11 +31,12 @@ const SMTP_ATTRS: [&str; 8] = [
 pub(super) fn validate(raw: RawConfig, path: &Path) -> Result<Loaded, Invalid> {
     let mut ck = Checker::new(path);
     let root = &raw.root;
-    let (server, smtp, clients) = if root.name == "client" {
+    let (server, smtp, web, clients) = if root.name == "client" {
         // The classic file: one `<client>` is the whole document.
         let defaults = client::defaults(&mut ck, None);
         let clients = client::clients(&mut ck, &defaults, &[root]);
-        (server(&mut ck, None), smtp(&mut ck, None), clients)
+        let web = web::web(&mut ck, None);
+        (server(&mut ck, None), smtp(&mut ck, None), web, clients)
     } else {
         multi_client(&mut ck, root)
     };
@@ -52,12 +53,16 @@ pub(super) fn validate(raw: RawConfig, path: &Path) -> Result<Loaded, Invalid> {
         path: path.to_path_buf(),
         server,
         smtp,
+        web,
         clients,
     })
 }
 
-fn multi_client(ck: &mut Checker, root: &RawElement) -> (Server, Smtp, Vec<super::Client>) {
-    if matches!(root.name.as_str(), "server" | "smtp" | "defaults" | "alert") {
+fn multi_client(ck: &mut Checker, root: &RawElement) -> (Server, Smtp, Web, Vec<super::Client>) {
+    if matches!(
+        root.name.as_str(),
+        "server" | "smtp" | "defaults" | "alert" | "web"
+    ) {
         ck.error(
             root,
             format!(
@@ -66,11 +71,16 @@ fn multi_client(ck: &mut Checker, root: &RawElement) -> (Server, Smtp, Vec<super
                 root.name
             ),
         );
-        return (server(ck, None), smtp(ck, None), Vec::new());
+        return (
+            server(ck, None),
+            smtp(ck, None),
+            web::web(ck, None),
+            Vec::new(),
+        );
     }
     ck.check_attrs(root, &[]);
     ck.check_text(root);
-    let mut by_kind: [Vec<&RawElement>; 4] = Default::default();
+    let mut by_kind: [Vec<&RawElement>; 5] = Default::default();
     for child in &root.children {
         match ROOT_CHILDREN.iter().position(|k| *k == child.name) {
             Some(i) => by_kind[i].push(child),
@@ -81,8 +91,8 @@ fn multi_client(ck: &mut Checker, root: &RawElement) -> (Server, Smtp, Vec<super
             None => ck.unknown_element(child, &root.name, &ROOT_CHILDREN),
         }
     }
-    let [servers, smtps, defaults, clients] = by_kind;
-    for list in [&servers, &smtps, &defaults] {
+    let [servers, smtps, defaults, clients, webs] = by_kind;
+    for list in [&servers, &smtps, &defaults, &webs] {
         if let [first, rest @ ..] = list.as_slice() {
             for extra in rest {
                 ck.error(
@@ -100,7 +110,8 @@ fn multi_client(ck: &mut Checker, root: &RawElement) -> (Server, Smtp, Vec<super
     let smtp = smtp(ck, smtps.first().copied());
     let defaults = client::defaults(ck, defaults.first().copied());
     let clients = client::clients(ck, &defaults, &clients);
-    (server, smtp, clients)
+    let web = web::web(ck, webs.first().copied());
+    (server, smtp, web, clients)
 }
 
 fn server(ck: &mut Checker, el: Option<&RawElement>) -> Server {
