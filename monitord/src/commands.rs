@@ -7,7 +7,6 @@
 //! that would leave a file the monitord user cannot open.
 
 use std::io::Write as _;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -54,30 +53,19 @@ pub fn load_config(path: &Path, warnings: Warnings) -> anyhow::Result<Config> {
     }
 }
 
-/// The listening socket: from systemd when socket-activated, else `<server listen>`.
-fn listener(config: &Config) -> anyhow::Result<TcpListener> {
-    let mut fds = listenfd::ListenFd::from_env();
-    if let Some(listener) = fds
-        .take_tcp_listener(0)
-        .context("LISTEN_FDS is set but fd 3 is not a TCP listening socket")?
-    {
-        return Ok(listener);
-    }
-    let listen = &config.server.listen;
-    TcpListener::bind(listen).with_context(|| {
-        format!("cannot listen on {listen} (<server listen> in config.xml): is another monitord running?")
-    })
-}
-
 pub fn serve(config_path: &Path) -> anyhow::Result<ExitCode> {
     let config = load_config(config_path, Warnings::Log)?;
-    let listener = listener(&config)?;
-    actix_web::rt::System::new().block_on(crate::serve(listener, config))?;
+    let sockets = crate::web::sockets::take(&config)?;
+    actix_web::rt::System::new().block_on(crate::serve_with_web(
+        sockets.ingest,
+        sockets.web,
+        config,
+    ))?;
     Ok(ExitCode::SUCCESS)
 }
 
 /// The gid of group `monitord` from /etc/group (the packaged system group lives there).
-fn monitord_gid() -> Option<u32> {
+pub(crate) fn monitord_gid() -> Option<u32> {
     let groups = std::fs::read_to_string("/etc/group").ok()?;
     groups.lines().find_map(|line| {
         let mut fields = line.split(':');

@@ -29,6 +29,7 @@ use monitor_core::sample::{Sample, SampleError};
 use crate::clock::Clock;
 use crate::state::Shared;
 use crate::store::writer::{Outcome, WriterHandle};
+use crate::telemetry::RequestCounts;
 
 /// Seconds a client is asked to wait after a 503.
 pub const RETRY_AFTER_SECS: u32 = 2;
@@ -41,6 +42,8 @@ pub struct Ingest {
     pub in_flight: InFlight,
     /// The acceptance window of a sample's `ts` is judged on it.
     pub clock: Clock,
+    /// Answers by status, for `/metrics`.
+    pub requests: Arc<RequestCounts>,
 }
 
 /// Requests between their head arriving and their answer, which SIGTERM waits for.
@@ -149,12 +152,13 @@ async fn put_sample(
                 "a body that could not be read"
             };
             tracing::warn!(client = %shown, status, "{shown}: refused {why}");
+            ingest.requests.record(status);
             return response;
         }
     };
-    match ingest_body(&ingest, &name, &body).await {
-        Ok(response) | Err(response) => response,
-    }
+    let (Ok(response) | Err(response)) = ingest_body(&ingest, &name, &body).await;
+    ingest.requests.record(response.status().as_u16());
+    response
 }
 
 /// Everything after the body is read; `Err` carries a refusal, already logged.

@@ -14,3 +14,4 @@ mod lifecycle;
 mod notify;
 mod python_envelope;
 mod statuses;
+mod web;
