@@ -109,14 +109,16 @@ impl Monitord {
 
     /// [`config_xml`](Self::config_xml) with `web_attrs` as the `<web>` element's attributes.
     pub fn config_xml_with_web(clients: &[String], web_attrs: &str) -> String {
-        let mut xml = format!(
-            "<monitor>\n  <server listen=\"127.0.0.1:0\" database=\"db.sqlite3\" key-file=\"master.key\"/>\n  <web {web_attrs}/>\n",
+        let mut xml = String::from(
+            "<monitor>\n  <server listen=\"127.0.0.1:0\" database=\"db.sqlite3\" key-file=\"master.key\"/>\n",
         );
         for name in clients {
             xml.push_str(&format!(
                 "  <client name=\"{name}\" ip=\"127.0.0.1\" username=\"monitor\" interval=\"10s\"/>\n"
             ));
         }
+        // After the clients, so a client's line is 3 + its index, as before <web> existed.
+        xml.push_str(&format!("  <web {web_attrs}/>\n"));
         xml.push_str("</monitor>\n");
         xml
     }

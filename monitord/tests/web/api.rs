@@ -149,7 +149,7 @@ fn check_config_refuses_an_open_listener_off_loopback_with_its_line() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("config.xml:3: web: `listen` \"0.0.0.0:8751\" is not a loopback address"),
+        stderr.contains("config.xml:5: web: `listen` \"0.0.0.0:8751\" is not a loopback address"),
         "{stderr}"
     );
 }

@@ -144,7 +144,7 @@ fn a_users_file_others_can_read_is_refused() {
     assert_eq!(check.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&check.stderr);
     assert!(
-        stderr.contains("config.xml:3: web: `users-file`"),
+        stderr.contains("config.xml:4: web: `users-file`"),
         "{stderr}"
     );
     assert!(stderr.contains("mode 0644"), "{stderr}");
