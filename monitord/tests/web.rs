@@ -1,10 +1,12 @@
 //! The web listener against a real monitord with real samples sent through the ingest
 //! listener: the read API's shapes ([`api`]), `/metrics` through `promtool` ([`metrics`]),
-//! basic auth and `monitord passwd` ([`auth`]), TLS trusted through a throwaway CA ([`tls`]).
+//! basic auth and `monitord passwd` ([`auth`]), TLS trusted through a throwaway CA ([`tls`]),
+//! both sockets from systemd by name ([`sockets`]).
 
 mod api;
 mod auth;
 mod metrics;
+mod sockets;
 mod tls;
 
 use std::process::{Command, Stdio};

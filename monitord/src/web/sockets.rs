@@ -74,6 +74,13 @@ pub fn take(config: &Config) -> anyhow::Result<Sockets> {
     let names = std::env::var("LISTEN_FDNAMES").ok();
     let mut fds = listenfd::ListenFd::from_env();
     let roles = assign(fds.len(), names.as_deref()).map_err(anyhow::Error::msg)?;
+    if fds.len() > 0 {
+        let passed: Vec<String> = [("ingest", roles.ingest), ("web", roles.web)]
+            .into_iter()
+            .filter_map(|(role, i)| i.map(|i| format!("{role} (fd {})", 3 + i)))
+            .collect();
+        tracing::info!("sockets from systemd: {}", passed.join(", "));
+    }
     let mut take = |index: Option<usize>, role: &str| -> anyhow::Result<Option<TcpListener>> {
         let Some(i) = index else { return Ok(None) };
         fds.take_tcp_listener(i).with_context(|| {
