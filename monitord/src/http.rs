@@ -1,4 +1,5 @@
-//! `PUT /v1/samples/{name}`: the only thing monitord serves.
+//! `PUT /v1/samples/{name}`: the only thing the ingest listener serves (the read-only web
+//! listener is [`crate::web`], on its own socket).
 //!
 //! The checks run in the order DESIGN.md fixes, and each maps to one status: 413 body over
 //! 64 KiB (from Content-Length before reading, and while reading a chunked body); 400 not an

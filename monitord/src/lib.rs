@@ -5,7 +5,8 @@
 //! group commit, with [`alerts`] evaluated in the same transaction through the writer's
 //! [`store::batch`] seam) → SQLite. [`store::compact`] packs older samples on a timer;
 //! [`store::read`] serves the operator commands. [`state`] holds the running config.xml and
-//! its reloads; [`clock`] is the one wall clock everything compares with.
+//! its reloads; [`clock`] is the one wall clock everything compares with. [`web`] is the
+//! read-only web listener (API, `/metrics`) beside ingest, fed by [`telemetry`]'s counters.
 
 use std::net::TcpListener;
 use std::path::Path;

@@ -2,7 +2,9 @@
 //! `127.0.0.1:0`, database and key file relative to it), a master key made by the real
 //! `monitord gen-key`, and the running binary, whose bound address is read from its
 //! `listening on ADDR` stderr line. The handle kills the process and removes the directory on
-//! drop; stderr is kept so tests can assert on log lines.
+//! drop; stderr is kept so tests can assert on log lines. The web listener (`<web>`, on
+//! `127.0.0.1:0` unless [`Monitord::set_web`] says otherwise) is found by its
+//! `web listener on ADDR` line, logged before ingest's.
 //!
 //! Also here: sealing request bodies for the configured clients and a valid sample to seal,
 //! so tests craft exactly the request they mean. Not here: anything about what monitord does
