@@ -78,4 +78,17 @@ pub enum Command {
     },
     /// Send one test mail with the <smtp> settings (exit 0 once the server accepted it).
     SendTestMail { address: String },
+    /// Add a user of the web listener, or replace their password (bcrypt).
+    ///
+    /// The password is read twice from the terminal, or once from stdin when it is not a
+    /// terminal. The file is written atomically; a new one is 0640 root:monitord when run as
+    /// root and the group exists, else 0600. `systemctl reload monitord` makes the daemon
+    /// read it.
+    Passwd {
+        /// The user name (no ':' or spaces).
+        name: String,
+        /// Defaults to <web users-file> of config.xml, else /etc/monitord/web.users.
+        #[arg(long, value_name = "PATH")]
+        users_file: Option<PathBuf>,
+    },
 }

@@ -7,7 +7,6 @@
 //! that would leave a file the monitord user cannot open.
 
 use std::io::Write as _;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -56,30 +55,16 @@ pub fn load_config(path: &Path, warnings: Warnings) -> anyhow::Result<Config> {
     }
 }
 
-/// The listening socket: from systemd when socket-activated, else `<server listen>`.
-fn listener(config: &Config) -> anyhow::Result<TcpListener> {
-    let mut fds = listenfd::ListenFd::from_env();
-    if let Some(listener) = fds
-        .take_tcp_listener(0)
-        .context("LISTEN_FDS is set but fd 3 is not a TCP listening socket")?
-    {
-        return Ok(listener);
-    }
-    let listen = &config.server.listen;
-    TcpListener::bind(listen).with_context(|| {
-        format!("cannot listen on {listen} (<server listen> in config.xml): is another monitord running?")
-    })
-}
-
 pub fn serve(config_path: &Path) -> anyhow::Result<ExitCode> {
     let config = load_config(config_path, Warnings::Log)?;
-    let listener = listener(&config)?;
+    let sockets = crate::web::sockets::take(&config)?;
     let unit_advice = unit_cannot_write(&config.server.database);
     let under_systemd = std::env::var_os("INVOCATION_ID").is_some();
     if let (Some(advice), true) = (&unit_advice, under_systemd) {
         tracing::warn!("{advice}");
     }
-    match actix_web::rt::System::new().block_on(crate::serve(listener, config)) {
+    let serving = crate::serve_with_web(sockets.ingest, sockets.web, config);
+    match actix_web::rt::System::new().block_on(serving) {
         Ok(()) => Ok(ExitCode::SUCCESS),
         // The sandbox shows as "read-only file system" or "unable to open": say why.
         Err(e @ (crate::ServeError::Store(_) | crate::ServeError::Lock(_))) => match unit_advice {
@@ -119,7 +104,7 @@ pub fn unit_cannot_write(database: &Path) -> Option<String> {
 }
 
 /// The gid of group `monitord` from /etc/group (the packaged system group lives there).
-fn monitord_gid() -> Option<u32> {
+pub(crate) fn monitord_gid() -> Option<u32> {
     let groups = std::fs::read_to_string("/etc/group").ok()?;
     groups.lines().find_map(|line| {
         let mut fields = line.split(':');

@@ -1,4 +1,5 @@
-//! `PUT /v1/samples/{name}`: the only thing monitord serves.
+//! `PUT /v1/samples/{name}`: the only thing the ingest listener serves (the read-only web
+//! listener is [`crate::web`], on its own socket).
 //!
 //! The checks run in the order DESIGN.md fixes, and each maps to one status: 413 body over
 //! 64 KiB (from Content-Length before reading, and while reading a chunked body); 400 not an
@@ -30,6 +31,7 @@ use crate::alerts::skew::ClockWatch;
 use crate::clock::Clock;
 use crate::state::Shared;
 use crate::store::writer::{Outcome, WriterHandle};
+use crate::telemetry::RequestCounts;
 
 /// Seconds a client is asked to wait after a 503.
 pub const RETRY_AFTER_SECS: u32 = 2;
@@ -44,6 +46,8 @@ pub struct Ingest {
     pub clock: Clock,
     /// Every authentic sample's `ts` is told to the clock rule, stored or not.
     pub clock_watch: Arc<ClockWatch>,
+    /// Answers by status, for `/metrics`.
+    pub requests: Arc<RequestCounts>,
 }
 
 /// Requests between their head arriving and their answer, which SIGTERM waits for.
@@ -152,12 +156,13 @@ async fn put_sample(
                 "a body that could not be read"
             };
             tracing::warn!(client = %shown, status, "{shown}: refused {why}");
+            ingest.requests.record(status);
             return response;
         }
     };
-    match ingest_body(&ingest, &name, &body).await {
-        Ok(response) | Err(response) => response,
-    }
+    let (Ok(response) | Err(response)) = ingest_body(&ingest, &name, &body).await;
+    ingest.requests.record(response.status().as_u16());
+    response
 }
 
 /// Everything after the body is read; `Err` carries a refusal, already logged.

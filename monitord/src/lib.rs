@@ -5,14 +5,15 @@
 //! group commit, with [`alerts`] evaluated in the same transaction through the writer's
 //! [`store::batch`] seam) → SQLite. [`store::compact`] packs older samples on a timer;
 //! [`store::read`] serves the operator commands. [`state`] holds the running config.xml and
-//! its reloads; [`clock`] is the one wall clock everything compares with.
+//! its reloads; [`clock`] is the one wall clock everything compares with. [`web`] is the
+//! read-only web listener (API, `/metrics`) beside ingest, fed by [`telemetry`]'s counters.
 
 use std::net::TcpListener;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix_web::{App, HttpServer, web};
+use actix_web::{App, HttpServer};
 use monitor_core::MasterKey;
 use monitor_core::config::Config;
 use monitor_core::masterkey::KeyError;
@@ -27,6 +28,8 @@ pub mod logging;
 pub mod periodic;
 pub mod state;
 pub mod store;
+pub mod telemetry;
+pub mod web;
 
 use clock::Clock;
 use periodic::Periodic;
@@ -58,11 +61,23 @@ pub enum ServeError {
     Thread(std::io::Error),
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
+    #[error("web listener: {0:#}")]
+    Web(anyhow::Error),
 }
 
 /// Serves `PUT /v1/samples/{name}` on `listener` until SIGTERM or SIGINT, then finishes
 /// in-flight requests, stores everything queued and returns. SIGHUP reloads config.xml.
+/// No web listener: see [`serve_with_web`].
 pub async fn serve(listener: TcpListener, config: Config) -> Result<(), ServeError> {
+    serve_with_web(listener, None, config).await
+}
+
+/// [`serve`], plus the read-only web listener ([`web`]) on `web_listener` when given.
+pub async fn serve_with_web(
+    listener: TcpListener,
+    web_listener: Option<TcpListener>,
+    config: Config,
+) -> Result<(), ServeError> {
     let master = MasterKey::load(&config.server.key_file)?;
     let database = config.server.database.clone();
     let clock = Clock::from_env();
@@ -98,12 +113,32 @@ pub async fn serve(listener: TcpListener, config: Config) -> Result<(), ServeErr
     };
 
     let in_flight = http::InFlight::default();
-    let ingest = web::Data::new(http::Ingest {
+    let requests = Arc::new(telemetry::RequestCounts::default());
+    let web_server = match web_listener {
+        Some(l) => {
+            let state = web::WebState {
+                shared: shared.clone(),
+                pool: Arc::new(web::read::ReadPool::new(
+                    shared.snapshot().config.server.database.clone(),
+                )),
+                clock: clock.clone(),
+                requests: requests.clone(),
+                writer: writer.handle(),
+            };
+            let config = shared.snapshot();
+            Some(Arc::new(
+                web::start(l, &config.config, state).map_err(ServeError::Web)?,
+            ))
+        }
+        None => None,
+    };
+    let ingest = actix_web::web::Data::new(http::Ingest {
         shared: shared.clone(),
         writer: writer.handle(),
         in_flight: in_flight.clone(),
         clock,
         clock_watch: alerts.clock_watch(),
+        requests,
     });
     let addr = listener.local_addr().map_err(ServeError::Listen)?;
     listener.set_nonblocking(true).map_err(ServeError::Listen)?;
@@ -123,9 +158,18 @@ pub async fn serve(listener: TcpListener, config: Config) -> Result<(), ServeErr
     let status = actix_web::rt::spawn(report_status(shared.clone(), writer.handle(), alerts));
     // Installed before READY=1: a SIGHUP right after it must reload, not kill.
     let signals = Signals::install().map_err(ServeError::Signals)?;
-    let signals = actix_web::rt::spawn(handle_signals(signals, shared, handle, in_flight));
+    let signals = actix_web::rt::spawn(handle_signals(
+        signals,
+        shared,
+        handle,
+        in_flight,
+        web_server.clone(),
+    ));
     notify(&[NotifyState::Ready]);
     server.await.map_err(ServeError::Listen)?;
+    if let Some(web_server) = &web_server {
+        web_server.stop().await;
+    }
 
     status.abort();
     signals.abort();
@@ -167,6 +211,7 @@ async fn handle_signals(
     shared: Arc<Shared>,
     server: actix_web::dev::ServerHandle,
     in_flight: http::InFlight,
+    web_server: Option<Arc<web::WebListener>>,
 ) {
     let Signals {
         mut term,
@@ -193,6 +238,9 @@ async fn handle_signals(
                             tracing::warn!("{w}");
                         }
                         tracing::info!("SIGHUP: reloaded config.xml");
+                        if let Some(w) = &web_server {
+                            w.reloaded(&shared.snapshot().config);
+                        }
                     }
                     Err(e) => state::log_reload_error(&e),
                 }

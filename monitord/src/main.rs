@@ -40,6 +40,9 @@ fn main() -> ExitCode {
         Some(Command::SendTestMail { address }) => {
             monitord::alerts::cli::send_test_mail_command(&config, &address)
         }
+        Some(Command::Passwd { name, users_file }) => {
+            monitord::web::passwd::passwd(&config, &name, users_file)
+        }
     };
     match result {
         Ok(code) => code,

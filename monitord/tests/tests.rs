@@ -15,3 +15,4 @@ mod lifecycle;
 mod notify;
 mod python_envelope;
 mod statuses;
+mod web;

@@ -2,7 +2,9 @@
 //! `127.0.0.1:0`, database and key file relative to it), a master key made by the real
 //! `monitord gen-key`, and the running binary, whose bound address is read from its
 //! `listening on ADDR` stderr line. The handle kills the process and removes the directory on
-//! drop; stderr is kept so tests can assert on log lines.
+//! drop; stderr is kept so tests can assert on log lines. The web listener (`<web>`, on
+//! `127.0.0.1:0` unless [`Monitord::set_web`] says otherwise) is found by its
+//! `web listener on ADDR` line, logged before ingest's.
 //!
 //! Also here: sealing request bodies for the configured clients and a valid sample to seal,
 //! so tests craft exactly the request they mean. Not here: anything about what monitord does
@@ -37,8 +39,15 @@ pub struct Monitord {
     clients: Vec<String>,
     child: Option<Child>,
     addr: Option<SocketAddr>,
+    /// The attributes of config.xml's `<web>` element.
+    web: String,
+    /// Where the web listener is, from its `web listener on ADDR` line.
+    web_addr: Arc<Mutex<Option<SocketAddr>>>,
     stderr: Arc<Mutex<String>>,
 }
+
+/// `<web>` as the handle writes it: on a free loopback port, no users, no TLS.
+pub const WEB_DEFAULT: &str = r#"listen="127.0.0.1:0""#;
 
 impl Monitord {
     /// Writes config.xml with `clients` (names; all at 127.0.0.1), generates the master key
@@ -60,6 +69,8 @@ impl Monitord {
             clients: clients.iter().map(|c| c.to_string()).collect(),
             child: None,
             addr: None,
+            web: WEB_DEFAULT.to_owned(),
+            web_addr: Arc::new(Mutex::new(None)),
             stderr: Arc::new(Mutex::new(String::new())),
         };
         m.write_config();
@@ -95,6 +106,11 @@ impl Monitord {
 
     /// The config.xml this handle writes for `clients`.
     pub fn config_xml(clients: &[String]) -> String {
+        Monitord::config_xml_with_web(clients, WEB_DEFAULT)
+    }
+
+    /// [`config_xml`](Self::config_xml) with `web_attrs` as the `<web>` element's attributes.
+    pub fn config_xml_with_web(clients: &[String], web_attrs: &str) -> String {
         let mut xml = String::from(
             "<monitor>\n  <server listen=\"127.0.0.1:0\" database=\"db.sqlite3\" key-file=\"master.key\"/>\n",
         );
@@ -103,13 +119,25 @@ impl Monitord {
                 "  <client name=\"{name}\" ip=\"127.0.0.1\" username=\"monitor\" interval=\"10s\"/>\n"
             ));
         }
+        // After the clients, so a client's line is 3 + its index, as before <web> existed.
+        xml.push_str(&format!("  <web {web_attrs}/>\n"));
         xml.push_str("</monitor>\n");
         xml
     }
 
     fn write_config(&self) {
-        fs::write(self.config_path(), Monitord::config_xml(&self.clients))
-            .expect("write config.xml");
+        fs::write(
+            self.config_path(),
+            Monitord::config_xml_with_web(&self.clients, &self.web),
+        )
+        .expect("write config.xml");
+    }
+
+    /// Sets the `<web>` element's attributes (paths relative to [`dir`](Self::dir)) and
+    /// rewrites config.xml; takes effect at the next start.
+    pub fn set_web(&mut self, attrs: &str) {
+        self.web = attrs.to_owned();
+        self.write_config();
     }
 
     /// Adds a client to config.xml (the daemon keeps running).
@@ -118,7 +146,11 @@ impl Monitord {
         // Write a new file and rename it over the old one, as editors and config
         // management do, so the daemon never reads half a file.
         let tmp = self.dir().join("config.xml.new");
-        fs::write(&tmp, Monitord::config_xml(&self.clients)).expect("write config.xml");
+        fs::write(
+            &tmp,
+            Monitord::config_xml_with_web(&self.clients, &self.web),
+        )
+        .expect("write config.xml");
         fs::rename(&tmp, self.config_path()).expect("replace config.xml");
     }
 
@@ -202,9 +234,14 @@ impl Monitord {
         let (tx, rx) = mpsc::channel();
         let stderr = child.stderr.take().expect("piped stderr");
         let log = Arc::clone(&self.stderr);
+        *self.web_addr.lock().expect("web address lock") = None;
+        let web_addr = Arc::clone(&self.web_addr);
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
+                if let Some(addr) = addr_after(&line, "web listener on ") {
+                    *web_addr.lock().expect("web address lock") = Some(addr);
+                }
                 if let Some(addr) = listening_addr(&line) {
                     let _ = tx.send(addr);
                 }
@@ -245,6 +282,24 @@ impl Monitord {
 
     pub fn url(&self) -> String {
         format!("http://{}", self.addr())
+    }
+
+    /// The web listener's address (monitord logs it before it listens for ingest).
+    pub fn web_addr(&self) -> SocketAddr {
+        self.web_addr
+            .lock()
+            .expect("web address lock")
+            .unwrap_or_else(|| {
+                panic!(
+                    "monitord logged no `web listener on ADDR`; stderr:\n{}",
+                    self.stderr()
+                )
+            })
+    }
+
+    /// `GET path` on the web listener (plain HTTP), with `headers` (`Name: value` lines).
+    pub fn web_get(&self, path: &str, headers: &[&str]) -> std::io::Result<util::Response> {
+        util::get_with(self.web_addr(), path, headers)
     }
 
     pub fn pid(&self) -> u32 {
@@ -436,7 +491,12 @@ pub fn sample_path(name: &str) -> String {
 
 /// Finds `ADDR` in a line containing `listening on ADDR`.
 fn listening_addr(line: &str) -> Option<SocketAddr> {
-    let rest = &line[line.find("listening on ")? + "listening on ".len()..];
+    addr_after(line, "listening on ")
+}
+
+/// The address right after `marker` in `line`.
+fn addr_after(line: &str, marker: &str) -> Option<SocketAddr> {
+    let rest = &line[line.find(marker)? + marker.len()..];
     let word: String = rest
         .chars()
         .take_while(|c| !c.is_whitespace() && *c != ',' && *c != '"')
@@ -491,6 +551,12 @@ mod tests {
             Some("[::1]:8750".parse().unwrap())
         );
         assert_eq!(listening_addr("starting"), None);
+        let web = "INFO monitord::web: web listener on 127.0.0.1:40124 (http, no auth)";
+        assert_eq!(
+            addr_after(web, "web listener on "),
+            Some("127.0.0.1:40124".parse().unwrap())
+        );
+        assert_eq!(listening_addr(web), None);
     }
 
     #[test]

@@ -106,7 +106,7 @@ impl SmtpServer {
         let dir = util::temp_dir("smtp");
         fs::create_dir(dir.path().join("mail")).expect("create the mail directory");
         if options.starttls || options.implicit_tls {
-            make_certificates(dir.path());
+            crate::certs::make_certificates(dir.path());
         }
         let mut server = SmtpServer {
             dir,
@@ -258,86 +258,6 @@ fn read_message(path: &Path) -> Received {
         body: v["body"].as_str().unwrap_or("").to_owned(),
         tls: v["tls"].as_bool().unwrap_or(false),
         accepted_at: UNIX_EPOCH + Duration::from_secs_f64(secs),
-    }
-}
-
-/// A throwaway CA and a server certificate it signs, for `127.0.0.1` and `localhost`.
-fn make_certificates(dir: &Path) {
-    fs::write(
-        dir.join("server.ext"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=critical,CA:FALSE\n\
-         keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
-    )
-    .expect("write the certificate extensions");
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    let steps: Vec<Vec<&str>> = vec![
-        [
-            &["req", "-x509"][..],
-            &ec,
-            &[
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.pem",
-                "-days",
-                "2",
-                "-subj",
-                "/CN=monitord test CA",
-                "-addext",
-                "basicConstraints=critical,CA:TRUE",
-                "-addext",
-                "keyUsage=critical,keyCertSign,cRLSign",
-            ],
-        ]
-        .concat(),
-        [
-            &["req"][..],
-            &ec,
-            &[
-                "-keyout",
-                "server.key",
-                "-out",
-                "server.csr",
-                "-subj",
-                "/CN=localhost",
-            ],
-        ]
-        .concat(),
-        vec![
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.pem",
-            "-days",
-            "2",
-            "-extfile",
-            "server.ext",
-        ],
-    ];
-    for args in steps {
-        let out = Command::new("openssl")
-            .args(&args)
-            .current_dir(dir)
-            .output()
-            .expect("run openssl (the test command installs it)");
-        assert!(
-            out.status.success(),
-            "openssl {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
     }
 }
 

@@ -186,6 +186,17 @@ pub fn get(addr: SocketAddr, path: &str) -> io::Result<Response> {
     send_raw(addr, head.as_bytes(), b"")
 }
 
+/// `GET path` with extra header lines (`Name: value`, e.g. an `Authorization`).
+pub fn get_with(addr: SocketAddr, path: &str, headers: &[&str]) -> io::Result<Response> {
+    let mut head = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for h in headers {
+        head.push_str(h);
+        head.push_str("\r\n");
+    }
+    head.push_str("\r\n");
+    send_raw(addr, head.as_bytes(), b"")
+}
+
 /// `PUT path` with the body sent in `Transfer-Encoding: chunked` pieces of `chunk` bytes.
 pub fn put_chunked(
     addr: SocketAddr,

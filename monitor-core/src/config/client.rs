@@ -16,7 +16,7 @@ use super::{
     AlertKind, AlertRule, Audience, Auth, Client, DEFAULT_INTERVAL, Secret, parse_duration,
 };
 
-const CLIENT_ATTRS: [&str; 9] = [
+const CLIENT_ATTRS: [&str; 10] = [
     "name",
     "ip",
     "port",
@@ -26,8 +26,9 @@ const CLIENT_ATTRS: [&str; 9] = [
     "key",
     "mail",
     "interval",
+    "tags",
 ];
-const DEFAULTS_ATTRS: [&str; 7] = [
+const DEFAULTS_ATTRS: [&str; 8] = [
     "port",
     "username",
     "password",
@@ -35,6 +36,7 @@ const DEFAULTS_ATTRS: [&str; 7] = [
     "key",
     "mail",
     "interval",
+    "tags",
 ];
 const ALERT_ATTRS: [&str; 5] = ["type", "limit", "clear", "for", "repeat"];
 const AUTH_ATTRS: [&str; 3] = ["password", "password-file", "key"];
@@ -50,6 +52,7 @@ pub(super) struct Fields {
     auth: Option<Auth>,
     mail: Option<Vec<String>>,
     interval: Option<Duration>,
+    tags: Vec<String>,
     alerts: BTreeMap<AlertKind, AlertRule>,
     /// `username` was written, even if invalid (then already reported, not "missing" again).
     username_given: bool,
@@ -179,6 +182,13 @@ fn client(ck: &mut Checker, defaults: &Defaults, el: &RawElement) -> Option<Clie
     }?;
     let mut alerts = defaults.alerts.clone();
     alerts.extend(own.alerts);
+    // A client's tags add to those of <defaults>.
+    let mut tags = defaults.tags.clone();
+    for tag in own.tags {
+        if !tags.contains(&tag) {
+            tags.push(tag);
+        }
+    }
     Some(Client {
         name,
         ip: ip.unwrap_or_default(),
@@ -199,6 +209,7 @@ fn client(ck: &mut Checker, defaults: &Defaults, el: &RawElement) -> Option<Clie
             .interval
             .or(defaults.interval)
             .unwrap_or(DEFAULT_INTERVAL),
+        tags,
         alerts: alerts.into_values().collect(),
         line: el.line,
     })
@@ -232,6 +243,9 @@ fn fields(ck: &mut Checker, el: &RawElement) -> Fields {
             ),
         };
         f.interval = ck.value(el, "interval", v, checked);
+    }
+    if let Some(v) = el.attr("tags") {
+        f.tags = ck.value(el, "tags", v, values::tags(v)).unwrap_or_default();
     }
     f.auth = auth(ck, el);
     f.alerts = alerts(ck, el);
@@ -474,6 +488,17 @@ mod tests {
             ]
         );
         assert_eq!(config.alert_rule_count(), 3);
+    }
+
+    #[test]
+    fn tags_add_to_the_defaults_once_each() {
+        let config = load(
+            r#"<m><defaults username="u" tags="prod web"/>
+                 <client ip="a" tags="db  prod"/><client ip="b"/></m>"#,
+        )
+        .unwrap();
+        assert_eq!(config.clients[0].tags, ["prod", "web", "db"]);
+        assert_eq!(config.clients[1].tags, ["prod", "web"]);
     }
 
     #[test]

@@ -21,10 +21,12 @@ mod history;
 mod parse;
 mod validate;
 mod values;
+mod web;
 
 pub use duration::{format_duration, parse_duration};
 pub use history::default_history;
 pub use values::is_client_name;
+pub use web::{DEFAULT_WEB_LISTEN, Tls, Web, is_loopback};
 
 /// Default path of config.xml for the installed programs.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/monitord/config.xml";
@@ -47,6 +49,8 @@ pub struct Config {
     pub server: Server,
     pub smtp: Smtp,
     pub history: History,
+    /// `<web>`: the read-only web listener.
+    pub web: Web,
     pub clients: Vec<Client>,
 }
 
@@ -152,6 +156,8 @@ pub struct Client {
     /// Addresses alert mail goes to; empty: no mail.
     pub mail: Vec<String>,
     pub interval: Duration,
+    /// `tags`: `<defaults>`' tags, then the client's own, each once.
+    pub tags: Vec<String>,
     /// Effective rules after `<defaults>`, at most one per kind.
     pub alerts: Vec<AlertRule>,
     /// Line of the `<client>` start tag, for messages.

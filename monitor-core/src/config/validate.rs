@@ -12,10 +12,10 @@ use super::parse::{QUOTE_HINT, RawConfig, RawElement, TYPOGRAPHIC_QUOTES};
 use super::values::{self, suggest};
 use super::{
     Audience, Config, DEFAULT_DATABASE, DEFAULT_KEY_FILE, DEFAULT_LISTEN, Diagnostic, History,
-    Invalid, Loaded, Secret, Security, Server, Severity, Smtp, client, history,
+    Invalid, Loaded, Secret, Security, Server, Severity, Smtp, Web, client, history, web,
 };
 
-const ROOT_CHILDREN: [&str; 5] = ["server", "smtp", "defaults", "client", "history"];
+const ROOT_CHILDREN: [&str; 6] = ["server", "smtp", "defaults", "client", "history", "web"];
 const SERVER_ATTRS: [&str; 4] = ["url", "listen", "database", "key-file"];
 const SMTP_ATTRS: [&str; 8] = [
     "host",
@@ -28,19 +28,40 @@ const SMTP_ATTRS: [&str; 8] = [
     "ca-file",
 ];
 
+/// Everything a file configures but its path.
+struct Sections {
+    server: Server,
+    smtp: Smtp,
+    history: History,
+    web: Web,
+    clients: Vec<super::Client>,
+}
+
+impl Sections {
+    /// The sections a file gets when it names none but its clients.
+    fn defaults(ck: &mut Checker, clients: Vec<super::Client>) -> Sections {
+        Sections {
+            server: server(ck, None),
+            smtp: smtp(ck, None),
+            history: history::history(ck, None),
+            web: web::web(ck, None),
+            clients,
+        }
+    }
+}
+
 pub(super) fn validate(raw: RawConfig, path: &Path) -> Result<Loaded, Invalid> {
     let mut ck = Checker::new(path);
     let root = &raw.root;
-    let (server, smtp, history, clients) = if root.name == "client" {
+    let sections = if root.name == "client" {
         // The classic file: one `<client>` is the whole document.
         let defaults = client::defaults(&mut ck, None);
         let clients = client::clients(&mut ck, &defaults, &[root]);
-        let history = history::history(&mut ck, None);
-        (server(&mut ck, None), smtp(&mut ck, None), history, clients)
+        Sections::defaults(&mut ck, clients)
     } else {
         multi_client(&mut ck, root)
     };
-    if clients.is_empty() && !ck.has_errors() {
+    if sections.clients.is_empty() && !ck.has_errors() {
         ck.warn_at(
             root.line,
             &root.name,
@@ -51,20 +72,18 @@ pub(super) fn validate(raw: RawConfig, path: &Path) -> Result<Loaded, Invalid> {
     ck.check_file_mode(path);
     ck.finish(Config {
         path: path.to_path_buf(),
-        server,
-        smtp,
-        history,
-        clients,
+        server: sections.server,
+        smtp: sections.smtp,
+        history: sections.history,
+        web: sections.web,
+        clients: sections.clients,
     })
 }
 
-fn multi_client(
-    ck: &mut Checker,
-    root: &RawElement,
-) -> (Server, Smtp, History, Vec<super::Client>) {
+fn multi_client(ck: &mut Checker, root: &RawElement) -> Sections {
     if matches!(
         root.name.as_str(),
-        "server" | "smtp" | "defaults" | "alert" | "history"
+        "server" | "smtp" | "defaults" | "alert" | "history" | "web"
     ) {
         ck.error(
             root,
@@ -74,12 +93,11 @@ fn multi_client(
                 root.name
             ),
         );
-        let history = history::history(ck, None);
-        return (server(ck, None), smtp(ck, None), history, Vec::new());
+        return Sections::defaults(ck, Vec::new());
     }
     ck.check_attrs(root, &[]);
     ck.check_text(root);
-    let mut by_kind: [Vec<&RawElement>; 5] = Default::default();
+    let mut by_kind: [Vec<&RawElement>; 6] = Default::default();
     for child in &root.children {
         match ROOT_CHILDREN.iter().position(|k| *k == child.name) {
             Some(i) => by_kind[i].push(child),
@@ -90,8 +108,8 @@ fn multi_client(
             None => ck.unknown_element(child, &root.name, &ROOT_CHILDREN),
         }
     }
-    let [servers, smtps, defaults, clients, histories] = by_kind;
-    for list in [&servers, &smtps, &defaults, &histories] {
+    let [servers, smtps, defaults, clients, histories, webs] = by_kind;
+    for list in [&servers, &smtps, &defaults, &histories, &webs] {
         if let [first, rest @ ..] = list.as_slice() {
             for extra in rest {
                 ck.error(
@@ -109,8 +127,13 @@ fn multi_client(
     let smtp = smtp(ck, smtps.first().copied());
     let defaults = client::defaults(ck, defaults.first().copied());
     let clients = client::clients(ck, &defaults, &clients);
-    let history = history::history(ck, histories.first().copied());
-    (server, smtp, history, clients)
+    Sections {
+        server,
+        smtp,
+        history: history::history(ck, histories.first().copied()),
+        web: web::web(ck, webs.first().copied()),
+        clients,
+    }
 }
 
 fn server(ck: &mut Checker, el: Option<&RawElement>) -> Server {

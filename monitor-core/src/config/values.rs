@@ -275,6 +275,32 @@ pub(super) fn listen(text: &str) -> Checked<String> {
     }
 }
 
+/// `tags`: space-separated words of `[a-z0-9_.-]`, each kept once, in order.
+pub(super) fn tags(text: &str) -> Checked<Vec<String>> {
+    let mut out: Vec<String> = Vec::new();
+    for word in text.split_whitespace() {
+        if let Some(bad) = word.chars().find(|c| {
+            !(c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '.' | '-'))
+        }) {
+            let hint = if word.contains(',') {
+                " (separate tags with spaces, not commas)"
+            } else if bad.is_ascii_uppercase() {
+                " (tags are lower case)"
+            } else {
+                ""
+            };
+            return Err(format!(
+                "has {word:?} with {bad:?}{hint}: expected space-separated words of a-z, 0-9 \
+                 and _ . -, e.g. tags=\"web prod\""
+            ));
+        }
+        if !out.iter().any(|t| t == word) {
+            out.push(word.to_string());
+        }
+    }
+    Ok(out)
+}
+
 /// The closest of `known` to a misspelt `name`, when it is close enough to be a likely typo.
 pub(super) fn suggest<'a>(name: &str, known: &[&'a str]) -> Option<&'a str> {
     let norm = |s: &str| s.to_ascii_lowercase().replace('_', "-");

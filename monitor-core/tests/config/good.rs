@@ -358,3 +358,94 @@ fn history_with_more_tiers_and_forever() {
         config::Keep::For(Duration::from_secs(2 * 365 * 86_400))
     );
 }
+
+/// `good/web.xml` in a fresh directory with its users-file, certificate and key, the
+/// users-file at `users_mode`.
+fn web_config(users_mode: u32) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt as _;
+    let content = std::fs::read(data("good/web.xml")).unwrap();
+    let path = write_config("web", &content, 0o600);
+    let dir = path.parent().unwrap();
+    std::fs::create_dir(dir.join("tls")).unwrap();
+    for file in ["web.users", "tls/web.crt", "tls/web.key"] {
+        std::fs::write(dir.join(file), "x").unwrap();
+        std::fs::set_permissions(dir.join(file), std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    std::fs::set_permissions(
+        dir.join("web.users"),
+        std::fs::Permissions::from_mode(users_mode),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn web_listener_off_loopback_with_users_and_tls() {
+    let path = web_config(0o640);
+    let dir = path.parent().unwrap();
+    let loaded = expect_ok(config::load(&path));
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    let web = &loaded.config.web;
+    assert!(web.enabled);
+    assert_eq!(web.listen, "0.0.0.0:8751");
+    assert_eq!(web.line, 3);
+    assert_eq!(
+        web.users_file.as_deref(),
+        Some(dir.join("web.users").as_path())
+    );
+    let tls = web.tls.as_ref().expect("cert-file and key-file give TLS");
+    assert_eq!(tls.cert_file, dir.join("tls/web.crt"));
+    assert_eq!(tls.key_file, dir.join("tls/web.key"));
+    let tags: Vec<_> = loaded
+        .config
+        .clients
+        .iter()
+        .map(|c| c.tags.clone())
+        .collect();
+    assert_eq!(tags, [vec!["prod", "web", "eu-1.a"], vec!["prod"]]);
+}
+
+#[test]
+fn a_users_file_others_may_read_is_refused_with_its_line() {
+    let path = web_config(0o644);
+    let invalid = config::load(&path).unwrap_err();
+    assert_eq!(invalid.errors.len(), 1, "{invalid}");
+    let e = &invalid.errors[0];
+    assert_eq!((e.line, e.element.as_str()), (3, "web"));
+    assert!(e.message.contains("mode 0644"), "{e}");
+    assert!(e.message.contains("chmod o-rwx"), "{e}");
+}
+
+#[test]
+fn web_defaults_to_loopback_without_users_or_tls_and_can_be_off() {
+    let (_, result) = load_copy("good/classic.xml");
+    let web = expect_ok(result).config.web;
+    assert_eq!(web, config::Web::default());
+    assert!(web.enabled);
+    assert_eq!(web.listen, "127.0.0.1:8751");
+    assert_eq!((web.users_file, web.tls), (None, None));
+
+    // Off, an open address is no risk: nothing listens.
+    let path = write_config(
+        "web-off",
+        b"<monitor><web enabled=\"no\" listen=\"0.0.0.0:8751\"/></monitor>",
+        0o600,
+    );
+    let loaded = expect_ok(config::load(&path));
+    assert!(!loaded.config.web.enabled);
+    // A users-file that does not exist is a warning here; monitord refuses to serve without it.
+    let path = write_config(
+        "web-missing-users",
+        b"<monitor>\n<web users-file=\"nope.users\"/>\n</monitor>",
+        0o600,
+    );
+    let loaded = expect_ok(config::load(&path));
+    let warnings: Vec<String> = loaded.warnings.iter().map(|w| w.to_string()).collect();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains(":2: warning: web: `users-file` file")
+                && w.contains("does not exist")),
+        "{warnings:?}"
+    );
+}

@@ -36,6 +36,7 @@ use super::seen::Seen;
 use super::stored::{DiskValues, Meta, Values, kib};
 use super::top::{LatestTops, TOP_EVERY};
 use crate::clock::Clock;
+use crate::telemetry::Histogram;
 
 /// Requests waiting for the writer; one more is answered 503.
 pub const QUEUE_CAPACITY: usize = 16_384;
@@ -86,6 +87,15 @@ enum Msg {
 pub struct WriterHandle {
     tx: SyncSender<Msg>,
     stored: Arc<AtomicU64>,
+    /// For `/metrics`: samples waiting, and how long each batch took to commit.
+    gauges: Arc<WriterGauges>,
+}
+
+/// What the writer exposes to `/metrics`, updated without a lock.
+#[derive(Debug, Default)]
+pub struct WriterGauges {
+    pub queued: std::sync::atomic::AtomicUsize,
+    pub commit_duration: Histogram,
 }
 
 impl WriterHandle {
@@ -103,15 +113,25 @@ impl WriterHandle {
             values,
             reply,
         };
+        // Counted before it is queued, so the writer never takes it from a count of zero.
+        self.gauges.queued.fetch_add(1, Ordering::Relaxed);
         match self.tx.try_send(Msg::Job(Box::new(job))) {
             Ok(()) => Ok(rx),
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => Err(QueueFull),
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.gauges.queued.fetch_sub(1, Ordering::Relaxed);
+                Err(QueueFull)
+            }
         }
     }
 
     /// Samples newly stored since start (for `STATUS=`).
     pub fn stored_total(&self) -> u64 {
         self.stored.load(Ordering::Relaxed)
+    }
+
+    /// Queue depth and commit durations, for `/metrics`.
+    pub fn gauges(&self) -> &WriterGauges {
+        &self.gauges
     }
 }
 
@@ -132,6 +152,7 @@ impl Writer {
     ) -> std::io::Result<Writer> {
         let (tx, rx) = sync_channel(QUEUE_CAPACITY);
         let stored = Arc::new(AtomicU64::new(0));
+        let gauges = Arc::new(WriterGauges::default());
         let trouble = Trouble {
             database: database_file(&mut conn),
             run: None,
@@ -143,6 +164,7 @@ impl Writer {
             forgot_at: Instant::now(),
             tops: LatestTops::default(),
             stored: stored.clone(),
+            gauges: gauges.clone(),
             clock,
             hooks,
             trouble,
@@ -151,7 +173,7 @@ impl Writer {
             .name("writer".into())
             .spawn(move || state.run(&rx))?;
         Ok(Writer {
-            handle: WriterHandle { tx, stored },
+            handle: WriterHandle { tx, stored, gauges },
             thread,
         })
     }
@@ -179,6 +201,7 @@ struct WriterState {
     forgot_at: Instant,
     tops: LatestTops,
     stored: Arc<AtomicU64>,
+    gauges: Arc<WriterGauges>,
     clock: Clock,
     hooks: Vec<Arc<dyn BatchHook>>,
     trouble: Trouble,
@@ -355,6 +378,7 @@ impl WriterState {
 
     /// One transaction for the whole batch, then one answer per request.
     fn commit_batch(&mut self, batch: &mut Vec<Job>) {
+        self.gauges.queued.fetch_sub(batch.len(), Ordering::Relaxed);
         let mut outcomes = Vec::with_capacity(batch.len());
         let mut added = HashMap::new();
         let mut rows = Vec::with_capacity(batch.len());
@@ -419,6 +443,9 @@ impl WriterState {
             }
         }
         let took = now.elapsed();
+        if result.is_ok() {
+            self.gauges.commit_duration.observe(took);
+        }
         if result.is_ok() && took >= SLOW_COMMIT {
             // Every request of the batch waited this long: worth a line when it happens, so
             // an operator (or a benchmark's log) can tell a slow disk from a slow monitord.
