@@ -366,23 +366,16 @@ pub fn series(
         write!(out, " {:>22}", format!("{s} avg (min-max)"))?;
     }
     writeln!(out)?;
-    let times: std::collections::BTreeSet<i64> = series
-        .series
-        .values()
-        .flatten()
-        .map(|p| p[0] as i64)
-        .collect();
+    let times: std::collections::BTreeSet<i64> =
+        series.series.values().flatten().map(|p| p.0).collect();
     for t in times {
         write!(out, "{:<19}", Utc::from_unix_ms(t).date_time())?;
         for s in shown {
             let cell = series
                 .series
                 .get(s)
-                .and_then(|points| points.iter().find(|p| p[0] as i64 == t))
-                .map_or_else(
-                    || "-".to_owned(),
-                    |p| format!("{} ({}-{})", p[1], p[2], p[3]),
-                );
+                .and_then(|points| points.iter().find(|p| p.0 == t))
+                .map_or_else(|| "-".to_owned(), |p| format!("{} ({}-{})", p.1, p.2, p.3));
             write!(out, " {cell:>22}")?;
         }
         writeln!(out)?;
@@ -446,14 +439,13 @@ pub fn compact(config_path: &Path) -> anyhow::Result<ExitCode> {
     compact::release_free_pages(&mut conn)?;
     println!(
         "packed {} samples into {} blocks; rolled up {} buckets ({} again for late samples); \
-         expired {} raw samples, {} rollup buckets, {} incidents",
+         expired {} raw samples and {} rollup buckets",
         report.samples,
         report.blocks,
         rolled.buckets,
         rolled.late,
         expired.raw_samples,
-        expired.rollups,
-        expired.incidents
+        expired.rollups
     );
     Ok(ExitCode::SUCCESS)
 }

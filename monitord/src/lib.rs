@@ -312,15 +312,13 @@ fn history_once(database: &Path, shared: &Shared, now_ms: i64) {
                     "rolled up closed buckets"
                 );
             }
-            if expired.raw_samples + expired.rollups + expired.incidents > 0 {
+            if expired.raw_samples + expired.rollups > 0 {
                 tracing::info!(
                     raw_samples = expired.raw_samples,
                     rollups = expired.rollups,
-                    incidents = expired.incidents,
-                    "expired history past its keep: {} raw samples, {} rollup buckets, {} incidents",
+                    "expired history past its keep: {} raw samples, {} rollup buckets",
                     expired.raw_samples,
-                    expired.rollups,
-                    expired.incidents
+                    expired.rollups
                 );
             }
         }

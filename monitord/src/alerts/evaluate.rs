@@ -247,6 +247,7 @@ impl Alerts {
         for (client, rule) in gone {
             tracing::info!(client = %client, rule = %rule, "{client}: {rule} resolved quietly: the rule or the client left config.xml");
             store::delete_state(tx.conn, &client, &rule)?;
+            super::incidents::resolved(tx.conn, &client, &rule, now)?;
             tx.remember(&client, &rule, ok_entry());
         }
         for client in &config.clients {

@@ -6,6 +6,7 @@
 //! - [`machine`]: the pure state machine (ok → pending → firing → resolved), host down.
 //! - [`mail`]: subjects and bodies.
 //! - [`store`]: the `alert_states` and `outbox` tables.
+//! - [`incidents`]: every firing → resolved episode, kept after it is over.
 //! - [`evaluate`]: [`Alerts`], the states in memory (`book`) over the table, changed only
 //!   inside the transaction of whoever holds the write lock (the writer's batch, the
 //!   host-down timer), through an `update::Updater`.
@@ -37,6 +38,7 @@
 mod book;
 pub mod cli;
 pub mod evaluate;
+pub mod incidents;
 pub mod machine;
 pub mod mail;
 pub mod measure;

@@ -131,11 +131,23 @@ async fn run(alerts: Arc<Alerts>, db_path: PathBuf, stop: Arc<Notify>) {
 }
 
 impl Pass<'_> {
-    /// Drops delivered and failed rows past [`KEEP_DONE`].
+    /// Drops delivered and failed rows past [`KEEP_DONE`], and incidents resolved before
+    /// the coarsest history tier's keep.
     fn prune(&mut self) {
-        let before = self.clock.now_ms() - KEEP_DONE.as_millis() as i64;
+        let now = self.clock.now_ms();
+        let before = now - KEEP_DONE.as_millis() as i64;
         if let Err(e) = store::prune(self.conn, before) {
             tracing::warn!("could not prune old outbox rows: {e}");
+        }
+        let history = &self.alerts.snapshot().config.history;
+        let keep = history
+            .tiers
+            .last()
+            .map_or(monitor_core::config::Keep::For(history.raw), |t| t.keep);
+        if let Some(cutoff) = keep.cutoff_ms(now) {
+            if let Err(e) = super::incidents::prune(self.conn, cutoff) {
+                tracing::warn!("could not prune old alert incidents: {e}");
+            }
         }
     }
 

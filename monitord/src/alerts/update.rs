@@ -15,6 +15,7 @@ use monitor_core::config::Client;
 use monitor_core::sample::TopProcess;
 
 use super::book::{Book, Entry, ok_entry};
+use super::incidents::{self, Fired};
 use super::machine::{self, Notice, Phase};
 use super::mail::{self, ClientInfo, ClockMail, HostDownMail, Mail, ThresholdMail};
 use super::measure::{comparison, format_span, measure};
@@ -98,6 +99,9 @@ impl Updater<'_, '_> {
         if let Some(silence) = machine::sample_arrived(down.state, self.now) {
             tracing::info!(client = %client.name, rule = %HOST_DOWN_RULE, silence_s = silence.as_secs(), "{}: up again after {}: host down resolved", client.name, format_span(silence));
             self.set_state(&client.name, HOST_DOWN_RULE, ok_entry())?;
+            let silent_s = silence.as_secs_f64().round();
+            incidents::worse(self.conn, &client.name, HOST_DOWN_RULE, silent_s, false)?;
+            incidents::resolved(self.conn, &client.name, HOST_DOWN_RULE, self.now)?;
             let recent = self.recent(client, self.now);
             let mail = mail::host_down(&HostDownMail {
                 client: info(client),
@@ -141,6 +145,10 @@ impl Updater<'_, '_> {
                     detail: measured.mount.clone(),
                 },
             )?;
+            let below = rule.kind.fires_below();
+            if before.state.phase == Phase::Firing && step.state.phase == Phase::Firing {
+                incidents::worse(self.conn, &client.name, name, measured.value, below)?;
+            }
             let Some(notice) = step.notice else {
                 continue;
             };
@@ -152,6 +160,21 @@ impl Updater<'_, '_> {
             } else {
                 sample.top.clone()
             };
+            match notice {
+                Notice::Firing => incidents::fired(
+                    self.conn,
+                    &Fired {
+                        client: &client.name,
+                        rule: name,
+                        now_ms: self.now,
+                        value: measured.value,
+                        limit: Some(rule.limit),
+                        top: &top,
+                    },
+                )?,
+                Notice::Resolved => incidents::resolved(self.conn, &client.name, name, self.now)?,
+                Notice::Repeat => {}
+            }
             let since_ms = if notice == Notice::Resolved {
                 before.state.since_ms
             } else {
@@ -208,6 +231,19 @@ impl Updater<'_, '_> {
             }
         }
         let firing = step.notice == Some(Notice::Firing);
+        if firing {
+            let fired = Fired {
+                client: &client.name,
+                rule: CLOCK_RULE,
+                now_ms: self.now,
+                value: offset as f64 / 1000.0,
+                limit: None,
+                top: &[],
+            };
+            incidents::fired(self.conn, &fired)?;
+        } else {
+            incidents::resolved(self.conn, &client.name, CLOCK_RULE, self.now)?;
+        }
         let mail = mail::clock(&ClockMail {
             client: info(client),
             offset_ms: offset,
@@ -238,6 +274,16 @@ impl Updater<'_, '_> {
                 detail: None,
             },
         )?;
+        let top = self.latest_top(&client.name);
+        let fired = Fired {
+            client: &client.name,
+            rule: HOST_DOWN_RULE,
+            now_ms: self.now,
+            value: down.value,
+            limit: Some(machine::host_down_after(client.interval).as_secs_f64()),
+            top: &top,
+        };
+        incidents::fired(self.conn, &fired)?;
         let recent = self.recent(client, last_seen);
         let mail = mail::host_down(&HostDownMail {
             client: info(client),

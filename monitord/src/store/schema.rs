@@ -211,17 +211,3 @@ diesel::table! {
         bucket_ms -> BigInt,
     }
 }
-
-diesel::table! {
-    incidents (id) {
-        id -> BigInt,
-        client -> Text,
-        rule -> Text,
-        fired_ms -> BigInt,
-        resolved_ms -> Nullable<BigInt>,
-        value -> Double,
-        peak -> Double,
-        limit_value -> Nullable<Double>,
-        top -> Text,
-    }
-}

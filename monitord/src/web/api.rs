@@ -1,9 +1,9 @@
 //! `/api/v1`: the read API of DESIGN.md ("The web listener"), JSON only, times in unix
 //! milliseconds, errors as `{"error": "..."}` through one [`ApiError`].
 //!
-//! Here: `clients`, `clients/{name}/top`, `alerts`, `outbox`. The lead adds
-//! `clients/{name}/series` and the alert incidents beside these (see [`configure`]). Not here:
-//! SQL (see [`super::read`]), authentication (see [`super::auth`]).
+//! Here: `clients`, `clients/{name}/series` (from the history tier that fits),
+//! `clients/{name}/top`, `alerts` (states now and incidents), `outbox`. Not here: SQL (see
+//! [`super::read`], [`crate::store::history::series`]), authentication (see [`super::auth`]).
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError, web};
@@ -11,11 +11,20 @@ use serde_json::{Value, json};
 
 use super::WebState;
 use super::read::{self, ClientView};
+use crate::alerts::incidents::{self, Incident};
 use crate::alerts::store::{OutboxRow, StateRow};
+use crate::store::history::series as history_series;
 use crate::store::{StoreError, read as samples};
 
 /// How far back `/api/v1/outbox` reaches.
 pub const OUTBOX_DAYS: i64 = 7;
+/// How far back `/api/v1/alerts` lists incidents without `since`.
+const INCIDENT_DAYS: i64 = 7;
+/// The most incidents one answer holds.
+const INCIDENTS_MAX: i64 = 10_000;
+/// Buckets of a series without `points`, and the most it may ask for.
+const DEFAULT_POINTS: i64 = 600;
+const MAX_POINTS: i64 = 5_000;
 /// The most outbox rows one answer holds.
 const OUTBOX_MAX: i64 = 10_000;
 
@@ -57,8 +66,8 @@ impl ResponseError for ApiError {
 /// The read API's routes, mounted at the listener's root.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/api/v1/clients").route(web::get().to(clients)))
+        .service(web::resource("/api/v1/clients/{name}/series").route(web::get().to(series)))
         .service(web::resource("/api/v1/clients/{name}/top").route(web::get().to(top)))
-        // `clients/{name}/series` (history tiers) is added beside these.
         .service(web::resource("/api/v1/alerts").route(web::get().to(alerts)))
         .service(web::resource("/api/v1/outbox").route(web::get().to(outbox)));
 }
@@ -162,15 +171,77 @@ async fn alerts(
     state: web::Data<WebState>,
     query: web::Query<Vec<(String, String)>>,
 ) -> Result<HttpResponse, ApiError> {
-    // Checked now so a bad value is a 400 before incidents exist to filter.
-    let _since = millis(&query, "since")?;
+    // Default: the last 7 days of incidents (and every one still open).
+    let since = millis(&query, "since")?
+        .unwrap_or_else(|| state.clock.now_ms() - INCIDENT_DAYS * 24 * 3600 * 1000);
     let now = state.read(read::alert_states).await?;
-    // TODO(lead): incidents table
-    let incidents: Vec<Value> = Vec::new();
+    let incidents = state
+        .read(move |conn| Ok(incidents::since(conn, since, INCIDENTS_MAX)?))
+        .await?;
     Ok(ok_json(&json!({
         "now": now.iter().map(state_json).collect::<Vec<_>>(),
-        "incidents": incidents,
+        "incidents": incidents.iter().map(incident_json).collect::<Vec<_>>(),
     })))
+}
+
+fn incident_json(i: &Incident) -> Value {
+    json!({
+        "client": i.client,
+        "rule": i.rule,
+        "fired_ms": i.fired_ms,
+        "resolved_ms": i.resolved_ms,
+        "value": i.value,
+        "peak": i.peak,
+        "limit": i.limit_value,
+        "top": i.top(),
+    })
+}
+
+/// `?from=MS&to=MS&points=N` (default: the last 24 h, 600 points, at most 5000).
+async fn series(
+    state: web::Data<WebState>,
+    name: web::Path<String>,
+    query: web::Query<Vec<(String, String)>>,
+) -> Result<HttpResponse, ApiError> {
+    let name = name.into_inner();
+    let snapshot = state.shared.snapshot();
+    let now = state.clock.now_ms();
+    let to = millis(&query, "to")?.unwrap_or(now);
+    let from = millis(&query, "from")?.unwrap_or(to - 24 * 3600 * 1000);
+    if from >= to {
+        return Err(ApiError::BadParameter {
+            name: "from",
+            why: format!("{from} is not before to={to}"),
+        });
+    }
+    let points = match query.iter().find(|(k, _)| k == "points") {
+        None => DEFAULT_POINTS,
+        Some((_, text)) => text
+            .parse::<i64>()
+            .ok()
+            .filter(|n| (1..=MAX_POINTS).contains(n))
+            .ok_or_else(|| ApiError::BadParameter {
+                name: "points",
+                why: format!("{text:?} is not a number of buckets from 1 to {MAX_POINTS}"),
+            })?,
+    };
+    let config = &snapshot.config;
+    let known = config.client(&name).is_some();
+    let (interval, history) = (config.interval_of(&name), config.history.clone());
+    let lookup = name.clone();
+    let found = state
+        .read(move |conn| {
+            history_series::series(conn, &lookup, interval, &history, (from, to, points), now)
+        })
+        .await?;
+    match found {
+        Some(series) => Ok(ok_json(&serde_json::to_value(&series).unwrap_or_default())),
+        // Configured but never heard from: an empty series, not an error.
+        None if known => Ok(ok_json(&json!({
+            "name": name, "from": from, "to": to, "step_ms": null, "tier": null, "series": {},
+        }))),
+        None => Err(ApiError::UnknownClient),
+    }
 }
 
 fn outbox_json(r: &OutboxRow) -> Value {

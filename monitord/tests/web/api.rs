@@ -75,7 +75,24 @@ fn clients_top_alerts_and_outbox_answer_in_their_shapes() {
     let alerts = m.web_get("/api/v1/alerts?since=0", &[]).unwrap();
     assert_eq!(alerts.status, 200);
     let alerts = alerts.json();
-    assert_eq!(alerts["incidents"], json!([]));
+    // The processes rule fired on the first sample: one incident, still open.
+    let incidents = alerts["incidents"].as_array().unwrap();
+    assert_eq!(incidents.len(), 1, "{alerts}");
+    let incident = &incidents[0];
+    assert_eq!(
+        (
+            &incident["client"],
+            &incident["rule"],
+            &incident["resolved_ms"]
+        ),
+        (&json!("web1"), &json!("processes"), &json!(null))
+    );
+    assert_eq!(
+        (&incident["value"], &incident["peak"], &incident["limit"]),
+        (&json!(123.0), &json!(123.0), &json!(1.0))
+    );
+    assert_eq!(incident["top"][0]["name"], "init", "{incident}");
+    assert!(incident["fired_ms"].as_i64().is_some(), "{incident}");
     let now = alerts["now"].as_array().unwrap();
     assert_eq!(now.len(), 1, "{alerts}");
     assert_eq!(
@@ -152,4 +169,110 @@ fn check_config_refuses_an_open_listener_off_loopback_with_its_line() {
         stderr.contains("config.xml:5: web: `listen` \"0.0.0.0:8751\" is not a loopback address"),
         "{stderr}"
     );
+}
+
+#[test]
+fn series_reads_buckets_and_incidents_close_with_their_peak() {
+    let mut m = fleet_with_an_alert(r#"listen="127.0.0.1:0""#);
+    m.spawn();
+    // Ten samples a minute apart over the last ten minutes.
+    let now = m.now_ms();
+    let mut cpus = Vec::new();
+    for i in 0..10 {
+        let mut s = sample("series", i + 1, now - (10 - i) * 60_000);
+        s["cpu_percent"] = (10.0 + i as f64 * 5.0).into();
+        s["processes"] = (50 * (i + 1)).into();
+        cpus.push(10.0 + i as f64 * 5.0);
+        let r = m.put_sample("web1", &s).unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    let from = now - 11 * 60_000;
+    let path = format!("/api/v1/clients/web1/series?from={from}&to={now}&points=5");
+    let got = m.web_get(&path, &[]).unwrap();
+    assert_eq!(got.status, 200, "{}", got.text());
+    let got = got.json();
+    assert_eq!(got["tier"], "raw", "{got}");
+    assert_eq!(
+        (&got["name"], &got["from"], &got["to"]),
+        (&json!("web1"), &json!(from), &json!(now))
+    );
+    let step = got["step_ms"].as_i64().unwrap();
+    assert_eq!(step % 10_000, 0, "a multiple of the 10 s interval: {step}");
+    let cpu = got["series"]["cpu_percent"].as_array().unwrap();
+    assert!(!cpu.is_empty() && cpu.len() <= 5, "{got}");
+    // Every sample is in exactly one bucket, with its bucket's avg, min and max.
+    let mut seen = 0;
+    for bucket in cpu {
+        let start = bucket[0].as_i64().unwrap();
+        let inside: Vec<f64> = (0..10)
+            .filter(|i| {
+                let ts = now - (10 - i) * 60_000;
+                ts >= start && ts < start + step
+            })
+            .map(|i| cpus[i as usize])
+            .collect();
+        seen += inside.len();
+        let avg = inside.iter().sum::<f64>() / inside.len() as f64;
+        assert!(
+            (bucket[1].as_f64().unwrap() - avg).abs() < 0.006,
+            "{bucket} vs {inside:?}"
+        );
+        assert_eq!(
+            bucket[2].as_f64().unwrap(),
+            inside.iter().cloned().fold(f64::MAX, f64::min)
+        );
+        assert_eq!(
+            bucket[3].as_f64().unwrap(),
+            inside.iter().cloned().fold(f64::MIN, f64::max)
+        );
+    }
+    assert_eq!(seen, 10);
+    for name in ["memory_percent", "swap_percent", "load1", "processes"] {
+        assert!(got["series"][name].is_array(), "no {name}: {got}");
+    }
+    assert!(
+        got["series"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .any(|k| k.starts_with("disk:/")),
+        "{got}"
+    );
+
+    // Bad parameters name themselves; an unknown client is 404; one never heard from is empty.
+    for (query, name) in [
+        ("points=0", "points"),
+        ("points=9999", "points"),
+        ("from=x", "from"),
+        ("from=10&to=5", "from"),
+    ] {
+        let bad = m
+            .web_get(&format!("/api/v1/clients/web1/series?{query}"), &[])
+            .unwrap();
+        assert_eq!(bad.status, 400, "{query}");
+        let error = bad.json()["error"].as_str().unwrap().to_owned();
+        assert!(error.starts_with(&format!("{name}:")), "{query}: {error}");
+    }
+    assert_eq!(
+        m.web_get("/api/v1/clients/nope/series", &[])
+            .unwrap()
+            .status,
+        404
+    );
+    let quiet = m.web_get("/api/v1/clients/db1/series", &[]).unwrap().json();
+    assert_eq!(quiet["series"], json!({}), "{quiet}");
+
+    // Current samples (the ones above are history, not evaluated): processes 50 fires
+    // the rule, 500 is its worst, 1 resolves it; the incident keeps all three facts.
+    for (seq, processes) in [(11, 50), (12, 500), (13, 7), (14, 1)] {
+        let mut s = sample("series", seq, m.now_ms());
+        s["processes"] = processes.into();
+        assert_eq!(m.put_sample("web1", &s).unwrap().status, 200);
+    }
+    let incidents = m.web_get("/api/v1/alerts", &[]).unwrap().json()["incidents"].clone();
+    let incident = &incidents[0];
+    assert_eq!(incident["value"], 50.0, "{incident}");
+    assert_eq!(incident["peak"], 500.0, "{incident}");
+    assert!(incident["resolved_ms"].as_i64().is_some(), "{incident}");
+    m.terminate();
 }

@@ -3,8 +3,7 @@
 //! Raw samples older than `raw` go: raw rows by `ts`; packed blocks wholly older are
 //! deleted, and a block that straddles the cutoff is written again without its old samples,
 //! so nothing younger than `keep` is lost and nothing older stays readable. A rollup bucket
-//! goes once it ends at or before its tier's cutoff; incidents resolved before the
-//! coarsest tier's cutoff go too. Each step deletes at most [`STEP_ROWS`] rows in a
+//! goes once it ends at or before its tier's cutoff. Each step deletes at most [`STEP_ROWS`] rows in a
 //! transaction of its own, so the writer never waits for long behind it (and never answers
 //! 503 because of it). SQLite reuses the freed pages for new rows, so at steady state the
 //! file stops growing; compaction's incremental vacuum hands surplus pages back.
@@ -14,7 +13,7 @@ use monitor_core::config::{History, Keep};
 
 use crate::store::StoreError;
 use crate::store::codec::{decode_block, encode_block};
-use crate::store::schema::{incidents, raw_samples, rollups, sample_blocks};
+use crate::store::schema::{raw_samples, rollups, sample_blocks};
 
 /// Rows one transaction deletes at most.
 pub const STEP_ROWS: i64 = 2_000;
@@ -41,7 +40,6 @@ impl Step {
 pub struct Report {
     pub raw_samples: i64,
     pub rollups: i64,
-    pub incidents: i64,
 }
 
 /// Deletes everything past `keep` as of `now_ms`.
@@ -84,23 +82,6 @@ pub fn expire(
             conn,
             |conn| diesel::select(diesel::dsl::exists(old)).get_result(conn),
             |conn| expire_buckets(conn, step_ms, cutoff),
-        )?;
-    }
-    // Incidents are kept as long as the coarsest tier (the raw tier when there is none).
-    let keep = history
-        .tiers
-        .last()
-        .map_or(Keep::For(history.raw), |t| t.keep);
-    if let Some(cutoff) = keep.cutoff_ms(now_ms) {
-        report.incidents += repeat(
-            conn,
-            |conn| {
-                diesel::select(diesel::dsl::exists(
-                    incidents::table.filter(incidents::resolved_ms.lt(cutoff)),
-                ))
-                .get_result(conn)
-            },
-            |conn| expire_incidents(conn, cutoff),
         )?;
     }
     Ok(report)
@@ -189,14 +170,4 @@ fn expire_buckets(
             .execute(conn)?;
     }
     Ok(Step::of(keys.len() as i64, keys.len(), STEP_ROWS))
-}
-
-fn expire_incidents(conn: &mut SqliteConnection, cutoff: i64) -> Result<Step, StoreError> {
-    let ids = incidents::table
-        .filter(incidents::resolved_ms.lt(cutoff))
-        .select(incidents::id)
-        .limit(STEP_ROWS)
-        .load::<i64>(conn)?;
-    let n = diesel::delete(incidents::table.filter(incidents::id.eq_any(&ids))).execute(conn)?;
-    Ok(Step::of(n as i64, ids.len(), STEP_ROWS))
 }

@@ -23,6 +23,9 @@ const SCALES: [f64; SCALARS.len()] = [
     0.01, 0.01, 1024.0, 1024.0, 1024.0, 0.01, 1024.0, 1024.0, 1.0, 0.01, 0.01, 0.01, 1.0,
 ];
 
+/// One bucket: its start (unix ms), then avg, min and max; JSON `[ts, avg, min, max]`.
+pub type Point = (i64, f64, f64, f64);
+
 /// One client's series over a range.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Series {
@@ -33,7 +36,7 @@ pub struct Series {
     /// `raw` or the tier's step (`1h`).
     pub tier: String,
     /// Series name → `[ts, avg, min, max]` per bucket that has samples, oldest first.
-    pub series: BTreeMap<String, Vec<[f64; 4]>>,
+    pub series: BTreeMap<String, Vec<Point>>,
 }
 
 fn ms(d: Duration) -> i64 {
@@ -122,7 +125,7 @@ pub fn series(
         }
     }
     let mounts = read::disk_mounts(conn, client_id)?;
-    let mut series: BTreeMap<String, Vec<[f64; 4]>> = BTreeMap::new();
+    let mut series: BTreeMap<String, Vec<Point>> = BTreeMap::new();
     for (start, bucket) in &grid {
         for (i, agg) in bucket.scalars.iter().enumerate() {
             push(&mut series, SCALARS[i], *start, agg, SCALES[i]);
@@ -152,15 +155,15 @@ pub fn series(
     }))
 }
 
-fn push(series: &mut BTreeMap<String, Vec<[f64; 4]>>, name: &str, ts: i64, agg: &Agg, scale: f64) {
+fn push(series: &mut BTreeMap<String, Vec<Point>>, name: &str, ts: i64, agg: &Agg, scale: f64) {
     let Some(avg) = agg.avg() else { return };
     let round = |v: f64| (v * scale * 100.0).round() / 100.0;
-    series.entry(name.to_owned()).or_default().push([
-        ts as f64,
+    series.entry(name.to_owned()).or_default().push((
+        ts,
         round(avg),
         round(agg.min as f64),
         round(agg.max as f64),
-    ]);
+    ));
 }
 
 #[cfg(test)]
