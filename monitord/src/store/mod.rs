@@ -34,6 +34,7 @@ pub mod schema;
 pub mod seen;
 pub mod stored;
 pub mod top;
+mod trouble;
 pub mod writer;
 
 const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations");
