@@ -4,6 +4,7 @@
 
 pub mod agent;
 pub mod monitord;
+pub mod process;
 pub mod smtp;
 pub mod sshd;
 pub mod util;

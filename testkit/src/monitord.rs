@@ -18,7 +18,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use monitor_core::{AgentSettings, ClientKeys, MasterKey};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
+use crate::process;
 use crate::util::{self, TempDir};
 
 /// How long monitord may take to migrate its database and bind.
@@ -289,21 +291,15 @@ impl Monitord {
     /// after a signal sent with [`signal`](Self::signal).
     pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
         let mut child = self.child.take().expect("monitord is running");
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = child.try_wait().expect("poll monitord") {
-                return status;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "monitord did not exit within {timeout:?}; stderr:\n{}",
-                    self.stderr()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        if let Some(status) = process::wait_within(&mut child, timeout) {
+            return status;
         }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!(
+            "monitord did not exit within {timeout:?}; stderr:\n{}",
+            self.stderr()
+        );
     }
 
     /// Sends a signal by name (`TERM`, `HUP`) to the running daemon.
@@ -354,33 +350,17 @@ impl Monitord {
     /// `timeout` (e.g. the daemon refusing to start); a process still running then is killed
     /// and the test fails.
     pub fn run_to_exit(&self, args: &[&str], timeout: Duration) -> Output {
-        let mut child = Command::new(&self.bin)
-            .arg("--config")
+        let mut cmd = Command::new(&self.bin);
+        cmd.arg("--config")
             .arg(self.config_path())
             .args(args)
             .current_dir(self.dir())
             .env_remove("LISTEN_FDS")
             .env_remove("JOURNAL_STREAM")
             .env_remove("NOTIFY_SOCKET")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", self.bin.display()));
-        let deadline = Instant::now() + timeout;
-        while child.try_wait().expect("poll monitord").is_none() {
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let out = child.wait_with_output().expect("reap monitord");
-                panic!(
-                    "monitord {args:?} was still running after {timeout:?}; stderr:\n{}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        child.wait_with_output().expect("collect monitord's output")
+            .env("NO_COLOR", "1");
+        process::output_within(&mut cmd, b"", timeout)
+            .unwrap_or_else(|e| panic!("monitord {args:?}: {e}"))
     }
 
     /// `monitord samples NAME --since 1h --json`, parsed.
@@ -423,15 +403,13 @@ impl Drop for Monitord {
 
 /// The URL path for client `name`: names may hold `:` `[` `]`, percent-encoded here.
 pub fn sample_path(name: &str) -> String {
-    let mut path = String::from("/v1/samples/");
-    for b in name.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            path.push(b as char);
-        } else {
-            path.push_str(&format!("%{b:02X}"));
-        }
-    }
-    path
+    /// Everything but RFC 3986's unreserved characters.
+    const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
+    format!("/v1/samples/{}", utf8_percent_encode(name, SEGMENT))
 }
 
 /// Finds `ADDR` in a line containing `listening on ADDR`.
