@@ -73,6 +73,21 @@ pub fn wait_for<T>(timeout: Duration, what: &str, mut probe: impl FnMut() -> Opt
     }
 }
 
+/// Calls `cond` until it is true, at most until `timeout`; returns whether it became true, for
+/// a test that reports a failed wait with more than a name (say, a process's stderr).
+pub fn eventually(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Calls `cond` until it is true, at most until `timeout`; panics naming `what`.
 pub fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
     wait_for(timeout, what, || cond().then_some(()));
