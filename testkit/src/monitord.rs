@@ -9,13 +9,11 @@
 //! with a request — that is for the tests to assert.
 
 use std::fs;
-use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use monitor_core::{AgentSettings, ClientKeys, MasterKey};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
@@ -182,8 +180,8 @@ impl Monitord {
     pub fn spawn_with_env(&mut self, env: &[(&str, &str)]) {
         assert!(self.child.is_none(), "monitord is already running");
         self.stderr.lock().expect("stderr lock").clear();
-        let mut child = Command::new(&self.bin)
-            .arg("--config")
+        let mut cmd = Command::new(&self.bin);
+        cmd.arg("--config")
             .arg(self.config_path())
             .current_dir(self.dir())
             // Outside systemd, whatever runs the tests: log to stderr, bind ourselves.
@@ -197,45 +195,10 @@ impl Monitord {
             .env(self.clock_env().0, self.clock_env().1)
             .envs(env.iter().copied())
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.bin.display()));
-        let (tx, rx) = mpsc::channel();
-        let stderr = child.stderr.take().expect("piped stderr");
-        let log = Arc::clone(&self.stderr);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if let Some(addr) = listening_addr(&line) {
-                    let _ = tx.send(addr);
-                }
-                let mut log = log.lock().expect("stderr lock");
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
-        let deadline = Instant::now() + START_TIMEOUT;
-        let addr = loop {
-            if let Ok(addr) = rx.recv_timeout(Duration::from_millis(100)) {
-                break addr;
-            }
-            if let Some(status) = child.try_wait().expect("poll monitord") {
-                std::thread::sleep(Duration::from_millis(100));
-                panic!(
-                    "monitord exited ({status}) before listening; stderr:\n{}",
-                    self.stderr()
-                );
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "monitord did not log `listening on ADDR` within {START_TIMEOUT:?}; stderr:\n{}",
-                    self.stderr()
-                );
-            }
-        };
+            .stdout(Stdio::null());
+        let (child, addr) =
+            process::spawn_listening(&mut cmd, START_TIMEOUT, Arc::clone(&self.stderr))
+                .unwrap_or_else(|why| panic!("monitord: {why}"));
         self.child = Some(child);
         self.addr = Some(addr);
     }
@@ -393,6 +356,15 @@ impl Monitord {
         serde_json::from_str(&text)
             .unwrap_or_else(|e| panic!("`monitord stats --json` is not JSON ({e}): {text:?}"))
     }
+
+    /// Keeps the directory (database, config.xml, key) after the handle is dropped, with what
+    /// monitord wrote to stderr in `monitord.log` there; returns where it is. For a benchmark's
+    /// `--keep`, or a failure worth looking at by hand.
+    pub fn keep_dir(&mut self) -> &Path {
+        let _ = fs::write(self.dir().join("monitord.log"), self.stderr());
+        self.dir.disable_cleanup(true);
+        self.dir()
+    }
 }
 
 impl Drop for Monitord {
@@ -410,16 +382,6 @@ pub fn sample_path(name: &str) -> String {
         .remove(b'_')
         .remove(b'~');
     format!("/v1/samples/{}", utf8_percent_encode(name, SEGMENT))
-}
-
-/// Finds `ADDR` in a line containing `listening on ADDR`.
-fn listening_addr(line: &str) -> Option<SocketAddr> {
-    let rest = &line[line.find("listening on ")? + "listening on ".len()..];
-    let word: String = rest
-        .chars()
-        .take_while(|c| !c.is_whitespace() && *c != ',' && *c != '"')
-        .collect();
-    word.parse().ok()
 }
 
 /// Now, in unix milliseconds (the clock `ts` uses).
@@ -456,20 +418,6 @@ pub fn sample(instance: &str, seq: i64, ts: i64) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn finds_the_listening_address_in_log_lines() {
-        let line = "2026-11-28T04:00:00Z  INFO monitord: listening on 127.0.0.1:40123";
-        assert_eq!(
-            listening_addr(line),
-            Some("127.0.0.1:40123".parse().unwrap())
-        );
-        assert_eq!(
-            listening_addr("listening on [::1]:8750, 3 clients"),
-            Some("[::1]:8750".parse().unwrap())
-        );
-        assert_eq!(listening_addr("starting"), None);
-    }
 
     #[test]
     fn names_are_percent_encoded() {

@@ -1,15 +1,18 @@
-//! Running a program to its end within a deadline: stdin written and closed, stdout and stderr
-//! drained on threads (a chatty child never blocks on a full pipe), and a child still running
-//! at the deadline killed and reported with what it had written. The waiting is `wait-timeout`'s
-//! (SIGCHLD, no polling loop).
+//! Child processes with deadlines. Running a program to its end: stdin written and closed,
+//! stdout and stderr drained on threads (a chatty child never blocks on a full pipe), and a
+//! child still running at the deadline killed and reported with what it had written; the
+//! waiting is `wait-timeout`'s. Starting a server that says where it listens: a
+//! `listening on ADDR` line on stderr, as monitord and xtask's empty handler log it.
 //!
-//! Not here: long-running servers the tests talk to (see `monitord`, `smtp`, `sshd`).
+//! Not here: what is particular to one server (see `monitord`, `smtp`, `sshd`).
 
 use std::fmt;
-use std::io::{self, Write as _};
+use std::io::{self, BufRead as _, BufReader, Write as _};
+use std::net::SocketAddr;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use wait_timeout::ChildExt as _;
 
@@ -89,6 +92,69 @@ pub fn wait_within(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
     child.wait_timeout(limit).expect("wait for a child process")
 }
 
+/// Starts `cmd` with stderr piped and waits at most `limit` for it to log `listening on ADDR`.
+/// Every stderr line, before and after, is appended to `log` (by a thread that keeps draining
+/// the pipe). The error says why it did not get there (it exited, or said nothing in time) and
+/// includes the log; the child is then reaped.
+pub fn spawn_listening(
+    cmd: &mut Command,
+    limit: Duration,
+    log: Arc<Mutex<String>>,
+) -> Result<(Child, SocketAddr), String> {
+    let program = format!("{:?}", cmd.get_program());
+    let mut child = cmd
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start {program}: {e}"))?;
+    let (tx, rx) = mpsc::channel();
+    let stderr = child.stderr.take().expect("piped stderr");
+    let lines = Arc::clone(&log);
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if let Some(addr) = listening_addr(&line) {
+                let _ = tx.send(addr);
+            }
+            let mut lines = lines.lock().expect("log lock");
+            lines.push_str(&line);
+            lines.push('\n');
+        }
+    });
+    let log_so_far = || log.lock().expect("log lock").clone();
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Ok(addr) = rx.recv_timeout(Duration::from_millis(100)) {
+            return Ok((child, addr));
+        }
+        if let Some(status) = child.try_wait().expect("poll the child") {
+            // Let the reader thread take in the last lines.
+            std::thread::sleep(Duration::from_millis(100));
+            return Err(format!(
+                "{program} exited ({status}) before listening; stderr:\n{}",
+                log_so_far()
+            ));
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!(
+                "{program} did not log `listening on ADDR` within {limit:?}; stderr:\n{}",
+                log_so_far()
+            ));
+        }
+    }
+}
+
+/// Finds `ADDR` in a line containing `listening on ADDR`.
+fn listening_addr(line: &str) -> Option<SocketAddr> {
+    let rest = &line[line.find("listening on ")? + "listening on ".len()..];
+    let word: String = rest
+        .chars()
+        .take_while(|c| !c.is_whitespace() && *c != ',' && *c != '"' && *c != ';')
+        .collect();
+    word.parse().ok()
+}
+
 fn drain(pipe: Option<impl io::Read + Send + 'static>) -> JoinHandle<Vec<u8>> {
     std::thread::spawn(move || {
         let mut buf = Vec::new();
@@ -102,6 +168,20 @@ fn drain(pipe: Option<impl io::Read + Send + 'static>) -> JoinHandle<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn finds_the_listening_address_in_log_lines() {
+        let line = "2026-11-28T04:00:00Z  INFO monitord: listening on 127.0.0.1:40123";
+        assert_eq!(
+            listening_addr(line),
+            Some("127.0.0.1:40123".parse().unwrap())
+        );
+        assert_eq!(
+            listening_addr("listening on [::1]:8750, 3 clients"),
+            Some("[::1]:8750".parse().unwrap())
+        );
+        assert_eq!(listening_addr("starting"), None);
+    }
 
     #[test]
     fn collects_the_output_of_a_program_that_ends() {
