@@ -28,7 +28,7 @@ enum Cli {
     /// Run a benchmark.
     #[command(subcommand)]
     Bench(Bench),
-    /// Write the man pages of monitord and monitor-deploy (from their clap definitions).
+    /// Write the man pages of monitord and monitor-deploy (rendered by the release binaries).
     Man(man::Options),
     /// The empty actix-web handler `bench ingest` compares monitord with (run by it).
     #[command(hide = true)]
