@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 
 use crate::util::{self, TempDir};
 
-use super::keygen;
+use super::keygen::keygen;
 
 /// True when `crontab` can run; else prints why the test is skipped (refused in CI).
 pub fn have_crontab() -> bool {
