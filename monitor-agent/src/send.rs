@@ -220,6 +220,7 @@ fn reason(status: u16, body: &[u8]) -> String {
 }
 
 /// `10.0.0.5:8750`, `[::1]:8750`, `10.0.0.5` (port 80) or `localhost:8750`.
+/// Hand-written: the `url` crate (with its IDNA tables) would grow the static agent far more.
 fn parse_authority(authority: &str) -> Option<SocketAddr> {
     if let Ok(addr) = authority.parse::<SocketAddr>() {
         return Some(addr);
@@ -245,6 +246,7 @@ fn parse_authority(authority: &str) -> Option<SocketAddr> {
 }
 
 /// Percent-encodes everything but RFC 3986's unreserved characters.
+/// Hand-written: the `percent-encoding` crate measured 960 bytes more in the static agent.
 fn percent_encode(name: &str) -> String {
     let mut out = String::with_capacity(name.len());
     for b in name.bytes() {

@@ -3,7 +3,7 @@
 //! in the foreground (a boot hook's).
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::util::{self, TempDir};
 
@@ -30,12 +30,8 @@ fn running(pid: u32) -> bool {
     stat_fields(pid).is_some_and(|f| f[0] != "Z")
 }
 
-fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+fn wait_for(what: &str, done: impl FnMut() -> bool) {
+    util::wait_until(Duration::from_secs(20), what, done);
 }
 
 fn detach(dir: &TempDir, stdin: &str) -> (std::process::Output, Background) {
@@ -59,7 +55,7 @@ fn detach(dir: &TempDir, stdin: &str) -> (std::process::Output, Background) {
 
 #[test]
 fn detached_agent_runs_in_its_own_session_and_a_new_start_replaces_it() {
-    let dir = TempDir::new("detach");
+    let dir = util::temp_dir("detach");
     // monitord is away: the first sample is reported as not delivered (exit 3), yet the
     // agent goes on in the background and spools until it comes back.
     let (out, first) = detach(&dir, &util::settings_json(&util::closed_port_url()));
@@ -114,7 +110,7 @@ fn detached_agent_runs_in_its_own_session_and_a_new_start_replaces_it() {
 /// it stops that one and takes over `agent.pid`, so one agent runs per state directory.
 #[test]
 fn a_foreground_agent_replaces_the_detached_one() {
-    let dir = TempDir::new("foreground");
+    let dir = util::temp_dir("foreground");
     let (_, detached) = detach(&dir, &util::settings_json(&util::closed_port_url()));
     assert!(running(detached.0));
     let mut foreground = Command::new(util::agent())
@@ -146,7 +142,7 @@ fn a_foreground_agent_replaces_the_detached_one() {
 #[test]
 fn a_foreground_agent_without_stderr_logs_to_its_state_directory() {
     for (stderr_null, tag) in [(true, "cron"), (false, "unit")] {
-        let dir = TempDir::new(tag);
+        let dir = util::temp_dir(tag);
         // Settings in place, as a deploy leaves them (the agent reads the file at boot).
         let settings = dir.path().join("settings.json");
         std::fs::write(&settings, util::settings_json(&util::closed_port_url())).unwrap();

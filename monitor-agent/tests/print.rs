@@ -1,9 +1,9 @@
 //! `--print`: a whole, valid sample of this host, and its numbers agree with `free` and `df`.
 
 use std::process::Command;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use monitor_core::Sample;
+use testkit::monitord::now_ms;
 
 use crate::util;
 
@@ -20,13 +20,6 @@ fn print_sample() -> Sample {
             String::from_utf8_lossy(&out.stdout)
         )
     })
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
 }
 
 fn command(program: &str, args: &[&str]) -> String {

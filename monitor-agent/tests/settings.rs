@@ -3,7 +3,7 @@
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use monitor_core::AgentSettings;
 
@@ -15,7 +15,7 @@ fn once(dir: &TempDir, stdin: &str) -> std::process::Output {
 
 #[test]
 fn a_missing_field_is_named() {
-    let dir = TempDir::new("missing");
+    let dir = util::temp_dir("missing");
     let json = format!(
         r#"{{"name":"web1","enc":"{}","url":"http://127.0.0.1:9"}}"#,
         "ab".repeat(16)
@@ -29,7 +29,7 @@ fn a_missing_field_is_named() {
 
 #[test]
 fn malformed_keys_are_named_but_never_echoed() {
-    let dir = TempDir::new("malformed");
+    let dir = util::temp_dir("malformed");
     let secret_mac = "5e".repeat(32);
     let bad_enc = "not-hex-but-secret-0123456789abc"; // 32 characters, not hex
     let json = format!(
@@ -57,7 +57,7 @@ fn malformed_keys_are_named_but_never_echoed() {
 
 #[test]
 fn without_settings_the_error_says_where_they_come_from() {
-    let dir = TempDir::new("none");
+    let dir = util::temp_dir("none");
     let out = once(&dir, "");
     let err = util::stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{err}");
@@ -69,7 +69,7 @@ fn without_settings_the_error_says_where_they_come_from() {
 
 #[test]
 fn unreachable_monitord_is_exit_3_with_one_line() {
-    let dir = TempDir::new("unreachable");
+    let dir = util::temp_dir("unreachable");
     let out = once(&dir, &util::settings_json(&util::closed_port_url()));
     let err = util::stderr(&out);
     assert_eq!(out.status.code(), Some(3), "{err}");
@@ -81,7 +81,7 @@ fn unreachable_monitord_is_exit_3_with_one_line() {
 
 #[test]
 fn interval_keeps_settings_private_and_spools_while_monitord_is_away() {
-    let dir = TempDir::new("interval");
+    let dir = util::temp_dir("interval");
     let json = util::settings_json(&util::closed_port_url());
     let mut child = Command::new(util::agent())
         .args(["--interval", "1", "--dir", dir.path().to_str().unwrap()])
@@ -92,15 +92,12 @@ fn interval_keeps_settings_private_and_spools_while_monitord_is_away() {
         .unwrap();
     std::io::Write::write_all(&mut child.stdin.take().unwrap(), json.as_bytes()).unwrap();
     let spool = dir.path().join("spool");
-    let deadline = Instant::now() + Duration::from_secs(20);
     let spooled = || {
         std::fs::read_to_string(&spool)
             .map(|s| s.lines().count())
             .unwrap_or(0)
     };
-    while spooled() < 2 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    testkit::util::eventually(Duration::from_secs(20), || spooled() >= 2);
     child.kill().unwrap();
     let out = child.wait_with_output().unwrap();
     let err = util::stderr(&out);

@@ -50,8 +50,8 @@ impl AgentSettings {
     pub fn new(name: &str, keys: &ClientKeys, url: &str, host: Option<&str>) -> AgentSettings {
         AgentSettings {
             name: name.to_owned(),
-            enc: hex(keys.enc()),
-            mac: hex(keys.mac()),
+            enc: hex::encode(keys.enc()),
+            mac: hex::encode(keys.mac()),
             url: url.to_owned(),
             host: host.map(str::to_owned),
         }
@@ -112,18 +112,9 @@ impl AgentSettings {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn unhex<const N: usize>(text: &str) -> Option<[u8; N]> {
-    if text.len() != 2 * N {
-        return None;
-    }
     let mut out = [0u8; N];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
+    hex::decode_to_slice(text, &mut out).ok()?;
     Some(out)
 }
 

@@ -1,5 +1,6 @@
-//! monitor-deploy's command line (clap): the binary parses it, and `cargo xtask man` renders
-//! the same definition into the man page, so the two never drift apart. Not here: the run
+//! monitor-deploy's command line (clap): the binary parses it, and renders the same definition
+//! into its man page (the hidden `monitor-deploy --man DIR`, run by `cargo xtask man`), so the
+//! two never drift apart. Not here: the run
 //! itself (`main.rs`).
 
 use std::path::PathBuf;
@@ -65,6 +66,9 @@ pub struct Cli {
     /// The agent binary to upload (default: the packaged one matching the host, or the build output).
     #[arg(long, value_name = "PATH")]
     pub agent: Option<PathBuf>,
+    /// Write the man page into DIR and exit (for packaging; `cargo xtask man`).
+    #[arg(long, value_name = "DIR", hide = true, exclusive = true)]
+    pub man: Option<PathBuf>,
 }
 
 impl Cli {

@@ -45,6 +45,9 @@ fn main() -> ExitCode {
         return code;
     }
     let cli = Cli::parse();
+    if let Some(dir) = &cli.man {
+        return write_man_page(dir);
+    }
     if !cli.names_targets() && !cli.every_client() {
         Cli::command()
             .error(
@@ -61,6 +64,26 @@ fn main() -> ExitCode {
         Ok(false) => ExitCode::from(1),
         Err(e) => {
             eprintln!("monitor-deploy: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// monitor-deploy.1 from the clap definition this binary parses; prints its path.
+fn write_man_page(dir: &std::path::Path) -> ExitCode {
+    let page = clap_mangen::Man::new(Cli::command())
+        .section("1")
+        .manual("monitord");
+    match std::fs::create_dir_all(dir).and_then(|()| page.generate_to(dir)) {
+        Ok(path) => {
+            println!("{}", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!(
+                "monitor-deploy: cannot write the man page into {}: {e}",
+                dir.display()
+            );
             ExitCode::from(2)
         }
     }

@@ -1,5 +1,6 @@
-//! monitord's command line (clap): the binary parses it, and `cargo xtask man` renders the
-//! same definition into the man page, so the two never drift apart. Not here: what the
+//! monitord's command line (clap): the binary parses it, and renders the same definition into
+//! its man pages (the hidden `monitord man DIR`, run by `cargo xtask man`), so the two never
+//! drift apart. Not here: what the
 //! commands do (`monitord::commands`).
 
 use std::path::PathBuf;
@@ -91,4 +92,7 @@ pub enum Command {
         #[arg(long, value_name = "PATH")]
         users_file: Option<PathBuf>,
     },
+    /// Write monitord's man pages into DIR (for packaging; `cargo xtask man`).
+    #[command(hide = true)]
+    Man { dir: PathBuf },
 }

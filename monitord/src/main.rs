@@ -2,7 +2,8 @@
 
 use std::process::ExitCode;
 
-use clap::Parser as _;
+use anyhow::Context as _;
+use clap::{CommandFactory as _, Parser as _};
 use monitord::commands;
 
 // Request handlers allocate what the writer thread frees; glibc's malloc spends a tenth of
@@ -43,6 +44,7 @@ fn main() -> ExitCode {
         Some(Command::Passwd { name, users_file }) => {
             monitord::web::passwd::passwd(&config, &name, users_file)
         }
+        Some(Command::Man { dir }) => write_man_pages(Cli::command(), &dir),
     };
     match result {
         Ok(code) => code,
@@ -51,4 +53,20 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Section 8 pages of `cmd` and, for each visible subcommand, one of its own (what the
+/// parent page's SUBCOMMANDS section refers to: `monitord-check-config.8` …); prints each path.
+fn write_man_pages(cmd: clap::Command, dir: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let mut cmd = cmd.disable_help_subcommand(true);
+    cmd.build();
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        write_man_pages(sub.clone(), dir)?;
+    }
+    let page = clap_mangen::Man::new(cmd).section("8").manual("monitord");
+    let path = std::fs::create_dir_all(dir)
+        .and_then(|()| page.generate_to(dir))
+        .with_context(|| format!("cannot write a man page into {}", dir.display()))?;
+    println!("{}", path.display());
+    Ok(ExitCode::SUCCESS)
 }

@@ -49,9 +49,8 @@ pub fn expect_status(response: &Response, status: u16, what: &str, secrets: &[St
     }
 }
 
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+/// Key material as it would appear in a leak: lower-case hex.
+pub use hex::encode as hex;
 
 /// What must never appear in a response of monitord `m`: key material and file paths.
 pub fn secrets_of(m: &testkit::monitord::Monitord, clients: &[&str]) -> Vec<String> {

@@ -4,54 +4,51 @@
 //!
 //! Not here: building the agent (that is `scripts/build-agent`, run by `scripts/test`).
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-/// The static agent: `$CARGO_TARGET_DIR/x86_64-unknown-linux-gnu/agent/monitor-agent`.
-/// Panics naming `scripts/build-agent` when it has not been built.
+use crate::{process, util};
+
+/// Where `scripts/build-agent` leaves the static agent, under a target directory.
+pub const STATIC_AGENT: &str = "x86_64-unknown-linux-gnu/agent/monitor-agent";
+
+/// The static agent ([`STATIC_AGENT`] under [`util::target_dirs`]), or what to do when it has not
+/// been built: the one rule the tests, the benchmarks and the tools use to find it.
+pub fn find_binary() -> Result<PathBuf, String> {
+    util::build_output(STATIC_AGENT).map_err(|expected| {
+        format!(
+            "the static agent ({}) is missing: build it with `scripts/build-agent` (with the \
+             same CARGO_TARGET_DIR), or run everything with `scripts/test`",
+            expected.display()
+        )
+    })
+}
+
+/// The static agent; panics naming `scripts/build-agent` when it has not been built.
 pub fn binary() -> PathBuf {
-    const REL: &str = "x86_64-unknown-linux-gnu/agent/monitor-agent";
-    // CARGO_TARGET_DIR when cargo runs the tests; else the target directory this test binary
-    // sits in (`<target>/debug/deps/tests-…`), so running it by hand works too.
-    let mut candidates: Vec<PathBuf> = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .into_iter()
-        .collect();
-    if let Ok(exe) = std::env::current_exe() {
-        candidates.extend(exe.ancestors().skip(1).take(4).map(Path::to_path_buf));
+    find_binary().unwrap_or_else(|why| panic!("{why}"))
+}
+
+/// For tests of the static agent itself: `None` after printing why when it has not been built
+/// (refused in CI, where `scripts/test` builds it first; see [`util::runnable`]).
+pub fn binary_or_skip() -> Option<PathBuf> {
+    match find_binary() {
+        Ok(path) => Some(path),
+        Err(why) => {
+            util::runnable(false, &why);
+            None
+        }
     }
-    candidates.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    if let Some(found) = candidates.iter().map(|t| t.join(REL)).find(|p| p.is_file()) {
-        return found;
-    }
-    panic!(
-        "the static agent ({REL} under {}) is missing: build it with `scripts/build-agent` \
-         (with the same CARGO_TARGET_DIR), or run everything with `scripts/test`",
-        candidates[0].display()
-    );
 }
 
 /// Runs the agent to completion with `settings` (JSON) on stdin, `--dir dir`, and `args`.
 /// Bounded: an agent still running after `timeout` is killed and the test fails.
 pub fn run(settings: &str, dir: &Path, args: &[&str], timeout: Duration) -> Output {
-    let mut child = spawn(settings, dir, args);
-    let deadline = Instant::now() + timeout;
-    while child.try_wait().expect("poll the agent").is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let out = child.wait_with_output().expect("reap the agent");
-            panic!(
-                "monitor-agent {args:?} still running after {timeout:?}; stderr:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child
-        .wait_with_output()
-        .expect("collect the agent's output")
+    let mut cmd = Command::new(binary());
+    cmd.args(args).arg("--dir").arg(dir);
+    process::output_within(&mut cmd, settings.as_bytes(), timeout)
+        .unwrap_or_else(|e| panic!("monitor-agent {args:?}: {e}"))
 }
 
 /// `monitor-agent --once`: sends one sample; asserts exit 0 and returns the output.
@@ -79,8 +76,7 @@ pub fn spawn(settings: &str, dir: &Path, args: &[&str]) -> Child {
         .spawn()
         .expect("start monitor-agent");
     let mut stdin = child.stdin.take().expect("piped stdin");
-    stdin
-        .write_all(settings.as_bytes())
+    std::io::Write::write_all(&mut stdin, settings.as_bytes())
         .expect("write settings to the agent");
     drop(stdin);
     child

@@ -5,6 +5,7 @@
 pub mod agent;
 pub mod certs;
 pub mod monitord;
+pub mod process;
 pub mod smtp;
 pub mod sshd;
 pub mod util;

@@ -11,16 +11,16 @@
 //! with a request — that is for the tests to assert.
 
 use std::fs;
-use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use monitor_core::{AgentSettings, ClientKeys, MasterKey};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
+use crate::process;
 use crate::util::{self, TempDir};
 
 /// How long monitord may take to migrate its database and bind.
@@ -42,7 +42,6 @@ pub struct Monitord {
     /// The attributes of config.xml's `<web>` element.
     web: String,
     /// Where the web listener is, from its `web listener on ADDR` line.
-    web_addr: Arc<Mutex<Option<SocketAddr>>>,
     stderr: Arc<Mutex<String>>,
 }
 
@@ -70,7 +69,6 @@ impl Monitord {
             child: None,
             addr: None,
             web: WEB_DEFAULT.to_owned(),
-            web_addr: Arc::new(Mutex::new(None)),
             stderr: Arc::new(Mutex::new(String::new())),
         };
         m.write_config();
@@ -212,8 +210,8 @@ impl Monitord {
     pub fn spawn_with_env(&mut self, env: &[(&str, &str)]) {
         assert!(self.child.is_none(), "monitord is already running");
         self.stderr.lock().expect("stderr lock").clear();
-        let mut child = Command::new(&self.bin)
-            .arg("--config")
+        let mut cmd = Command::new(&self.bin);
+        cmd.arg("--config")
             .arg(self.config_path())
             .current_dir(self.dir())
             // Outside systemd, whatever runs the tests: log to stderr, bind ourselves.
@@ -227,50 +225,10 @@ impl Monitord {
             .env(self.clock_env().0, self.clock_env().1)
             .envs(env.iter().copied())
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.bin.display()));
-        let (tx, rx) = mpsc::channel();
-        let stderr = child.stderr.take().expect("piped stderr");
-        let log = Arc::clone(&self.stderr);
-        *self.web_addr.lock().expect("web address lock") = None;
-        let web_addr = Arc::clone(&self.web_addr);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if let Some(addr) = addr_after(&line, "web listener on ") {
-                    *web_addr.lock().expect("web address lock") = Some(addr);
-                }
-                if let Some(addr) = listening_addr(&line) {
-                    let _ = tx.send(addr);
-                }
-                let mut log = log.lock().expect("stderr lock");
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
-        let deadline = Instant::now() + START_TIMEOUT;
-        let addr = loop {
-            if let Ok(addr) = rx.recv_timeout(Duration::from_millis(100)) {
-                break addr;
-            }
-            if let Some(status) = child.try_wait().expect("poll monitord") {
-                std::thread::sleep(Duration::from_millis(100));
-                panic!(
-                    "monitord exited ({status}) before listening; stderr:\n{}",
-                    self.stderr()
-                );
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "monitord did not log `listening on ADDR` within {START_TIMEOUT:?}; stderr:\n{}",
-                    self.stderr()
-                );
-            }
-        };
+            .stdout(Stdio::null());
+        let (child, addr) =
+            process::spawn_listening(&mut cmd, START_TIMEOUT, Arc::clone(&self.stderr))
+                .unwrap_or_else(|why| panic!("monitord: {why}"));
         self.child = Some(child);
         self.addr = Some(addr);
     }
@@ -286,15 +244,11 @@ impl Monitord {
 
     /// The web listener's address (monitord logs it before it listens for ingest).
     pub fn web_addr(&self) -> SocketAddr {
-        self.web_addr
-            .lock()
-            .expect("web address lock")
-            .unwrap_or_else(|| {
-                panic!(
-                    "monitord logged no `web listener on ADDR`; stderr:\n{}",
-                    self.stderr()
-                )
-            })
+        let log = self.stderr();
+        log.lines()
+            .rev()
+            .find_map(|line| process::addr_after(line, "web listener on "))
+            .unwrap_or_else(|| panic!("monitord logged no `web listener on ADDR`; stderr:\n{log}"))
     }
 
     /// `GET path` on the web listener (plain HTTP), with `headers` (`Name: value` lines).
@@ -344,21 +298,15 @@ impl Monitord {
     /// after a signal sent with [`signal`](Self::signal).
     pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
         let mut child = self.child.take().expect("monitord is running");
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = child.try_wait().expect("poll monitord") {
-                return status;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "monitord did not exit within {timeout:?}; stderr:\n{}",
-                    self.stderr()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        if let Some(status) = process::wait_within(&mut child, timeout) {
+            return status;
         }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!(
+            "monitord did not exit within {timeout:?}; stderr:\n{}",
+            self.stderr()
+        );
     }
 
     /// Sends a signal by name (`TERM`, `HUP`) to the running daemon.
@@ -409,33 +357,17 @@ impl Monitord {
     /// `timeout` (e.g. the daemon refusing to start); a process still running then is killed
     /// and the test fails.
     pub fn run_to_exit(&self, args: &[&str], timeout: Duration) -> Output {
-        let mut child = Command::new(&self.bin)
-            .arg("--config")
+        let mut cmd = Command::new(&self.bin);
+        cmd.arg("--config")
             .arg(self.config_path())
             .args(args)
             .current_dir(self.dir())
             .env_remove("LISTEN_FDS")
             .env_remove("JOURNAL_STREAM")
             .env_remove("NOTIFY_SOCKET")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", self.bin.display()));
-        let deadline = Instant::now() + timeout;
-        while child.try_wait().expect("poll monitord").is_none() {
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let out = child.wait_with_output().expect("reap monitord");
-                panic!(
-                    "monitord {args:?} was still running after {timeout:?}; stderr:\n{}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        child.wait_with_output().expect("collect monitord's output")
+            .env("NO_COLOR", "1");
+        process::output_within(&mut cmd, b"", timeout)
+            .unwrap_or_else(|e| panic!("monitord {args:?}: {e}"))
     }
 
     /// `monitord samples NAME --since 1h --json`, parsed.
@@ -468,6 +400,15 @@ impl Monitord {
         serde_json::from_str(&text)
             .unwrap_or_else(|e| panic!("`monitord stats --json` is not JSON ({e}): {text:?}"))
     }
+
+    /// Keeps the directory (database, config.xml, key) after the handle is dropped, with what
+    /// monitord wrote to stderr in `monitord.log` there; returns where it is. For a benchmark's
+    /// `--keep`, or a failure worth looking at by hand.
+    pub fn keep_dir(&mut self) -> &Path {
+        let _ = fs::write(self.dir().join("monitord.log"), self.stderr());
+        self.dir.disable_cleanup(true);
+        self.dir()
+    }
 }
 
 impl Drop for Monitord {
@@ -478,30 +419,13 @@ impl Drop for Monitord {
 
 /// The URL path for client `name`: names may hold `:` `[` `]`, percent-encoded here.
 pub fn sample_path(name: &str) -> String {
-    let mut path = String::from("/v1/samples/");
-    for b in name.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            path.push(b as char);
-        } else {
-            path.push_str(&format!("%{b:02X}"));
-        }
-    }
-    path
-}
-
-/// Finds `ADDR` in a line containing `listening on ADDR`.
-fn listening_addr(line: &str) -> Option<SocketAddr> {
-    addr_after(line, "listening on ")
-}
-
-/// The address right after `marker` in `line`.
-fn addr_after(line: &str, marker: &str) -> Option<SocketAddr> {
-    let rest = &line[line.find(marker)? + marker.len()..];
-    let word: String = rest
-        .chars()
-        .take_while(|c| !c.is_whitespace() && *c != ',' && *c != '"')
-        .collect();
-    word.parse().ok()
+    /// Everything but RFC 3986's unreserved characters.
+    const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
+    format!("/v1/samples/{}", utf8_percent_encode(name, SEGMENT))
 }
 
 /// Now, in unix milliseconds (the clock `ts` uses).
@@ -538,26 +462,6 @@ pub fn sample(instance: &str, seq: i64, ts: i64) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn finds_the_listening_address_in_log_lines() {
-        let line = "2026-11-28T04:00:00Z  INFO monitord: listening on 127.0.0.1:40123";
-        assert_eq!(
-            listening_addr(line),
-            Some("127.0.0.1:40123".parse().unwrap())
-        );
-        assert_eq!(
-            listening_addr("listening on [::1]:8750, 3 clients"),
-            Some("[::1]:8750".parse().unwrap())
-        );
-        assert_eq!(listening_addr("starting"), None);
-        let web = "INFO monitord::web: web listener on 127.0.0.1:40124 (http, no auth)";
-        assert_eq!(
-            addr_after(web, "web listener on "),
-            Some("127.0.0.1:40124".parse().unwrap())
-        );
-        assert_eq!(listening_addr(web), None);
-    }
 
     #[test]
     fn names_are_percent_encoded() {

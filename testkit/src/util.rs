@@ -9,7 +9,8 @@
 
 use std::io::{self, Read as _, Write as _};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::unix::fs::MetadataExt as _;
+use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 pub use tempfile::TempDir;
@@ -20,6 +21,32 @@ pub fn temp_dir(purpose: &str) -> TempDir {
         .prefix(&format!("monitord-test-{purpose}-"))
         .tempdir()
         .expect("create a temporary directory")
+}
+
+/// The target directories build outputs are looked for in, most likely first:
+/// `$CARGO_TARGET_DIR` when set; the one this executable was built into (a test binary sits in
+/// `<target>/debug/deps/`, xtask in `<target>/release/`), so running either by hand works too;
+/// and the workspace's own `target/`.
+pub fn target_dirs() -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .into_iter()
+        .collect();
+    if let Ok(exe) = std::env::current_exe() {
+        dirs.extend(exe.ancestors().skip(1).take(4).map(Path::to_path_buf));
+    }
+    dirs.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    dirs
+}
+
+/// `relative` (e.g. `release/monitord`) in the first of [`target_dirs`] that has it; else the
+/// path it was expected at in the first, for the message saying how to build it.
+pub fn build_output(relative: &str) -> Result<PathBuf, PathBuf> {
+    let dirs = target_dirs();
+    dirs.iter()
+        .map(|dir| dir.join(relative))
+        .find(|path| path.is_file())
+        .ok_or_else(|| dirs[0].join(relative))
 }
 
 /// A loopback port that was free a moment ago. Prefer handing a program port 0 and reading
@@ -42,6 +69,21 @@ pub fn wait_for<T>(timeout: Duration, what: &str, mut probe: impl FnMut() -> Opt
             Instant::now() < deadline,
             "timed out after {timeout:?} waiting for {what}"
         );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Calls `cond` until it is true, at most until `timeout`; returns whether it became true, for
+/// a test that reports a failed wait with more than a name (say, a process's stderr).
+pub fn eventually(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -76,6 +118,21 @@ pub fn runnable(available: bool, reason: &str) -> bool {
     false
 }
 
+/// For tests (or the part of a test) that need a program: true when `program` is on `PATH`;
+/// else see [`runnable`]. `package` is the Debian package that installs it.
+pub fn have_program(program: &str, package: &str) -> bool {
+    let found = std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| {
+            std::fs::metadata(dir.join(program))
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+    });
+    runnable(
+        found,
+        &format!("`{program}` is not installed (apt-get install {package}; scripts/test does)"),
+    )
+}
+
 /// For tests that need root: see [`runnable`].
 pub fn runnable_as_root(what: &str) -> bool {
     runnable(is_root(), &format!("{what} needs root"))
@@ -85,13 +142,13 @@ pub fn runnable_as_root(what: &str) -> bool {
 /// that really fills up, for the tests of what happens then.
 #[derive(Debug)]
 pub struct Tmpfs {
-    path: std::path::PathBuf,
+    path: PathBuf,
 }
 
 impl Tmpfs {
     /// Mounts a tmpfs of `size` (as `mount -o size=` takes it, e.g. `2m`) on `path`, an
     /// existing empty directory.
-    pub fn mount(path: &std::path::Path, size: &str) -> Tmpfs {
+    pub fn mount(path: &Path, size: &str) -> Tmpfs {
         let status = std::process::Command::new("mount")
             .args([
                 "-t",

@@ -10,7 +10,7 @@
 //! Not here: the agent's own correctness (its tests do that); this only checks that its
 //! samples arrived, so a broken agent cannot look cheap.
 
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -20,7 +20,7 @@ use monitor_core::{AgentSettings, ClientKeys};
 
 use crate::load;
 use crate::procstat::{self, CpuMeter};
-use crate::server::{self, MonitordDir};
+use crate::server;
 
 const NODE_EXPORTER: &str = "/usr/bin/prometheus-node-exporter";
 const CLIENT: &str = "bench-agent";
@@ -82,34 +82,32 @@ struct Footprint {
 
 pub fn run(opts: &Options) -> anyhow::Result<()> {
     let monitord_bin = server::monitord_binary(opts.monitord.clone())?;
-    let agent_bin = agent_binary(opts.agent.clone())?;
+    let agent_bin = server::agent_binary(opts.agent.clone())?;
     ensure_node_exporter(&opts.node_exporter)?;
-    let temp = tempfile::Builder::new()
-        .prefix("bench-agent-")
-        .tempdir()
-        .context("cannot create a temporary directory")?;
     let client = format!(
         "  <client name=\"{CLIENT}\" ip=\"127.0.0.1\" username=\"bench\" interval=\"{}s\"/>\n",
         opts.interval
     );
-    let md = MonitordDir::create(&monitord_bin, temp.path(), &client)?;
-    let monitord = md.start()?;
+    let mut monitord = server::prepare_monitord(&monitord_bin, &client)?;
+    server::start(&mut monitord);
+    // The agent's and the node exporter's state and logs go beside monitord's.
+    let temp = monitord.dir().to_path_buf();
     println!(
         "bench agent: {} s, agent --interval {}s against monitord on {}, node exporter scraped \
          every {} s; load average before: {}",
         opts.seconds,
         opts.interval,
-        monitord.addr,
+        monitord.addr(),
         opts.interval,
         procstat::load_average()
     );
 
     let processes_at_start = procstat::process_count();
-    let keys = ClientKeys::derive(&md.master, CLIENT);
-    let url = format!("http://{}", monitord.addr);
-    let mut agent = start_agent(&agent_bin, temp.path(), &keys, &url, opts.interval)?;
-    let port = free_port()?;
-    let mut exporter = start_node_exporter(&opts.node_exporter, temp.path(), port)?;
+    let keys = ClientKeys::derive(&monitord.master_key(), CLIENT);
+    let url = monitord.url();
+    let mut agent = start_agent(&agent_bin, &temp, &keys, &url, opts.interval)?;
+    let port = testkit::util::free_port();
+    let mut exporter = start_node_exporter(&opts.node_exporter, &temp, port)?;
     let exporter_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
 
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -132,8 +130,9 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
         for p in [&mut agent, &mut exporter] {
             if let Some(status) = p.child.try_wait()? {
                 bail!(
-                    "{} exited early with {status}; see its log in the temp dir",
-                    p.name
+                    "{} exited early with {status}; see its log in {}",
+                    p.name,
+                    monitord.keep_dir().display()
                 );
             }
             let cpu = p.cpu.poll()?;
@@ -149,8 +148,8 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
     let exporter_fp = footprint(&mut exporter)?;
     drop(agent);
     drop(exporter);
-    let stats = md.stats()?;
-    monitord.stop().context("stopping monitord")?;
+    let stats = server::stats(&monitord)?;
+    server::stop(&mut monitord).context("stopping monitord")?;
 
     let rss_ratio = print_table(&agent_fp, &exporter_fp, opts.interval);
     println!(
@@ -161,7 +160,7 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
     if stats.samples == 0 {
         bail!(
             "the agent stored no sample; its log is in {}",
-            temp.path().display()
+            monitord.keep_dir().display()
         );
     }
     println!(
@@ -230,19 +229,6 @@ fn print_table(agent: &Footprint, exporter: &Footprint, interval: u64) -> f64 {
 
 fn verdict(met: bool) -> &'static str {
     if met { "met" } else { "NOT met" }
-}
-
-fn agent_binary(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
-    let path = given.unwrap_or_else(|| {
-        server::target_dir().join("x86_64-unknown-linux-gnu/agent/monitor-agent")
-    });
-    if !path.is_file() {
-        bail!(
-            "no static agent at {}; build it first with `scripts/build-agent` (or name one with --agent PATH)",
-            path.display()
-        );
-    }
-    Ok(path)
 }
 
 fn ensure_node_exporter(path: &Path) -> anyhow::Result<()> {
@@ -329,13 +315,6 @@ fn start_node_exporter(binary: &Path, dir: &Path, port: u16) -> anyhow::Result<M
         started: Instant::now(),
         settled: None,
     })
-}
-
-/// A loopback port nobody listens on right now (the exporter cannot take a port-0 socket).
-fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
-        .local_addr()?
-        .port())
 }
 
 fn wait_for_exporter(runtime: &tokio::runtime::Runtime, addr: SocketAddr) -> anyhow::Result<()> {

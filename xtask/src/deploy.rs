@@ -11,7 +11,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -20,7 +20,7 @@ use testkit::monitord::Monitord;
 use testkit::sshd::{Sshd, SshdOptions, TestUser};
 
 use crate::procstat::{load_average, machine_busy};
-use crate::server::target_dir;
+use crate::server;
 
 #[derive(Debug, clap::Args)]
 pub struct Options {
@@ -50,20 +50,14 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
         opts.hosts > 0 && opts.jobs > 0,
         "hosts and --jobs must be above 0"
     );
-    let deploy = target_dir().join("release/monitor-deploy");
-    let monitord_bin = target_dir().join("release/monitord");
-    let agent = target_dir().join("x86_64-unknown-linux-gnu/agent/monitor-agent");
-    for (path, how) in [
-        (&deploy, "cargo build --release -p monitor-deploy"),
-        (&monitord_bin, "cargo build --release -p monitord"),
-        (&agent, "scripts/build-agent"),
-    ] {
-        ensure!(
-            path.is_file(),
-            "{} is missing: run `{how}` first",
-            path.display()
-        );
-    }
+    let deploy = server::release_binary(
+        None,
+        "monitor-deploy",
+        "cargo build --release -p monitor-deploy",
+        None,
+    )?;
+    let monitord_bin = server::monitord_binary(None)?;
+    let agent = server::agent_binary(None)?;
 
     eprintln!("creating {} hosts …", opts.hosts);
     let started = Instant::now();
@@ -84,7 +78,7 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
     let url = format!("http://{outside}:8750");
 
     let monitord = start_monitord(&monitord_bin, &names, &format!("{outside}:8750"))?;
-    let work = tempfile::Builder::new().prefix("bench-deploy-").tempdir()?;
+    let work = testkit::util::temp_dir("bench-deploy");
     let known_hosts = work.path().join("known_hosts");
     let lines: Vec<String> = hosts.iter().map(|h| h.server.known_hosts_line()).collect();
     fs::write(&known_hosts, lines.join("\n") + "\n")?;
@@ -409,7 +403,7 @@ fn time_ansible(
 
 /// `ansible-core` in a venv kept in the build cache, so only the first run downloads it.
 fn ansible_venv() -> anyhow::Result<PathBuf> {
-    let venv = target_dir().join("bench-ansible-venv");
+    let venv = testkit::util::target_dirs()[0].join("bench-ansible-venv");
     if venv.join("bin/ansible-playbook").is_file() {
         return Ok(venv);
     }
@@ -427,42 +421,7 @@ fn ansible_venv() -> anyhow::Result<PathBuf> {
 
 /// Runs `cmd` to completion within `limit`; a non-zero exit is an error showing its output.
 fn bounded(cmd: &mut Command, limit: Duration) -> anyhow::Result<Output> {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("cannot run {cmd:?}"))?;
-    // Drain the pipes on threads so a chatty child never blocks on a full pipe.
-    let mut stdout = child.stdout.take().expect("piped");
-    let mut stderr = child.stderr.take().expect("piped");
-    let out_thread = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = std::io::Read::read_to_end(&mut stdout, &mut buf);
-        buf
-    });
-    let err_thread = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = std::io::Read::read_to_end(&mut stderr, &mut buf);
-        buf
-    });
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait()? {
-            break status;
-        }
-        if started.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            bail!("{cmd:?} still running after {limit:?}; killed");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let output = Output {
-        status,
-        stdout: out_thread.join().unwrap_or_default(),
-        stderr: err_thread.join().unwrap_or_default(),
-    };
+    let output = testkit::process::output_within(cmd, b"", limit)?;
     ensure!(
         output.status.success(),
         "{cmd:?} failed ({}):\n{}{}",

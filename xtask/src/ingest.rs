@@ -10,7 +10,6 @@
 //! (`server`).
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,7 +18,7 @@ use anyhow::Context as _;
 use crate::fleet::{self, SealedSample};
 use crate::load::{self, Outcome, Work};
 use crate::procstat;
-use crate::server::{self, MonitordDir, Server};
+use crate::server::{self, EmptyHandler};
 
 /// The goals issue 2 sets.
 const GOAL_RATE: f64 = 50_000.0;
@@ -56,20 +55,16 @@ pub struct Options {
 
 pub fn run(opts: &Options) -> anyhow::Result<()> {
     let binary = server::monitord_binary(opts.monitord.clone())?;
-    let temp = tempfile::Builder::new()
-        .prefix("bench-ingest-")
-        .tempdir()
-        .context("cannot create a temporary directory")?;
     let names = fleet::names(opts.clients);
-    let md = MonitordDir::create(&binary, temp.path(), &clients_xml(&names))?;
+    let mut monitord = server::prepare_monitord(&binary, &clients_xml(&names))?;
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     let workers = opts.workers.unwrap_or(cores);
 
     let rounds = opts.samples.div_ceil(names.len());
     let sealing = Instant::now();
-    let now_ms = unix_now_ms();
+    let now_ms = testkit::monitord::now_ms();
     let bodies: Arc<[SealedSample]> =
-        fleet::seal_rounds(&md.master, &names, rounds, now_ms, cores).into();
+        fleet::seal_rounds(&monitord.master_key(), &names, rounds, now_ms, cores).into();
     let mean_body = bodies.iter().map(|s| s.body.len()).sum::<usize>() / bodies.len().max(1);
     println!(
         "bench ingest: {} clients, {} samples sealed in {:.1} s (mean body {mean_body} B), \
@@ -96,10 +91,7 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
     let warmup = Duration::from_secs(1);
 
     // The empty handler first: its bodies are never stored, so it may reuse any of them.
-    let empty = Server::start(
-        empty_handler_command(workers)?,
-        &temp.path().join("empty.log"),
-    )?;
+    let empty = EmptyHandler::start(workers)?;
     let empty_work = Work::new(empty.addr, &names, bodies.clone());
     let all = 0..bodies.len();
     runtime.block_on(load::closed_loop(
@@ -118,8 +110,8 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
     })?;
     report_peak("empty handler", &empty_peak, &empty_cpu, limit);
 
-    let monitord = md.start()?;
-    let work = Work::new(monitord.addr, &names, bodies.clone());
+    server::start(&mut monitord);
+    let work = Work::new(monitord.addr(), &names, bodies.clone());
     // monitord stores every body once: warm-up, peak and paced phases take disjoint ranges,
     // the paced phase keeping a third (it runs at half the rate for as long as the peak).
     let mut cursor = 0;
@@ -170,7 +162,7 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
     report_latency("empty handler", rate, &mut empty_paced);
     drop(empty);
 
-    let stats = md.stats()?;
+    let stats = server::stats(&monitord)?;
     println!(
         "storage     : {} samples of {} clients stored, {} bytes on disk, {} bytes per sample",
         stats.samples,
@@ -178,10 +170,10 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
         stats.db_bytes,
         per_sample(&stats)
     );
-    monitord.stop().context("stopping monitord")?;
+    server::stop(&mut monitord).context("stopping monitord")?;
     let compacting = Instant::now();
-    let compact_output = md.compact()?;
-    let after = md.stats()?;
+    let compact_output = monitord.command_ok(&["compact"]);
+    let after = server::stats(&monitord)?;
     println!(
         "compacted   : {} samples, {} bytes on disk, {} bytes per sample (monitord compact took \
          {:.1} s{})",
@@ -193,7 +185,7 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
     );
     println!("load average after: {}", procstat::load_average());
     if opts.keep {
-        println!("kept {}", temp.keep().display());
+        println!("kept {}", monitord.keep_dir().display());
     }
     Ok(())
 }
@@ -316,26 +308,13 @@ fn clients_xml(names: &[String]) -> String {
     xml
 }
 
-fn empty_handler_command(workers: usize) -> anyhow::Result<Command> {
-    let exe = std::env::current_exe().context("cannot find the xtask binary itself")?;
-    let mut command = Command::new(exe);
-    command.args(["empty-handler", "--workers", &workers.to_string()]);
-    Ok(command)
-}
-
-fn unix_now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn the_benchmark_config_is_valid_and_gives_every_client_the_alert_rules() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = testkit::util::temp_dir("bench-config");
         let path = dir.path().join("config.xml");
         let names = fleet::names(300);
         std::fs::write(&path, server::config_xml(&clients_xml(&names))).unwrap();

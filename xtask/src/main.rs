@@ -3,6 +3,9 @@
 //! - `xtask bench ingest`: release monitord against an empty actix-web handler (`ingest`).
 //! - `xtask bench agent`: the static agent against Debian's node exporter (`agent`).
 //! - `xtask bench deploy N`: monitor-deploy against plain ssh+scp and ansible (`deploy`).
+//! - `xtask man DIR`: the man pages, written by the programs themselves (`man`).
+//! - `xtask imports`: the import cycles between the files of each crate (`imports`; its test
+//!   runs the same check in `cargo test`).
 //!
 //! Each starts real processes (on loopback or in namespaces it makes), bounds every phase in time
 //! and count, and prints its numbers next to a baseline measured in the same run. Not here:
@@ -12,6 +15,7 @@ mod agent;
 mod deploy;
 mod empty;
 mod fleet;
+mod imports;
 mod ingest;
 mod load;
 mod man;
@@ -28,8 +32,10 @@ enum Cli {
     /// Run a benchmark.
     #[command(subcommand)]
     Bench(Bench),
-    /// Write the man pages of monitord and monitor-deploy (from their clap definitions).
+    /// Write the man pages of monitord and monitor-deploy (rendered by the release binaries).
     Man(man::Options),
+    /// Check that no two files of a crate import each other, directly or round a cycle.
+    Imports(imports::Options),
     /// The empty actix-web handler `bench ingest` compares monitord with (run by it).
     #[command(hide = true)]
     EmptyHandler {
@@ -54,6 +60,7 @@ fn main() {
         Cli::Bench(Bench::Agent(opts)) => agent::run(&opts),
         Cli::Bench(Bench::Deploy(opts)) => deploy::run(&opts),
         Cli::Man(opts) => man::run(&opts),
+        Cli::Imports(opts) => imports::run(&opts),
         Cli::EmptyHandler { workers } => empty::serve(workers),
     };
     if let Err(e) = result {

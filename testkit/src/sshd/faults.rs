@@ -9,7 +9,7 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 
-use super::TestUser;
+use super::users::TestUser;
 
 /// What is wrong on a host, as a root shell script run in sshd's own mount namespace before
 /// sshd starts (see [`Sshd::start_with_faults`](super::Sshd::start_with_faults)), with `$d`

@@ -13,7 +13,7 @@
 //! a test process makes also sweeps the crontabs of test accounts that are gone). Not here: anything about monitor-deploy itself.
 //!
 //! This file is the server; the accounts are in `users`, the silent peer and the network
-//! namespace in `net`.
+//! namespace in `net`, the faults after login in `faults`, and `ssh-keygen` in `keygen`.
 
 use std::fs;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -24,7 +24,10 @@ use std::time::Duration;
 
 use crate::util::{self, TempDir};
 
+use keygen::keygen;
+
 mod faults;
+mod keygen;
 mod net;
 mod users;
 
@@ -308,14 +311,4 @@ pub fn foreign_known_hosts_line(port: u16) -> String {
     keygen(&key, "foreign host key");
     let public = fs::read_to_string(key.with_extension("pub")).expect("read foreign key");
     known_hosts_line(SocketAddr::from(([127, 0, 0, 1], port)), &public)
-}
-
-fn keygen(path: &Path, comment: &str) {
-    let status = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])
-        .arg(path)
-        .stdin(Stdio::null())
-        .status()
-        .expect("run ssh-keygen (apt-get install openssh-client)");
-    assert!(status.success(), "ssh-keygen failed for {}", path.display());
 }

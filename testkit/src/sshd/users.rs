@@ -3,14 +3,14 @@
 //! current user. Also the crontab helpers the deploy tests read and write with.
 
 use std::fs;
-use std::io::{Read as _, Write as _};
+use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use crate::util::{self, TempDir};
 
-use super::keygen;
+use super::keygen::keygen;
 
 /// True when `crontab` can run; else prints why the test is skipped (refused in CI).
 pub fn have_crontab() -> bool {
@@ -284,14 +284,8 @@ fn whoami() -> String {
 
 pub(super) fn random_suffix() -> String {
     let mut bytes = [0u8; 5];
-    getrandom_bytes(&mut bytes);
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn getrandom_bytes(buf: &mut [u8]) {
-    fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(buf))
-        .expect("read /dev/urandom");
+    getrandom::fill(&mut bytes).expect("the OS's random source");
+    hex::encode(bytes)
 }
 
 #[cfg(test)]
