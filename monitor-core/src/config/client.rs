@@ -9,12 +9,11 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
+use super::checker::Checker;
+use super::duration::parse_duration;
+use super::model::{AlertKind, AlertRule, Audience, Auth, Client, DEFAULT_INTERVAL, Secret};
 use super::parse::RawElement;
-use super::validate::Checker;
 use super::values::{self, suggest};
-use super::{
-    AlertKind, AlertRule, Audience, Auth, Client, DEFAULT_INTERVAL, Secret, parse_duration,
-};
 
 const CLIENT_ATTRS: [&str; 10] = [
     "name",

@@ -12,9 +12,10 @@
 
 use std::time::Duration;
 
+use super::checker::Checker;
+use super::duration::{format_duration, parse_duration};
+use super::model::{History, Keep, Tier};
 use super::parse::RawElement;
-use super::validate::Checker;
-use super::{History, Keep, Tier, parse_duration};
 
 const HISTORY_ATTRS: [&str; 1] = ["raw"];
 const ROLLUP_ATTRS: [&str; 2] = ["step", "keep"];
@@ -134,7 +135,7 @@ fn rollup(ck: &mut Checker, el: &RawElement, finer: Option<&Tier>) -> Option<Tie
                 step_text,
                 format!(
                     "must be larger than the step before it ({}) and a whole multiple of it",
-                    super::format_duration(finer.step)
+                    format_duration(finer.step)
                 ),
             );
             return None;

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use roxmltree::{Document, Node, ParsingOptions, TextPos};
 
-use super::{Diagnostic, Invalid, Severity};
+use super::model::{Audience, Diagnostic, Invalid, Severity};
 
 /// The whole file as elements; nothing checked beyond XML well-formedness.
 #[derive(Debug)]
@@ -55,7 +55,7 @@ pub(super) fn parse(bytes: &[u8], path: &Path) -> Result<RawConfig, Invalid> {
     let fail = |line: u32, element: String, message: String| Invalid {
         errors: vec![Diagnostic {
             severity: Severity::Error,
-            audience: super::Audience::Everyone,
+            audience: Audience::Everyone,
             file: file.clone(),
             line,
             element,

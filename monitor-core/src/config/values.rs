@@ -7,8 +7,8 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use super::AlertKind;
 use super::duration::parse_duration;
+use super::model::AlertKind;
 
 pub(super) type Checked<T> = Result<T, String>;
 
@@ -207,7 +207,9 @@ pub(super) fn limit(kind: AlertKind, text: &str) -> Checked<f64> {
 pub(super) fn show_limit(kind: AlertKind, value: f64) -> String {
     match kind {
         k if k.is_percent() => format!("{value}%"),
-        AlertKind::Uptime => super::format_duration(std::time::Duration::from_secs(value as u64)),
+        AlertKind::Uptime => {
+            super::duration::format_duration(std::time::Duration::from_secs(value as u64))
+        }
         _ => format!("{value}"),
     }
 }

@@ -8,51 +8,14 @@
 //! (monitord's `web` module does, as the daemon's user).
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 
+use super::checker::Checker;
+use super::model::{Audience, Tls, Web};
 use super::parse::RawElement;
-use super::validate::Checker;
-use super::{Audience, values};
+use super::values;
 
 /// Default `<web listen>`.
-pub const DEFAULT_WEB_LISTEN: &str = "127.0.0.1:8751";
-
 const WEB_ATTRS: [&str; 5] = ["listen", "users-file", "cert-file", "key-file", "enabled"];
-
-/// The web listener's settings.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Web {
-    /// `enabled="no"` turns the listener off.
-    pub enabled: bool,
-    /// `host:port` to bind when systemd hands over no `web` socket.
-    pub listen: String,
-    /// `name:bcrypt-hash` lines; `None`: no authentication (loopback only).
-    pub users_file: Option<PathBuf>,
-    /// PEM certificate chain and private key; both or neither.
-    pub tls: Option<Tls>,
-    /// Line of the `<web>` start tag (0 when absent), for messages about it.
-    pub line: u32,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Tls {
-    /// Resolved against config.xml's directory.
-    pub cert_file: PathBuf,
-    /// Resolved against config.xml's directory.
-    pub key_file: PathBuf,
-}
-
-impl Default for Web {
-    fn default() -> Web {
-        Web {
-            enabled: true,
-            listen: DEFAULT_WEB_LISTEN.to_string(),
-            users_file: None,
-            tls: None,
-            line: 0,
-        }
-    }
-}
 
 /// Whether `listen` binds only loopback addresses (127.0.0.0/8, ::1).
 pub fn is_loopback(listen: &str) -> bool {

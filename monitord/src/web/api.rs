@@ -5,16 +5,16 @@
 //! `clients/{name}/top`, `alerts` (states now and incidents), `outbox`. Not here: SQL (see
 //! [`super::read`], [`crate::store::history::series`]), authentication (see [`super::auth`]).
 
-use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, ResponseError, web};
+use actix_web::{HttpResponse, web};
 use serde_json::{Value, json};
 
-use super::WebState;
+use super::error::ApiError;
 use super::read::{self, ClientView};
+use super::state::WebState;
 use crate::alerts::incidents::{self, Incident};
 use crate::alerts::store::{OutboxRow, StateRow};
 use crate::store::history::series as history_series;
-use crate::store::{StoreError, read as samples};
+use crate::store::read as samples;
 
 /// How far back `/api/v1/outbox` reaches.
 pub const OUTBOX_DAYS: i64 = 7;
@@ -27,41 +27,6 @@ const DEFAULT_POINTS: i64 = 600;
 const MAX_POINTS: i64 = 5_000;
 /// The most outbox rows one answer holds.
 const OUTBOX_MAX: i64 = 10_000;
-
-/// Why a request got no data. The body names the bad parameter; store details only go to
-/// the log, never to the client.
-#[derive(Debug, thiserror::Error)]
-pub enum ApiError {
-    #[error("{name}: {why}")]
-    BadParameter { name: &'static str, why: String },
-    #[error("unknown client")]
-    UnknownClient,
-    #[error("no such path")]
-    NotFound,
-    #[error("the database cannot be read right now")]
-    Store(#[from] StoreError),
-    #[error("the database cannot be read right now")]
-    Blocking,
-}
-
-impl ResponseError for ApiError {
-    fn status_code(&self) -> StatusCode {
-        match self {
-            ApiError::BadParameter { .. } => StatusCode::BAD_REQUEST,
-            ApiError::UnknownClient | ApiError::NotFound => StatusCode::NOT_FOUND,
-            ApiError::Store(_) | ApiError::Blocking => StatusCode::SERVICE_UNAVAILABLE,
-        }
-    }
-
-    fn error_response(&self) -> HttpResponse {
-        if let ApiError::Store(e) = self {
-            tracing::warn!("web listener: a read failed: {e}");
-        }
-        HttpResponse::build(self.status_code())
-            .content_type("application/json")
-            .body(json!({ "error": self.to_string() }).to_string())
-    }
-}
 
 /// The read API's routes, mounted at the listener's root.
 pub fn configure(cfg: &mut web::ServiceConfig) {

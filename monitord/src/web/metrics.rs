@@ -9,9 +9,9 @@ use std::fmt::Write as _;
 
 use actix_web::{HttpResponse, web};
 
-use super::WebState;
-use super::api::ApiError;
+use super::error::ApiError;
 use super::read::{self, ClientView, Health};
+use super::state::WebState;
 use crate::alerts::store::HOST_DOWN_RULE;
 use crate::store::writer::WriterGauges;
 use crate::telemetry::RequestCounts;

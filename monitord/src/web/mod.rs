@@ -20,55 +20,24 @@ use actix_web::{App, HttpServer, web};
 use anyhow::Context as _;
 use monitor_core::config::Config;
 
-use crate::clock::Clock;
-use crate::state::Shared;
-use crate::store::writer::WriterHandle;
-use crate::telemetry::RequestCounts;
-
 pub mod api;
 pub mod auth;
+mod error;
 pub mod metrics;
 pub mod passwd;
 pub mod read;
 pub mod sockets;
+mod state;
 pub mod tls;
 
-use api::ApiError;
 use auth::Auth;
-use read::ReadPool;
+pub use error::ApiError;
+pub use state::WebState;
 
 /// Workers of the web listener: its handlers only wait on the blocking pool.
 const WORKERS: usize = 2;
 /// How long a stop waits for the web requests in flight.
 const SHUTDOWN_GRACE_SECS: u64 = 5;
-
-/// What every web handler shares. Read-only: no writer queue, only counters.
-#[derive(Debug, Clone)]
-pub struct WebState {
-    pub shared: Arc<Shared>,
-    pub pool: Arc<ReadPool>,
-    pub clock: Clock,
-    /// Ingest's answers by status, for `/metrics`.
-    pub requests: Arc<RequestCounts>,
-    /// For `/metrics` only: samples stored, queue depth, commit durations.
-    pub writer: WriterHandle,
-}
-
-impl WebState {
-    /// Runs `f` on a read-only connection, on the blocking pool.
-    pub async fn read<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&mut diesel::SqliteConnection) -> Result<T, crate::store::StoreError>
-        + Send
-        + 'static,
-    ) -> Result<T, ApiError> {
-        let pool = self.pool.clone();
-        web::block(move || pool.with(f))
-            .await
-            .map_err(|_| ApiError::Blocking)?
-            .map_err(ApiError::from)
-    }
-}
 
 /// The running web listener.
 #[derive(Debug)]

@@ -35,8 +35,54 @@ pub(super) fn module_path(rel: &str) -> Vec<String> {
 }
 
 /// The code without comments, string and char literals (each replaced by a space), so that a
-/// path in a doc comment or a message is not read as a dependency.
+/// path in a doc comment or a message is not read as a dependency, and without its inline
+/// `#[cfg(test)] mod … { … }` blocks: a unit test may call its crate's public entry point
+/// (a child's tests calling `config::parse_bytes`), which is no dependency of the code.
 pub(super) fn strip(text: &str) -> String {
+    without_test_modules(&strip_literals(text))
+}
+
+/// `code` (already without comments and literals) without `#[cfg(test)]` inline modules.
+fn without_test_modules(code: &str) -> String {
+    let mut out = String::with_capacity(code.len());
+    let mut rest = code;
+    while let Some(at) = rest.find("#[cfg(test)]") {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + "#[cfg(test)]".len()..];
+        let head = after.trim_start();
+        // Only an inline module is skipped; `#[cfg(test)] mod tests;` (a file) stays.
+        let is_inline_mod = head.starts_with("mod ")
+            && head
+                .find(['{', ';'])
+                .is_some_and(|i| head.as_bytes()[i] == b'{');
+        if !is_inline_mod {
+            out.push_str("#[cfg(test)]");
+            rest = after;
+            continue;
+        }
+        let open = after.find('{').expect("checked above");
+        let mut depth = 0usize;
+        let mut end = after.len();
+        for (i, c) in after[open..].char_indices() {
+            match c {
+                '{' => depth += 1,
+                '}' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        end = open + i + 1;
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+fn strip_literals(text: &str) -> String {
     let chars: Vec<char> = text.chars().collect();
     let mut out = String::with_capacity(text.len());
     let mut i = 0;
@@ -387,7 +433,13 @@ mod tests {
 
     #[test]
     fn super_inside_an_inline_module_is_the_file_itself() {
-        let code = "fn x() {}\n#[cfg(test)]\nmod tests {\n use super::*;\n use crate::clock;\n}\n";
+        let code = "fn x() {}\nmod inner {\n use super::*;\n use crate::clock;\n}\n";
+        assert_eq!(deps("store/top.rs", code, &FILES), ["clock.rs"]);
+    }
+
+    #[test]
+    fn an_inline_test_module_is_no_dependency_but_a_test_file_is() {
+        let code = "use crate::clock;\n#[cfg(test)]\nmod tests {\n use crate::store::writer;\n fn f() { if x { y() } }\n}\n";
         assert_eq!(deps("store/top.rs", code, &FILES), ["clock.rs"]);
     }
 }
