@@ -126,14 +126,17 @@ fn tiers_roll_up_expire_exactly_and_read_as_one_series() {
     assert_eq!(got["tier"], "1h", "{got}");
     assert_eq!(got["step_ms"], HOUR);
     let from = got["from"].as_i64().unwrap();
-    let in_range: Vec<(i64, f64)> = sent
-        .iter()
-        .copied()
-        .filter(|(ts, _)| *ts >= from.div_euclid(HOUR) * HOUR)
-        .collect();
+    // What the range's buckets hold: every sample from the start of from's hour.
+    let in_range = |sent: &[(i64, f64)]| -> Vec<(i64, f64)> {
+        let first = from.div_euclid(HOUR) * HOUR;
+        sent.iter()
+            .copied()
+            .filter(|(ts, _)| *ts >= first)
+            .collect()
+    };
     check(
         &got["series"]["cpu_percent"],
-        &expected_buckets(&in_range, HOUR),
+        &expected_buckets(&in_range(&sent), HOUR),
     );
 
     // A late sample from a spool, five days back, lands in its closed hour and day.
@@ -149,19 +152,14 @@ fn tiers_roll_up_expire_exactly_and_read_as_one_series() {
     sent.push((late_ts, 99.99));
     m.command_ok(&["compact"]);
     let got = series(&m, "9d", "1h");
-    let in_range: Vec<(i64, f64)> = sent
-        .iter()
-        .copied()
-        .filter(|(ts, _)| *ts >= from.div_euclid(HOUR) * HOUR)
-        .collect();
     check(
         &got["series"]["cpu_percent"],
-        &expected_buckets(&in_range, HOUR),
+        &expected_buckets(&in_range(&sent), HOUR),
     );
     let days = series(&m, "9d", "1d");
     check(
         &days["series"]["cpu_percent"],
-        &expected_buckets(&in_range, DAY),
+        &expected_buckets(&in_range(&sent), DAY),
     );
 
     let stats: serde_json::Value =

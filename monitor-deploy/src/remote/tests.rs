@@ -253,8 +253,8 @@ fn quoting_survives_quotes() {
 /// rather than file by file: the variables and functions a file uses are set by the others.
 #[test]
 fn scripts_pass_shellcheck() {
-    use std::io::Write as _;
-    use std::process::{Command, Stdio};
+    use std::process::Command;
+    use std::time::Duration;
     let have = Command::new("shellcheck")
         .arg("--version")
         .output()
@@ -275,20 +275,12 @@ fn scripts_pass_shellcheck() {
     ];
     let mut findings = Vec::new();
     for (name, text) in &scripts {
-        let mut check = Command::new("shellcheck")
-            .args(["-s", "sh", "-"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        check
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(text.as_bytes())
-            .unwrap();
-        let out = check.wait_with_output().unwrap();
+        let out = testkit::process::output_within(
+            Command::new("shellcheck").args(["-s", "sh", "-"]),
+            text.as_bytes(),
+            Duration::from_secs(60),
+        )
+        .unwrap_or_else(|e| panic!("shellcheck: {e}"));
         if !out.status.success() {
             findings.push(format!(
                 "{name} script:\n{}{}",

@@ -1,8 +1,8 @@
 //! `/metrics`: DESIGN.md's names with the values of real samples, passing
 //! `promtool check metrics` (Debian's `prometheus`; in CI a missing promtool fails).
 
-use std::io::Write as _;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use testkit::monitord::sample;
 use testkit::util;
@@ -87,20 +87,12 @@ fn metrics_name_monitord_and_every_client_and_pass_promtool() {
     ) {
         return;
     }
-    let mut check = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    check
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = check.wait_with_output().unwrap();
+    let out = testkit::process::output_within(
+        Command::new("promtool").args(["check", "metrics"]),
+        text.as_bytes(),
+        Duration::from_secs(60),
+    )
+    .unwrap_or_else(|e| panic!("promtool: {e}"));
     assert!(
         out.status.success(),
         "promtool check metrics failed:\n{}{}\non:\n{text}",
