@@ -24,7 +24,7 @@ use anyhow::bail;
 use monitor_core::agent::{self, exit};
 use monitor_core::settings::SettingsError;
 
-use crate::send::{Endpoint, Outcome};
+use crate::send::{Endpoint, Verdict};
 use crate::state::StateDir;
 
 const HELP: &str = "\
@@ -181,15 +181,15 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             let json =
                 serde_json::to_string(&collector.sample()?).expect("samples always serialize");
             return Ok(match endpoint.send(&json) {
-                Outcome::Stored => {
+                Verdict::Stored => {
                     run::recorded(&state);
                     exit::STORED
                 }
-                Outcome::Rejected { reason, .. } => {
+                Verdict::Rejected { reason, .. } => {
                     eprintln!("monitor-agent: {}", agent::refusal("the sample", &reason));
                     exit::FAILED
                 }
-                Outcome::Unavailable { reason, .. } => {
+                Verdict::Unavailable { reason, .. } => {
                     eprintln!("monitor-agent: monitord unavailable: {reason}");
                     exit::UNAVAILABLE
                 }

@@ -13,7 +13,7 @@ use monitor_core::agent::{self, exit, file};
 
 use crate::collect::Collector;
 use crate::log::log;
-use crate::send::{Endpoint, Outcome};
+use crate::send::{Endpoint, Verdict};
 use crate::spool::{self, Spool};
 use crate::state::StateDir;
 
@@ -101,9 +101,9 @@ impl Agent {
             return self.keep(&json);
         }
         match self.endpoint.send(&json) {
-            Outcome::Stored => self.record_sent(),
-            Outcome::Rejected { reason, .. } => dropped(&reason),
-            Outcome::Unavailable {
+            Verdict::Stored => self.record_sent(),
+            Verdict::Rejected { reason, .. } => dropped(&reason),
+            Verdict::Unavailable {
                 reason,
                 retry_after,
             } => {
@@ -136,18 +136,18 @@ impl Agent {
             };
             let outcome = self.endpoint.send(&line);
             match outcome {
-                Outcome::Stored => {
+                Verdict::Stored => {
                     self.answered();
                     sent += 1;
                 }
-                Outcome::Rejected { reason, .. } => {
+                Verdict::Rejected { reason, .. } => {
                     self.answered();
                     refused += 1;
                     if refused <= REFUSALS_LOGGED {
                         dropped(&reason);
                     }
                 }
-                Outcome::Unavailable {
+                Verdict::Unavailable {
                     reason,
                     retry_after,
                 } => {
@@ -273,19 +273,19 @@ pub fn detach(state: &StateDir, endpoint: Endpoint, interval: Duration) -> anyho
     std::thread::sleep(FIRST_MEASURE);
     let json = serde_json::to_string(&collector.sample()?).expect("samples always serialize");
     let code = match endpoint.send(&json) {
-        Outcome::Stored => {
+        Verdict::Stored => {
             eprintln!("monitor-agent: first sample stored");
             recorded(state);
             exit::STORED
         }
-        Outcome::Rejected { reason, .. } => {
+        Verdict::Rejected { reason, .. } => {
             eprintln!(
                 "monitor-agent: {}",
                 agent::refusal("the first sample", &reason)
             );
             return Ok(exit::FAILED);
         }
-        Outcome::Unavailable { reason, .. } => {
+        Verdict::Unavailable { reason, .. } => {
             Spool::open(state.path(), spool::MAX_SAMPLES, spool::MAX_BYTES)
                 .and_then(|mut spool| spool.push(&json))
                 .with_context(|| format!("keeping the sample in {}", state.path().display()))?;

@@ -1,5 +1,5 @@
 //! Sending one sealed sample: `PUT {url}/v1/samples/{name}` over plain HTTP/1.1, and what the
-//! answer means for the sample ([`Outcome`]).
+//! answer means for the sample ([`Verdict`]).
 //!
 //! Hand-written over `std::net::TcpStream` because the agent needs one request shape and a
 //! status line, and an HTTP client crate (ureq without TLS) adds ~430 KB to a binary that must
@@ -24,9 +24,9 @@ const MAX_RESPONSE: usize = 16 * 1024;
 /// The longest `Retry-After` honoured, so a wrong header cannot park the agent for a day.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
 
-/// What became of one PUT.
+/// What monitord's answer to one PUT means for the sample.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
+pub enum Verdict {
     /// 200: monitord committed it.
     Stored,
     /// 4xx: monitord will never take this sample; resending cannot fix it.
@@ -81,12 +81,12 @@ impl Endpoint {
         })
     }
 
-    /// Seals `json` and PUTs it; never panics, every failure is an [`Outcome`].
-    pub fn send(&self, json: &str) -> Outcome {
+    /// Seals `json` and PUTs it; never panics, every failure is an [`Verdict`].
+    pub fn send(&self, json: &str) -> Verdict {
         let body = envelope::seal(&self.keys, &self.name, json.as_bytes());
         match self.exchange(&body) {
             Ok(response) => classify(&response),
-            Err(e) => Outcome::Unavailable {
+            Err(e) => Verdict::Unavailable {
                 reason: format!("{}: {e}", self.addr),
                 retry_after: None,
             },
@@ -172,7 +172,7 @@ fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
 }
 
 /// Maps a raw response to what the agent does with the sample.
-fn classify(response: &[u8]) -> Outcome {
+fn classify(response: &[u8]) -> Verdict {
     let end = header_end(response).unwrap_or(response.len());
     let head = String::from_utf8_lossy(&response[..end]);
     let status = head
@@ -181,22 +181,22 @@ fn classify(response: &[u8]) -> Outcome {
         .and_then(|line| line.split_whitespace().nth(1))
         .and_then(|code| code.parse::<u16>().ok());
     let Some(status) = status else {
-        return Outcome::Unavailable {
+        return Verdict::Unavailable {
             reason: "the answer is not HTTP".into(),
             retry_after: None,
         };
     };
     let reason = || reason(status, &response[end..]);
     match status {
-        200..=299 => Outcome::Stored,
+        200..=299 => Verdict::Stored,
         // Timeouts and rate limits pass; every other refusal is about the sample or the keys.
-        408 | 429 | 500..=599 => Outcome::Unavailable {
+        408 | 429 | 500..=599 => Verdict::Unavailable {
             reason: reason(),
             retry_after: header(&head, "retry-after")
                 .and_then(|v| v.parse::<u64>().ok())
                 .map(|s| Duration::from_secs(s).min(MAX_RETRY_AFTER)),
         },
-        _ => Outcome::Rejected {
+        _ => Verdict::Rejected {
             status,
             reason: reason(),
         },
@@ -301,11 +301,11 @@ mod tests {
     #[test]
     fn statuses_decide_the_samples_fate() {
         let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}";
-        assert_eq!(classify(ok), Outcome::Stored);
+        assert_eq!(classify(ok), Verdict::Stored);
         let busy = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 2\r\ncontent-length: 26\r\n\r\n{\"error\":\"store is busy\"}";
         assert_eq!(
             classify(busy),
-            Outcome::Unavailable {
+            Verdict::Unavailable {
                 reason: "HTTP 503: store is busy".into(),
                 retry_after: Some(Duration::from_secs(2)),
             }
@@ -313,11 +313,11 @@ mod tests {
         for status in [400, 401, 404, 413, 422] {
             let r = format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\n\r\n");
             assert!(
-                matches!(classify(r.as_bytes()), Outcome::Rejected { status: s, .. } if s == status),
+                matches!(classify(r.as_bytes()), Verdict::Rejected { status: s, .. } if s == status),
                 "{status}"
             );
         }
-        assert!(matches!(classify(b"garbage"), Outcome::Unavailable { .. }));
+        assert!(matches!(classify(b"garbage"), Verdict::Unavailable { .. }));
     }
 
     #[test]
@@ -342,6 +342,6 @@ mod tests {
             .unwrap()
             .port();
         let e = Endpoint::new(&settings(&format!("http://127.0.0.1:{port}"), None)).unwrap();
-        assert!(matches!(e.send("{}"), Outcome::Unavailable { .. }));
+        assert!(matches!(e.send("{}"), Verdict::Unavailable { .. }));
     }
 }

@@ -30,7 +30,7 @@ use monitor_core::sample::{Sample, SampleError};
 use crate::alerts::skew::ClockWatch;
 use crate::clock::Clock;
 use crate::state::Shared;
-use crate::store::writer::{Outcome, WriterHandle};
+use crate::store::writer::{Receipt, WriterHandle};
 use crate::telemetry::RequestCounts;
 
 /// Seconds a client is asked to wait after a 503.
@@ -219,9 +219,9 @@ async fn ingest_body(
         return Err(unavailable("overloaded, retry later"));
     };
     match done.await {
-        Ok(Outcome::Stored) => Ok(json(StatusCode::OK, r#"{"status":"stored"}"#)),
-        Ok(Outcome::Duplicate) => Ok(json(StatusCode::OK, r#"{"status":"duplicate"}"#)),
-        Ok(Outcome::Unavailable) | Err(_) => {
+        Ok(Receipt::Stored) => Ok(json(StatusCode::OK, r#"{"status":"stored"}"#)),
+        Ok(Receipt::Duplicate) => Ok(json(StatusCode::OK, r#"{"status":"duplicate"}"#)),
+        Ok(Receipt::Unavailable) | Err(_) => {
             // The writer logs the failed batch once; one line per request would flood the log.
             tracing::debug!(client = %name, status = 503, "{name}: sample not stored: database unavailable");
             Err(unavailable("storage unavailable, retry later"))

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 
 use crate::fleet::{self, SealedSample};
-use crate::load::{self, Outcome, Work};
+use crate::load::{self, Tally, Work};
 use crate::procstat;
 use crate::server::{self, EmptyHandler};
 
@@ -203,8 +203,8 @@ struct CpuUse {
 /// meanwhile (clock ticks are fine over seconds of busy work).
 fn measured(
     pid: u32,
-    f: impl FnOnce() -> anyhow::Result<Outcome>,
-) -> anyhow::Result<(Outcome, CpuUse)> {
+    f: impl FnOnce() -> anyhow::Result<Tally>,
+) -> anyhow::Result<(Tally, CpuUse)> {
     let me = std::process::id();
     let (server0, me0) = (
         procstat::cpu_ticks_time(pid)?,
@@ -220,7 +220,7 @@ fn measured(
     Ok((outcome, cpu))
 }
 
-fn report_peak(what: &str, o: &Outcome, cpu: &CpuUse, limit: Duration) {
+fn report_peak(what: &str, o: &Tally, cpu: &CpuUse, limit: Duration) {
     let secs = o.elapsed.as_secs_f64().max(1e-9);
     println!(
         "{what:<12}: {:>7.0} /s at peak ({} answered 200 in {:.1} s{}; refused: {}); \
@@ -248,7 +248,7 @@ fn per_request(cpu: Duration, requests: u64) -> f64 {
     cpu.as_secs_f64() * 1e6 / requests.max(1) as f64
 }
 
-fn report_latency(what: &str, rate: f64, o: &mut Outcome) {
+fn report_latency(what: &str, rate: f64, o: &mut Tally) {
     println!(
         "{what:<12}: at {rate:.0} /s (open loop, {:.1} s): p50 {:.2} ms, p99 {:.2} ms, \
          max {:.2} ms ({} answered 200, refused: {})",

@@ -31,7 +31,7 @@ use crate::fleet::SealedSample;
 
 /// What one run of requests came back with.
 #[derive(Debug, Default)]
-pub struct Outcome {
+pub struct Tally {
     /// Answered 200 (for monitord: committed).
     pub ok: u64,
     /// Other statuses, by code (a 503 means monitord's queue was full).
@@ -44,12 +44,12 @@ pub struct Outcome {
     pub latencies: Vec<Duration>,
 }
 
-impl Outcome {
+impl Tally {
     pub fn per_second(&self) -> f64 {
         self.ok as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
 
-    fn merge(&mut self, other: Outcome) {
+    fn merge(&mut self, other: Tally) {
         self.ok += other.ok;
         for (code, n) in other.refused {
             *self.refused.entry(code).or_default() += n;
@@ -225,7 +225,7 @@ pub async fn closed_loop(
     range: std::ops::Range<usize>,
     connections: usize,
     limit: Duration,
-) -> anyhow::Result<Outcome> {
+) -> anyhow::Result<Tally> {
     let next = Arc::new(AtomicUsize::new(range.start));
     let mut conns = Vec::with_capacity(connections);
     for _ in 0..connections {
@@ -240,7 +240,7 @@ pub async fn closed_loop(
             let next = next.clone();
             let end = range.end;
             tokio::spawn(async move {
-                let mut outcome = Outcome::default();
+                let mut outcome = Tally::default();
                 while Instant::now() < deadline {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     if i >= end {
@@ -252,7 +252,7 @@ pub async fn closed_loop(
             })
         })
         .collect();
-    let mut total = Outcome::default();
+    let mut total = Tally::default();
     for task in tasks {
         total.merge(task.await?);
     }
@@ -268,7 +268,7 @@ pub async fn open_loop(
     connections: usize,
     rate: f64,
     limit: Duration,
-) -> anyhow::Result<Outcome> {
+) -> anyhow::Result<Tally> {
     let count = range.len().min((rate * limit.as_secs_f64()) as usize);
     let mut conns = Vec::with_capacity(connections);
     for _ in 0..connections {
@@ -282,7 +282,7 @@ pub async fn open_loop(
             let work = work.clone();
             let first = range.start;
             tokio::spawn(async move {
-                let mut outcome = Outcome::default();
+                let mut outcome = Tally::default();
                 let mut free_since = start;
                 // Connection k sends requests k, k + n, k + 2n, … of the schedule.
                 for j in (k..count).step_by(connections) {
@@ -303,7 +303,7 @@ pub async fn open_loop(
             })
         })
         .collect();
-    let mut total = Outcome::default();
+    let mut total = Tally::default();
     for task in tasks {
         total.merge(task.await?);
     }
@@ -328,7 +328,7 @@ pub async fn get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, usize)> {
     Ok((status, body.len()))
 }
 
-fn record(outcome: &mut Outcome, result: anyhow::Result<u16>, latency: Option<Duration>) {
+fn record(outcome: &mut Tally, result: anyhow::Result<u16>, latency: Option<Duration>) {
     match result {
         Ok(200) => {
             outcome.ok += 1;

@@ -10,7 +10,7 @@ use monitor_core::sample::{Disk, Memory, Swap, TopProcess};
 use super::compact::{self, Policy};
 use super::read;
 use super::stored::{Quantized, to_sample};
-use super::writer::{Outcome, Writer};
+use super::writer::{Receipt, Writer};
 use crate::clock::Clock;
 
 fn temp_db(tag: &str) -> PathBuf {
@@ -95,7 +95,7 @@ fn fleet(hosts: usize, per_host: usize) -> Vec<(String, Sample)> {
     out
 }
 
-fn submit_all(writer: &Writer, samples: &[(String, Sample)]) -> Vec<Outcome> {
+fn submit_all(writer: &Writer, samples: &[(String, Sample)]) -> Vec<Receipt> {
     let handle = writer.handle();
     let pending: Vec<_> = samples
         .iter()
@@ -133,7 +133,7 @@ fn every_value_survives_writing_and_compaction() {
     )
     .unwrap();
     let outcomes = submit_all(&writer, &samples);
-    assert!(outcomes.iter().all(|o| *o == Outcome::Stored));
+    assert!(outcomes.iter().all(|o| *o == Receipt::Stored));
 
     let expected = |client: &str| -> Vec<Sample> {
         let mut v: Vec<Sample> = samples
@@ -157,13 +157,13 @@ fn every_value_survives_writing_and_compaction() {
 
     // Replays of packed and of raw samples store nothing new; a new seq does.
     let again = submit_all(&writer, &samples[..10]);
-    assert!(again.iter().all(|o| *o == Outcome::Duplicate), "{again:?}");
+    assert!(again.iter().all(|o| *o == Receipt::Duplicate), "{again:?}");
     let mut next = samples[samples.len() - 1].clone();
     next.1.seq += 1;
     next.1.ts += 10_000;
     let next_again = next.clone();
-    assert_eq!(submit_all(&writer, &[next.clone()]), vec![Outcome::Stored]);
-    assert_eq!(submit_all(&writer, &[next]), vec![Outcome::Duplicate]);
+    assert_eq!(submit_all(&writer, &[next.clone()]), vec![Receipt::Stored]);
+    assert_eq!(submit_all(&writer, &[next]), vec![Receipt::Duplicate]);
 
     // A new writer (a restart) knows every stored pair, packed or raw.
     writer.shutdown();
@@ -176,7 +176,7 @@ fn every_value_survives_writing_and_compaction() {
     let replay = [samples[0].clone(), next_again];
     assert_eq!(
         submit_all(&writer, &replay),
-        vec![Outcome::Duplicate, Outcome::Duplicate]
+        vec![Receipt::Duplicate, Receipt::Duplicate]
     );
 
     let stats = read::stats(&mut conn).unwrap();
@@ -211,19 +211,19 @@ fn a_locked_database_answers_unavailable_and_loses_nothing() {
         Vec::new(),
     )
     .unwrap();
-    assert_eq!(submit_all(&writer, &samples[..1]), vec![Outcome::Stored]);
+    assert_eq!(submit_all(&writer, &samples[..1]), vec![Receipt::Stored]);
 
     let mut other = super::open_existing(&path).unwrap();
     other.batch_execute("BEGIN EXCLUSIVE;").unwrap();
     assert_eq!(
         submit_all(&writer, &samples[1..2]),
-        vec![Outcome::Unavailable]
+        vec![Receipt::Unavailable]
     );
     other.batch_execute("COMMIT;").unwrap();
 
     assert_eq!(
         submit_all(&writer, &samples[1..]),
-        vec![Outcome::Stored, Outcome::Stored]
+        vec![Receipt::Stored, Receipt::Stored]
     );
     let stored: Vec<i64> = read_back(&path, "host0").iter().map(|s| s.seq).collect();
     assert_eq!(stored, vec![0, 1, 2]);
@@ -245,7 +245,7 @@ fn frequent_passes_grow_blocks_instead_of_adding_small_ones() {
         assert!(
             submit_all(&writer, part)
                 .iter()
-                .all(|o| *o == Outcome::Stored)
+                .all(|o| *o == Receipt::Stored)
         );
         compact::compact(&mut conn, Policy::ALL, Clock::system().now_ms()).unwrap();
     }
@@ -273,7 +273,7 @@ fn the_newest_top_is_written_once_the_queue_goes_quiet() {
     for s in &samples {
         assert_eq!(
             submit_all(&writer, std::slice::from_ref(s)),
-            vec![Outcome::Stored]
+            vec![Receipt::Stored]
         );
     }
     let mut conn = super::open_existing(&path).unwrap();

@@ -3,7 +3,7 @@
 //! transaction (group commit), and only then answers each request, so a 200 always means
 //! committed. A full queue is refused at once ([`QueueFull`], answered 503); a batch that
 //! cannot commit (the database stays locked past [`super::BUSY_TIMEOUT`], disk full, …) is
-//! rolled back whole and every request in it is answered [`Outcome::Unavailable`] (503): nothing
+//! rolled back whole and every request in it is answered [`Receipt::Unavailable`] (503): nothing
 //! lost, nothing half-stored.
 //!
 //! A replay is recognised by [`Seen`], the stored `(instance, seq)` pairs held in memory
@@ -50,9 +50,9 @@ pub const SLOW_COMMIT: Duration = Duration::from_millis(500);
 /// How often the replay guard forgets instances past the acceptance window.
 pub const FORGET_EVERY: Duration = Duration::from_secs(3600);
 
-/// What became of a submitted sample.
+/// What the writer hands back for a submitted sample: stored, already stored, or not now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub enum Receipt {
     /// Newly committed.
     Stored,
     /// `(instance, seq)` was already stored for this client; nothing new was written.
@@ -73,7 +73,7 @@ struct Job {
     sample: Sample,
     /// Computed by the request handler, so the writer thread does less.
     values: Values,
-    reply: oneshot::Sender<Outcome>,
+    reply: oneshot::Sender<Receipt>,
 }
 
 #[derive(Debug)]
@@ -105,7 +105,7 @@ impl WriterHandle {
         &self,
         client: Arc<str>,
         sample: Sample,
-    ) -> Result<oneshot::Receiver<Outcome>, QueueFull> {
+    ) -> Result<oneshot::Receiver<Receipt>, QueueFull> {
         let (reply, rx) = oneshot::channel();
         let values = Values::of(&sample);
         let job = Job {
@@ -307,7 +307,7 @@ impl WriterState {
                 .iter()
                 .zip(&outcomes)
                 .filter_map(|(job, (outcome, client_id))| {
-                    (*outcome == Outcome::Stored).then_some(Committed {
+                    (*outcome == Receipt::Stored).then_some(Committed {
                         client_id: *client_id,
                         client: &job.client,
                         sample: &job.sample,
@@ -371,9 +371,9 @@ impl WriterState {
         for (i, job) in batch.drain(..).enumerate() {
             let outcome = match (&result, outcomes.get(i)) {
                 (Ok(()), Some((outcome, _))) => *outcome,
-                _ => Outcome::Unavailable,
+                _ => Receipt::Unavailable,
             };
-            stored += u64::from(outcome == Outcome::Stored);
+            stored += u64::from(outcome == Receipt::Stored);
             // The requester may have gone away; the sample is stored all the same.
             let _ = job.reply.send(outcome);
         }
@@ -390,12 +390,12 @@ fn store_one(
     seen: &Seen,
     added: &mut HashMap<(i64, i64), i64>,
     job: &Job,
-) -> QueryResult<(Outcome, i64, Option<RawRow>)> {
+) -> QueryResult<(Receipt, i64, Option<RawRow>)> {
     let client = client_cache(conn, cache, &job.client)?;
     let s = &job.sample;
     let instance_id = instance(conn, client, &s.instance)?;
     if seen.contains(instance_id, s.seq) || added.insert((instance_id, s.seq), s.ts).is_some() {
-        return Ok((Outcome::Duplicate, client.id, None));
+        return Ok((Receipt::Duplicate, client.id, None));
     }
     let meta_id = meta(conn, client, s)?;
     let mut disk_values = Vec::with_capacity(s.disks.len());
@@ -408,7 +408,7 @@ fn store_one(
         });
     }
     let row = RawRow::new(instance_id, s.seq, meta_id, &job.values, &disk_values);
-    Ok((Outcome::Stored, client.id, Some(row)))
+    Ok((Receipt::Stored, client.id, Some(row)))
 }
 
 /// Rows per multi-row INSERT. A fixed count gives the statement a type of its own, so Diesel
