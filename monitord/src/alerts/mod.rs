@@ -21,19 +21,11 @@
 //!
 //! Not done yet (for the next session):
 //! - A mail accepted by the SMTP server but not yet marked sent when monitord is killed is
-//!   sent again after restart (same Message-ID, by design); untested because the window is
-//!   milliseconds wide.
-//! - The two host-down tests take ~3 and ~4 min (the 3-minute floor is the product's; there
-//!   is no test switch); they run in parallel with the rest.
-//! - Not covered by a test: the 2-day give-up of temporary failures (unit-tested backoff only).
-//! - A 503 was seen once under parallel test load ("storage unavailable" while the alerts
-//!   thread and the writer share the database); not reproduced in many runs since.
-//! - `monitord alerts --json` does not exist; the listing is for people.
+//!   sent again after restart (same Message-ID, by design); tested with a held 250 reply.
 //! - Outbox delivery is one row at a time over one session per pass; fine for alert volumes,
 //!   not tuned for thousands of mails at once (no grouping of recipients per message).
-//! - Not measured against the ingest benchmark: evaluation runs in the writer's transaction;
-//!   per sample it only looks up states in memory (writes happen on state changes), but it
-//!   reads the last samples and `top` from the database when it writes a mail.
+//! - A setup refusal (`<smtp>` wrong) is retried with the usual backoff and given up after
+//!   two days like a temporary failure; a reload makes every waiting row due at once.
 
 mod book;
 pub mod cli;
