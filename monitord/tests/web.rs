@@ -1,10 +1,12 @@
 //! The web listener against a real monitord with real samples sent through the ingest
 //! listener: the read API's shapes ([`api`]), `/metrics` through `promtool` ([`metrics`]),
 //! basic auth and `monitord passwd` ([`auth`]), TLS trusted through a throwaway CA ([`tls`]),
-//! both sockets from systemd by name ([`sockets`]).
+//! both sockets from systemd by name ([`sockets`]), the dashboard in headless Chromium
+//! ([`dashboard`]).
 
 mod api;
 mod auth;
+mod dashboard;
 mod metrics;
 mod sockets;
 mod tls;

@@ -1,5 +1,5 @@
 //! The web listener (`<web>`, default `127.0.0.1:8751`): the read API ([`api`]), `/metrics`
-//! ([`metrics`]) and, later, the dashboard.
+//! ([`metrics`]) and the dashboard ([`pages`]).
 //!
 //! It is a second actix `HttpServer`, apart from ingest's: its own socket, workers and App,
 //! none of ingest's routes, and no handle on the writer's queue, only on its counters. Reads
@@ -15,7 +15,7 @@ use std::net::TcpListener;
 use std::sync::Arc;
 
 use actix_web::dev::{Server, ServerHandle};
-use actix_web::middleware::from_fn;
+use actix_web::middleware::{Compress, from_fn};
 use actix_web::{App, HttpServer, web};
 use anyhow::Context as _;
 use monitor_core::config::Config;
@@ -24,6 +24,7 @@ pub mod api;
 pub mod auth;
 mod error;
 pub mod metrics;
+pub mod pages;
 pub mod passwd;
 pub mod read;
 pub mod sockets;
@@ -46,9 +47,11 @@ pub struct WebListener {
     auth: Option<Arc<Auth>>,
 }
 
-/// The routes of the web listener: the API, `/metrics`, and a JSON 404 for everything else.
+/// The routes of the web listener: the API, `/metrics`, the dashboard, and a JSON 404 for
+/// everything else.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.configure(api::configure)
+        .configure(pages::configure)
         .service(web::resource("/metrics").route(web::get().to(metrics::metrics)));
 }
 
@@ -82,7 +85,10 @@ pub fn start(
         if let Some(auth) = &auth_data {
             app = app.app_data(auth.clone());
         }
+        // Compress outermost: gzip for clients that ask (the fleet page of 500 hosts), after
+        // the auth guard has answered or passed the request.
         app.wrap(from_fn(auth::guard))
+            .wrap(Compress::default())
             .configure(configure)
             .default_service(web::to(api::not_found))
     })
