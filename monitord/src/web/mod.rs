@@ -22,13 +22,13 @@ use monitor_core::config::Config;
 
 pub mod api;
 pub mod auth;
-mod error;
+pub mod error;
 pub mod metrics;
 pub mod pages;
 pub mod passwd;
 pub mod read;
 pub mod sockets;
-mod state;
+pub mod state;
 pub mod tls;
 
 use auth::Auth;

@@ -5,10 +5,11 @@
 use actix_web::{HttpResponse, web};
 use askama::Template;
 
-use super::{Frame, PageError, format, html, path_segment};
+use super::format;
+use super::page::{Frame, PageError, html, path_segment};
 use crate::alerts::incidents;
-use crate::web::WebState;
 use crate::web::read;
+use crate::web::state::WebState;
 
 /// How far back incidents and the outbox reach.
 pub const DAYS: i64 = 7;

@@ -16,10 +16,11 @@ use std::cmp::Ordering;
 use actix_web::{HttpResponse, web};
 use askama::Template;
 
-use super::{Frame, PageError, chart, format, html, param, path_segment, query_value};
+use super::page::{Frame, PageError, html, param, path_segment, query_value};
+use super::{chart, format};
 use crate::store::history::series as history_series;
-use crate::web::WebState;
 use crate::web::read::{self, ClientView};
+use crate::web::state::WebState;
 
 /// Buckets in a sparkline (two minutes each over the hour).
 const SPARK_POINTS: i64 = 30;

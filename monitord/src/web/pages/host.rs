@@ -11,12 +11,13 @@ use askama::Template;
 use monitor_core::config::{AlertKind, AlertRule, format_duration};
 
 use super::chart::{self, Limit, Span, Unit};
-use super::{Frame, PageError, format, html, param, path_segment};
+use super::format;
+use super::page::{Frame, PageError, html, param, path_segment};
 use crate::alerts::incidents::{self, Incident};
 use crate::store::history::series as history_series;
 use crate::store::read as samples;
-use crate::web::WebState;
 use crate::web::read;
+use crate::web::state::WebState;
 
 /// Buckets per chart: about two SVG units each on a 640-wide chart, which two columns of
 /// a laptop's screen show at about its own size (so its 11-unit labels stay readable).
