@@ -16,7 +16,6 @@ mod askpass;
 mod cli;
 mod deploy;
 mod journal;
-mod last_send;
 mod outcome;
 mod remote;
 mod report;
@@ -34,6 +33,7 @@ use anyhow::{Context as _, bail};
 use clap::{CommandFactory as _, Parser as _};
 use monitor_core::MasterKey;
 use monitor_core::config::{self, Client, Config};
+use monitor_deploy::last_send;
 
 use cli::Cli;
 use outcome::{Action, HostResult};
