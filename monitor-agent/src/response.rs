@@ -105,7 +105,12 @@ fn reason(status: u16, body: &[u8]) -> String {
                 .find_map(|k| v.get(k).and_then(|m| m.as_str()).map(str::to_owned))
         });
     let detail = from_json.unwrap_or_else(|| text.lines().next().unwrap_or("").trim().to_owned());
-    let detail: String = detail.chars().take(200).collect();
+    // One line whatever the body holds: a JSON string may hold `\n`, a broken body a bare `\r`.
+    let detail: String = detail
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(200)
+        .collect();
     monitor_core::agent::http_reason(status, &detail)
 }
 
@@ -133,6 +138,29 @@ mod tests {
             );
         }
         assert!(matches!(classify(b"garbage"), Outcome::Unavailable { .. }));
+    }
+
+    #[test]
+    fn the_reason_is_one_line() {
+        // fuzz/artifacts/agent_response: a body that is not JSON, with a bare CR in its line.
+        let cr = b"HTTP/1.1 401 Unauthorized\r\ncontent-length: 41\r\n\r\n{\"error\":\"mess\rnsfer-Encoding: chunked\"}";
+        let json = b"HTTP/1.1 422 X\r\n\r\n{\"error\":\"two\\nlines\"}";
+        for (response, status, reason) in [
+            (
+                &cr[..],
+                401,
+                r#"HTTP 401: {"error":"mess nsfer-Encoding: chunked"}"#,
+            ),
+            (&json[..], 422, "HTTP 422: two lines"),
+        ] {
+            assert_eq!(
+                classify(response),
+                Outcome::Rejected {
+                    status,
+                    reason: reason.into()
+                }
+            );
+        }
     }
 
     #[test]
