@@ -68,7 +68,9 @@ pub fn classify(response: &[u8]) -> Outcome {
         .lines()
         .next()
         .and_then(|line| line.split_whitespace().nth(1))
-        .and_then(|code| code.parse::<u16>().ok());
+        .and_then(|code| code.parse::<u16>().ok())
+        // Three digits, 1xx to 5xx (RFC 9110); anything else is no answer to act on.
+        .filter(|code| (100..=599).contains(code));
     let Some(status) = status else {
         return Outcome::Unavailable {
             reason: "the answer is not HTTP".into(),
@@ -138,6 +140,14 @@ mod tests {
             );
         }
         assert!(matches!(classify(b"garbage"), Outcome::Unavailable { .. }));
+        // fuzz/artifacts/agent_response: a four-digit status is not HTTP; keep the sample.
+        for line in ["HTTP/1.1 2400 X", "HTTP/1.1 99 X", "HTTP/1.1 600 X"] {
+            let r = format!("{line}\r\ncontent-length: 0\r\n\r\n");
+            assert!(
+                matches!(classify(r.as_bytes()), Outcome::Unavailable { .. }),
+                "{line}"
+            );
+        }
     }
 
     #[test]
