@@ -44,7 +44,8 @@ pub fn is_complete(buf: &[u8]) -> bool {
     };
     let head = String::from_utf8_lossy(&buf[..end]);
     match header(&head, "content-length").and_then(|v| v.parse::<usize>().ok()) {
-        Some(len) => buf.len() >= end + len,
+        // Not `end + len`: a Content-Length near usize::MAX would overflow.
+        Some(len) => buf.len() - end >= len,
         None => buf.ends_with(b"0\r\n\r\n") && header(&head, "transfer-encoding").is_some(),
     }
 }
@@ -183,6 +184,9 @@ mod tests {
         ));
         assert!(is_complete(
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n"
+        ));
+        assert!(!is_complete(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 18446744073709551615\r\n\r\n{}"
         ));
     }
 }
