@@ -1,11 +1,11 @@
 //! Sending one sealed sample: `PUT {url}/v1/samples/{name}` over plain HTTP/1.1, and what the
-//! answer means for the sample ([`Verdict`]).
+//! answer means for the sample ([`Verdict`], parsed by the library's `response` module).
 //!
 //! Hand-written over `std::net::TcpStream` because the agent needs one request shape and a
 //! status line, and an HTTP client crate (ureq without TLS) adds ~430 KB to a binary that must
 //! stay under 1.5 MB. The server is addressed by IP only: a static glibc binary that resolved
-//! names would load the host's own `libnss_*` at run time (docs/DESIGN.md), so the URL must hold
-//! an address and the name, if any, goes in the `host` setting for the `Host` header.
+//! names would load the host's own `libnss_*` at run time (DESIGN.md), so the URL must hold an
+//! address and the name, if any, goes in the `host` setting for the `Host` header.
 //!
 //! Not here: retrying, the spool, or sealing (monitor-core's envelope does that).
 
@@ -16,27 +16,14 @@ use std::time::Duration;
 use monitor_core::settings::SettingsError;
 use monitor_core::{AgentSettings, ClientKeys, envelope};
 
+pub use monitor_agent::response::Verdict;
+use monitor_agent::response::{classify, header_end, is_complete};
+
 /// Connect, read and write timeouts: monitord answers once the sample is committed, which
 /// takes milliseconds unless something is wrong.
 const TIMEOUT: Duration = Duration::from_secs(10);
 /// The most of a response that is read; monitord's answers are short JSON.
 const MAX_RESPONSE: usize = 16 * 1024;
-/// The longest `Retry-After` honoured, so a wrong header cannot park the agent for a day.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
-
-/// What monitord's answer to one PUT means for the sample.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Verdict {
-    /// 200: monitord committed it.
-    Stored,
-    /// 4xx: monitord will never take this sample; resending cannot fix it.
-    Rejected { status: u16, reason: String },
-    /// No connection, a timeout, 5xx (503 above all): keep it and try again later.
-    Unavailable {
-        reason: String,
-        retry_after: Option<Duration>,
-    },
-}
 
 /// Where and as whom samples are sent; built once from the settings.
 #[derive(Debug)]
@@ -147,80 +134,7 @@ fn is_timeout(e: &std::io::Error) -> bool {
     )
 }
 
-fn header_end(buf: &[u8]) -> Option<usize> {
-    buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
-}
-
-fn is_complete(buf: &[u8]) -> bool {
-    let Some(end) = header_end(buf) else {
-        return false;
-    };
-    let head = String::from_utf8_lossy(&buf[..end]);
-    match header(&head, "content-length").and_then(|v| v.parse::<usize>().ok()) {
-        Some(len) => buf.len() >= end + len,
-        None => buf.ends_with(b"0\r\n\r\n") && header(&head, "transfer-encoding").is_some(),
-    }
-}
-
-fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
-    head.lines().skip(1).find_map(|line| {
-        let (key, value) = line.split_once(':')?;
-        key.trim()
-            .eq_ignore_ascii_case(name)
-            .then_some(value.trim())
-    })
-}
-
-/// Maps a raw response to what the agent does with the sample.
-fn classify(response: &[u8]) -> Verdict {
-    let end = header_end(response).unwrap_or(response.len());
-    let head = String::from_utf8_lossy(&response[..end]);
-    let status = head
-        .lines()
-        .next()
-        .and_then(|line| line.split_whitespace().nth(1))
-        .and_then(|code| code.parse::<u16>().ok());
-    let Some(status) = status else {
-        return Verdict::Unavailable {
-            reason: "the answer is not HTTP".into(),
-            retry_after: None,
-        };
-    };
-    let reason = || reason(status, &response[end..]);
-    match status {
-        200..=299 => Verdict::Stored,
-        // Timeouts and rate limits pass; every other refusal is about the sample or the keys.
-        408 | 429 | 500..=599 => Verdict::Unavailable {
-            reason: reason(),
-            retry_after: header(&head, "retry-after")
-                .and_then(|v| v.parse::<u64>().ok())
-                .map(|s| Duration::from_secs(s).min(MAX_RETRY_AFTER)),
-        },
-        _ => Verdict::Rejected {
-            status,
-            reason: reason(),
-        },
-    }
-}
-
-/// `HTTP 422: memory used (…) is above total (…)`: the status and monitord's short reason
-/// (its JSON `error` or `message`, else the body's first line), cut to one line.
-fn reason(status: u16, body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
-    let from_json = serde_json::from_str::<serde_json::Value>(text.trim())
-        .ok()
-        .and_then(|v| {
-            ["error", "message", "reason"]
-                .iter()
-                .find_map(|k| v.get(k).and_then(|m| m.as_str()).map(str::to_owned))
-        });
-    let detail = from_json.unwrap_or_else(|| text.lines().next().unwrap_or("").trim().to_owned());
-    let detail: String = detail.chars().take(200).collect();
-    monitor_core::agent::http_reason(status, &detail)
-}
-
 /// `10.0.0.5:8750`, `[::1]:8750`, `10.0.0.5` (port 80) or `localhost:8750`.
-/// Hand-written: the `url` crate (with its IDNA tables) would grow the static agent far more.
 fn parse_authority(authority: &str) -> Option<SocketAddr> {
     if let Ok(addr) = authority.parse::<SocketAddr>() {
         return Some(addr);
@@ -246,7 +160,6 @@ fn parse_authority(authority: &str) -> Option<SocketAddr> {
 }
 
 /// Percent-encodes everything but RFC 3986's unreserved characters.
-/// Hand-written: the `percent-encoding` crate measured 960 bytes more in the static agent.
 fn percent_encode(name: &str) -> String {
     let mut out = String::with_capacity(name.len());
     for b in name.bytes() {
@@ -296,41 +209,6 @@ mod tests {
         assert_eq!(e.host_header, "mon.example");
         let err = Endpoint::new(&settings("http://mon.example:8750", None)).unwrap_err();
         assert!(err.to_string().contains("`url`"), "{err}");
-    }
-
-    #[test]
-    fn statuses_decide_the_samples_fate() {
-        let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}";
-        assert_eq!(classify(ok), Verdict::Stored);
-        let busy = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 2\r\ncontent-length: 26\r\n\r\n{\"error\":\"store is busy\"}";
-        assert_eq!(
-            classify(busy),
-            Verdict::Unavailable {
-                reason: "HTTP 503: store is busy".into(),
-                retry_after: Some(Duration::from_secs(2)),
-            }
-        );
-        for status in [400, 401, 404, 413, 422] {
-            let r = format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\n\r\n");
-            assert!(
-                matches!(classify(r.as_bytes()), Verdict::Rejected { status: s, .. } if s == status),
-                "{status}"
-            );
-        }
-        assert!(matches!(classify(b"garbage"), Verdict::Unavailable { .. }));
-    }
-
-    #[test]
-    fn responses_end_by_length_or_chunks() {
-        assert!(is_complete(
-            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"
-        ));
-        assert!(!is_complete(
-            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n{}"
-        ));
-        assert!(is_complete(
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n"
-        ));
     }
 
     #[test]

@@ -74,7 +74,8 @@ impl Disk {
     /// Percent used as `df` shows it: `used / (used + avail)`, else `used / total`.
     pub fn percent(&self) -> f64 {
         let base = match self.avail {
-            Some(avail) => self.used + avail,
+            // Saturating: both are validated not negative, but not bounded above.
+            Some(avail) => self.used.saturating_add(avail),
             None => self.total,
         };
         if base <= 0 {
@@ -296,6 +297,18 @@ mod tests {
         let mut v = json();
         v["load"] = serde_json::json!([-0.5, 0, 0]);
         assert!(matches!(check(v), Err(SampleError::OutOfRange(_))));
+    }
+
+    #[test]
+    fn a_disk_with_huge_sizes_is_a_percentage() {
+        // used + avail overflowed i64 (a panic with overflow checks, a wrapped percent without).
+        let mut v = json();
+        v["disks"][0] = serde_json::json!({
+            "mount": "/", "fs": "ext4", "total": i64::MAX, "used": i64::MAX, "avail": i64::MAX
+        });
+        let s = check(v).unwrap();
+        let p = s.fullest_disk().unwrap().percent();
+        assert!((0.0..=100.0).contains(&p), "{p}");
     }
 
     #[test]

@@ -34,9 +34,11 @@ impl LastSend {
     ) -> LastSend {
         match (last_ms, now_secs) {
             (Some(at), Some(now)) => {
-                // Both from the host's clock; one stepped back reads as "just now".
-                let age_secs = (now - at.div_euclid(1000)).max(0);
-                if age_secs as u64 > STALE_INTERVALS * interval_secs {
+                // Both from the host's clock; one stepped back reads as "just now". Both are
+                // what the host printed, and the interval may come from its agent's command
+                // line: saturate rather than overflow on absurd values.
+                let age_secs = now.saturating_sub(at.div_euclid(1000)).max(0);
+                if age_secs as u64 > STALE_INTERVALS.saturating_mul(interval_secs) {
                     LastSend::Stale {
                         at,
                         age_secs,
@@ -110,5 +112,26 @@ mod tests {
         assert_eq!(LastSend::judge(None, Some(now), 10, 120), LastSend::Never);
         assert!(!LastSend::Never.is_delivering());
         assert_eq!(LastSend::judge(None, Some(now), 10, 0), LastSend::Unknown);
+    }
+
+    #[test]
+    fn absurd_values_from_the_host_do_not_overflow() {
+        // fuzz/artifacts/probe: a probe's real output judged with the largest interval
+        // (3 x u64::MAX overflowed), and clocks at the ends of i64 (now - at overflowed).
+        let at = 1_796_454_693_727;
+        assert_eq!(
+            LastSend::judge(Some(at), Some(1_796_454_720), u64::MAX, 1),
+            LastSend::Recent { at, age_secs: 27 }
+        );
+        assert_eq!(
+            LastSend::judge(Some(i64::MAX), Some(i64::MIN), 10, 1),
+            LastSend::Recent {
+                at: i64::MAX,
+                age_secs: 0
+            }
+        );
+        let stale = LastSend::judge(Some(i64::MIN), Some(i64::MAX), 10, 1);
+        assert!(!stale.is_delivering());
+        let _ = stale.to_string();
     }
 }

@@ -17,7 +17,6 @@ mod cli;
 mod deploy;
 mod diagnose;
 mod journal;
-mod last_send;
 mod outcome;
 mod remote;
 mod report;

@@ -6,10 +6,10 @@ use std::time::Duration;
 use monitor_core::agent::file;
 use monitor_core::config::Client;
 
-use crate::last_send::LastSend;
 use crate::outcome::{Failure, Step};
 use crate::remote;
 use crate::ssh::{self, Connection};
+use monitor_deploy::last_send::LastSend;
 
 /// Stops the agent and removes its boot hooks.
 pub async fn stop(conn: &Connection, timeout: Duration) -> Result<(Step, String), Failure> {

@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use super::checker::Checker;
 use super::duration::parse_duration;
-use super::model::{AlertKind, AlertRule, Audience, Auth, Client, DEFAULT_INTERVAL, Secret};
+use super::model::{
+    AlertKind, AlertRule, Audience, Auth, Client, DEFAULT_INTERVAL, MAX_INTERVAL, Secret,
+};
 use super::parse::RawElement;
 use super::values::{self, suggest};
 
@@ -234,6 +236,9 @@ fn fields(ck: &mut Checker, el: &RawElement) -> Fields {
         let checked = match parse_duration(v) {
             Some(d) if d.is_zero() => {
                 Err("is zero: expected a sampling period such as \"30s\" or \"1m\"".into())
+            }
+            Some(d) if d > MAX_INTERVAL => {
+                Err("is longer than a day: expected a sampling period up to \"1d\"".into())
             }
             Some(d) => Ok(d),
             None => Err(
@@ -508,6 +513,24 @@ mod tests {
         .unwrap();
         assert_eq!(config.clients[0].name, "[::1]:2200");
         assert_eq!(config.clients[1].name, "h");
+    }
+
+    #[test]
+    fn an_interval_is_at_most_a_day() {
+        // 3 x u64::MAX seconds (monitord's host-down limit) overflowed Duration's multiplication.
+        for interval in ["1d1s", "18446744073709551615"] {
+            let errors = load(&format!(
+                r#"<m><client ip="a" username="u" interval="{interval}"/></m>"#
+            ))
+            .unwrap_err()
+            .errors;
+            assert!(
+                errors[0].message.contains("longer than a day"),
+                "{interval}: {errors:?}"
+            );
+        }
+        let config = load(r#"<m><client ip="a" username="u" interval="1d"/></m>"#).unwrap();
+        assert_eq!(config.clients[0].interval, super::super::MAX_INTERVAL);
     }
 
     #[test]

@@ -16,6 +16,9 @@ pub const DEFAULT_KEY_FILE: &str = "/etc/monitord/master.key";
 pub const DEFAULT_PORT: u16 = 8750;
 /// Default sampling interval of the continuous agent.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
+/// The longest sampling interval: monitord computes with multiples of it (host down after
+/// 3 × interval), which must not overflow, and a slower agent no longer monitors anything.
+pub const MAX_INTERVAL: Duration = Duration::from_secs(86_400);
 
 /// A whole, valid configuration.
 #[derive(Debug, Clone)]

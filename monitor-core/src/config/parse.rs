@@ -237,9 +237,18 @@ fn describe(text: &str, error: &roxmltree::Error) -> (u32, String) {
             // roxmltree's own wording ends with " at ROW:COL"; the line is already in front.
             let text = other.to_string();
             let text = match text.rfind(" at ") {
-                Some(i) => text[..i].to_string(),
-                None => text,
+                Some(i) => &text[..i],
+                None => &text,
             };
+            // It quotes the offending character as it is: a newline there would split the
+            // one-line diagnostic.
+            let text: String = text
+                .chars()
+                .map(|c| match c {
+                    c if c.is_control() => c.escape_default().to_string(),
+                    c => c.to_string(),
+                })
+                .collect();
             (line, format!("malformed XML: {text}"))
         }
     };
@@ -484,6 +493,15 @@ mod tests {
             .errors
             .remove(0);
         assert_eq!(e.line, 2);
+    }
+
+    #[test]
+    fn a_newline_quoted_by_roxmltree_stays_on_one_line() {
+        // fuzz/artifacts/config: roxmltree's "expected '>' not '\n'" held a real newline.
+        let e = error_of("<monitor>\n<server/\n>\n</monitor>\n");
+        assert_eq!((e.line, e.element.as_str()), (2, "server"));
+        assert!(!e.to_string().contains('\n'), "{e}");
+        assert!(e.message.contains(r"not '\n'"), "{}", e.message);
     }
 
     #[test]
