@@ -17,6 +17,10 @@
 //! cap on connections ([`INGEST_MAX_CONNECTIONS`], the web listener's own) keeps the open files
 //! within the limit [`raise_open_file_limit`] asks for: past it, new connections wait in the
 //! kernel's backlog ([`LISTEN_BACKLOG`]) instead of failing `accept` with EMFILE.
+//! Not bounded yet: actix's head timer covers only a connection's first request, so a client
+//! that completes one request and then dribbles the next head on the same keep-alive
+//! connection holds it (checked: still open after 34 s at ~1 byte/s). Agents send
+//! `Connection: close`; closing that gap needs a timer around the connection's own reads.
 
 use std::net::TcpListener;
 use std::path::Path;
