@@ -7,6 +7,10 @@
 //! sample; 422 out of range; 503 + Retry-After when the writer is full or cannot commit; 200
 //! once committed (`stored`, or `duplicate` for a replayed `(instance, seq)`).
 //!
+//! The body must arrive within [`BODY_TIMEOUT`] of the head (else 408 and the connection is
+//! closed): actix bounds the time to send a head but not a body, and a client dribbling one
+//! would hold its connection and a handler forever.
+//!
 //! Bodies are short JSON; the reason for the client is short and never holds paths, SQL or
 //! keys. Every refusal is logged once, its message starting with the client's name and the
 //! name also in a `client` field (`journalctl -u monitord CLIENT=web1`). The URL is not
@@ -16,6 +20,7 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{CONTENT_LENGTH, RETRY_AFTER};
@@ -35,6 +40,11 @@ use crate::telemetry::RequestCounts;
 
 /// Seconds a client is asked to wait after a 503.
 pub const RETRY_AFTER_SECS: u32 = 2;
+
+/// How long a body may take to arrive once the head has. A sample's body is at most 64 KiB
+/// and agents write it together with the head, so a live client needs a fraction of this even
+/// on a slow link (64 KiB in 10 s is 52 kbit/s); a client dribbling it is cut off after it.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What every request handler shares.
 #[derive(Debug, Clone)]
@@ -145,9 +155,28 @@ async fn put_sample(
 ) -> HttpResponse {
     let _in_flight = ingest.in_flight.enter();
     let name = name.into_inner();
-    let body = match read_body(&req, &mut payload).await {
-        Ok(body) => body,
-        Err(response) => {
+    let body = match tokio::time::timeout(BODY_TIMEOUT, read_body(&req, &mut payload)).await {
+        Ok(Ok(body)) => body,
+        Err(_) => {
+            let shown = logged_name(&name);
+            let peer = req
+                .peer_addr()
+                .map_or_else(|| "an unknown peer".to_owned(), |a| a.to_string());
+            tracing::warn!(
+                client = %shown,
+                status = 408,
+                peer = %peer,
+                "{shown}: refused a body that took over {} s, from {peer}: connection closed",
+                BODY_TIMEOUT.as_secs()
+            );
+            ingest.requests.record(408);
+            // The rest of the body may still come: the connection cannot carry another request.
+            return HttpResponse::RequestTimeout()
+                .force_close()
+                .content_type("application/json")
+                .body(r#"{"error":"the body did not arrive in time"}"#);
+        }
+        Ok(Err(response)) => {
             let shown = logged_name(&name);
             let status = response.status().as_u16();
             let why = if status == 413 {

@@ -10,6 +10,7 @@ mod commands;
 mod crash;
 mod full_disk;
 mod history;
+mod hostile;
 mod ingest;
 mod lifecycle;
 mod notify;

@@ -2,6 +2,7 @@
 //!
 //! - `xtask bench ingest`: release monitord against an empty actix-web handler (`ingest`).
 //! - `xtask bench agent`: the static agent against Debian's node exporter (`agent`).
+//! - `xtask bench hostile`: monitord under idle and slow connections, both listeners (`hostile`).
 //! - `xtask bench deploy N`: monitor-deploy against plain ssh+scp and ansible (`deploy`).
 //! - `xtask man DIR`: the man pages, written by the programs themselves (`man`).
 //! - `xtask imports`: the import cycles between the files of each crate (`imports`; its test
@@ -15,6 +16,7 @@ mod agent;
 mod deploy;
 mod empty;
 mod fleet;
+mod hostile;
 mod imports;
 mod ingest;
 mod load;
@@ -50,6 +52,8 @@ enum Bench {
     Ingest(ingest::Options),
     /// Peak RSS, CPU and binary size of the static agent vs prometheus-node-exporter.
     Agent(agent::Options),
+    /// Agents' latency and monitord's memory under 2,000 idle and 500 slow connections.
+    Hostile(hostile::Options),
     /// monitor-deploy on N namespaced sshd hosts vs plain ssh+scp and ansible (root).
     Deploy(deploy::Options),
 }
@@ -59,6 +63,7 @@ fn main() {
         Cli::Bench(Bench::Ingest(opts)) => ingest::run(&opts),
         Cli::Bench(Bench::Agent(opts)) => agent::run(&opts),
         Cli::Bench(Bench::Deploy(opts)) => deploy::run(&opts),
+        Cli::Bench(Bench::Hostile(opts)) => hostile::run(&opts),
         Cli::Man(opts) => man::run(&opts),
         Cli::Imports(opts) => imports::run(&opts),
         Cli::EmptyHandler { workers } => empty::serve(workers),
