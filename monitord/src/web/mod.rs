@@ -41,7 +41,7 @@ const WORKERS: usize = 2;
 const SHUTDOWN_GRACE_SECS: u64 = 5;
 /// Connections the web listener holds at most, over its workers: a few browsers and a
 /// Prometheus need a handful; the rest is headroom for idle and slow clients until the
-/// timeouts shared with ingest ([`crate::REQUEST_HEAD_TIMEOUT`], …) close them.
+/// timeouts shared with ingest ([`crate::connections::REQUEST_HEAD_TIMEOUT`], …) close them.
 pub const MAX_CONNECTIONS: usize = 4096;
 /// TLS handshakes in progress at once, per worker (actix's default, said here on purpose):
 /// each costs CPU, and a flood of them must not starve the handshakes' own workers.
@@ -100,9 +100,9 @@ pub fn start(
             .default_service(web::to(api::not_found))
     })
     .workers(WORKERS)
-    .client_request_timeout(crate::REQUEST_HEAD_TIMEOUT)
-    .keep_alive(crate::KEEP_ALIVE)
-    .client_disconnect_timeout(crate::DISCONNECT_TIMEOUT)
+    .client_request_timeout(crate::connections::REQUEST_HEAD_TIMEOUT)
+    .keep_alive(crate::connections::KEEP_ALIVE)
+    .client_disconnect_timeout(crate::connections::DISCONNECT_TIMEOUT)
     .max_connections(MAX_CONNECTIONS.div_ceil(WORKERS))
     .max_connection_rate(MAX_TLS_HANDSHAKES)
     .disable_signals()
