@@ -17,7 +17,7 @@ use monitor_core::sample::Sample;
 use monitor_core::time::Utc;
 
 use crate::alerts::skew::{CLOCK_RULE, describe as describe_offset};
-use crate::alerts::store as alert_store;
+use crate::alerts::tables as alert_store;
 use crate::clock::Clock;
 use crate::store::{self, compact, read};
 

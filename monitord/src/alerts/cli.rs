@@ -17,7 +17,7 @@ use super::machine::host_down_after;
 use super::mail;
 use super::measure::{format_limit, format_value};
 use super::smtp::{DeliveryError, Outgoing, Session, from_address};
-use super::store::{self, HOST_DOWN_RULE};
+use super::tables::{self, HOST_DOWN_RULE};
 use super::update::message_id;
 use crate::commands::{Warnings, load_config};
 
@@ -71,7 +71,7 @@ pub struct OutboxView {
 
 /// Reads the states of every rule of `config` and the latest outbox rows, newest first.
 pub fn listing(conn: &mut SqliteConnection, config: &Config) -> QueryResult<Listing> {
-    let stored = store::load_states(conn)?;
+    let stored = tables::load_states(conn)?;
     let view = |client: &str, rule: &str, kind: Option<AlertKind>, condition: String| {
         let found = stored.iter().find(|s| s.client == client && s.rule == rule);
         RuleView {
@@ -103,7 +103,7 @@ pub fn listing(conn: &mut SqliteConnection, config: &Config) -> QueryResult<List
         );
         states.push(view(&client.name, HOST_DOWN_RULE, None, down));
     }
-    let outbox = store::recent_outbox(conn, OUTBOX_SHOWN)?
+    let outbox = tables::recent_outbox(conn, OUTBOX_SHOWN)?
         .into_iter()
         .map(|r| OutboxView {
             id: r.id,

@@ -23,7 +23,7 @@ use tokio::sync::Notify;
 use super::book::{Book, Caller, Entry, ok_entry};
 use super::machine::{self, Phase, RuleState};
 use super::skew::{self, CLOCK_RULE, ClockWatch};
-use super::store::{self, HOST_DOWN_RULE};
+use super::tables::{self, HOST_DOWN_RULE};
 use super::update::Updater;
 use crate::clock::Clock;
 use crate::state::{Shared, Snapshot};
@@ -114,7 +114,7 @@ impl Alerts {
         let mut book = self.lock();
         if book.tentative.contains(&true) || !book.loaded {
             book.states.clear();
-            for row in store::load_states(conn)? {
+            for row in tables::load_states(conn)? {
                 let entry = Entry {
                     state: row.state(),
                     detail: row.detail,
@@ -246,7 +246,7 @@ impl Alerts {
             .collect();
         for (client, rule) in gone {
             tracing::info!(client = %client, rule = %rule, "{client}: {rule} resolved quietly: the rule or the client left config.xml");
-            store::delete_state(tx.conn, &client, &rule)?;
+            tables::delete_state(tx.conn, &client, &rule)?;
             super::incidents::resolved(tx.conn, &client, &rule, now)?;
             tx.remember(&client, &rule, ok_entry());
         }

@@ -3,7 +3,7 @@
 //! server clock; nothing here reads a clock, a database or a socket, so every path is a unit
 //! test.
 //!
-//! Not here: where states are stored ([`super::store`]) or what a mail says ([`super::mail`]).
+//! Not here: where states are stored ([`super::tables`]) or what a mail says ([`super::mail`]).
 
 use std::time::Duration;
 

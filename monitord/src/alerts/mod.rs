@@ -5,7 +5,7 @@
 //! - [`measure`]: the value a rule reads from a sample, and how values read in subjects.
 //! - [`machine`]: the pure state machine (ok → pending → firing → resolved), host down.
 //! - [`mail`]: subjects and bodies.
-//! - [`store`]: the `alert_states` and `outbox` tables.
+//! - [`tables`]: the `alert_states` and `outbox` tables.
 //! - [`incidents`]: every firing → resolved episode, kept after it is over.
 //! - [`evaluate`]: [`Alerts`], the states in memory (`book`) over the table, changed only
 //!   inside the transaction of whoever holds the write lock (the writer's batch, the
@@ -37,7 +37,7 @@ pub mod measure;
 pub mod sender;
 pub mod skew;
 pub mod smtp;
-pub mod store;
+pub mod tables;
 pub mod timer;
 mod update;
 

@@ -26,7 +26,7 @@ use tokio::sync::Notify;
 
 use super::evaluate::Alerts;
 use super::smtp::{DeliveryError, Outgoing, Session, from_address};
-use super::store::{self, OutboxRow};
+use super::tables::{self, OutboxRow};
 use crate::clock::Clock;
 use crate::state::Snapshot;
 
@@ -136,7 +136,7 @@ impl Pass<'_> {
     fn prune(&mut self) {
         let now = self.clock.now_ms();
         let before = now - KEEP_DONE.as_millis() as i64;
-        if let Err(e) = store::prune(self.conn, before) {
+        if let Err(e) = tables::prune(self.conn, before) {
             tracing::warn!("could not prune old outbox rows: {e}");
         }
         let history = &self.alerts.snapshot().config.history;
@@ -156,7 +156,7 @@ impl Pass<'_> {
     async fn deliver_due(&mut self, health: &mut MailHealth) -> Option<i64> {
         for _ in 0..BATCHES_PER_WAKE {
             let now = self.clock.now_ms();
-            let rows = match store::due(self.conn, now, BATCH) {
+            let rows = match tables::due(self.conn, now, BATCH) {
                 Ok(rows) => rows,
                 Err(e) => {
                     tracing::warn!("cannot read the outbox, trying again in 5 s: {e}");
@@ -168,7 +168,7 @@ impl Pass<'_> {
             }
             self.deliver_rows(&rows, health).await;
         }
-        store::next_due(self.conn).ok().flatten()
+        tables::next_due(self.conn).ok().flatten()
     }
 
     async fn deliver_rows(&mut self, rows: &[OutboxRow], health: &mut MailHealth) {
@@ -263,9 +263,9 @@ impl Pass<'_> {
         // writer holding the lock past busy_timeout under heavy ingest) is waited out.
         for try_no in 1..=RECORD_TRIES {
             let written = match &outcome {
-                Verdict::Sent => store::mark_sent(conn, row.id, now),
-                Verdict::Failed(error) => store::mark_failed(conn, row.id, now, error),
-                Verdict::Retry(next, error) => store::mark_retry(conn, row.id, *next, error),
+                Verdict::Sent => tables::mark_sent(conn, row.id, now),
+                Verdict::Failed(error) => tables::mark_failed(conn, row.id, now, error),
+                Verdict::Retry(next, error) => tables::mark_retry(conn, row.id, *next, error),
             };
             match written {
                 Ok(()) => return,
@@ -329,7 +329,7 @@ impl MailHealth {
         if Arc::ptr_eq(failing_with, current) {
             return;
         }
-        match store::retry_all_now(pass.conn, pass.clock.now_ms()) {
+        match tables::retry_all_now(pass.conn, pass.clock.now_ms()) {
             Ok(waiting) => {
                 tracing::info!(
                     "config.xml reloaded: trying the {waiting} waiting alert mail(s) now"

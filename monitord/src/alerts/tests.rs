@@ -11,7 +11,7 @@ use diesel::prelude::*;
 use monitor_core::{MasterKey, Sample};
 
 use super::Alerts;
-use super::store::{self, OutboxRow};
+use super::tables::{self, OutboxRow};
 use crate::clock::Clock;
 use crate::state::{Shared, Snapshot};
 
@@ -106,7 +106,7 @@ impl Bench {
 
     /// Every mail written so far, oldest first.
     fn subjects(&mut self) -> Vec<String> {
-        let mut rows: Vec<OutboxRow> = store::recent_outbox(&mut self.conn, 100).unwrap();
+        let mut rows: Vec<OutboxRow> = tables::recent_outbox(&mut self.conn, 100).unwrap();
         rows.reverse();
         rows.into_iter().map(|r| r.subject).collect()
     }

@@ -20,7 +20,7 @@ use super::machine::{self, Notice, Phase};
 use super::mail::{self, ClientInfo, ClockMail, HostDownMail, Mail, ThresholdMail};
 use super::measure::{comparison, format_span, measure};
 use super::skew::{self, CLOCK_RULE, Observation};
-use super::store::{self, HOST_DOWN_RULE, NewOutboxRow};
+use super::tables::{self, HOST_DOWN_RULE, NewOutboxRow};
 use crate::store::read;
 
 /// Samples shown in the "last samples" table of a mail.
@@ -51,7 +51,7 @@ impl Updater<'_, '_> {
     /// Keeps `entry` in memory, and in the table when more than the value changed.
     pub fn set_state(&mut self, client: &str, rule: &str, entry: Entry) -> QueryResult<()> {
         if !self.state(client, rule).same_stored(&entry) {
-            store::save_state(
+            tables::save_state(
                 self.conn,
                 client,
                 rule,
@@ -355,7 +355,7 @@ impl Updater<'_, '_> {
                 next_attempt_ms: self.now,
             })
             .collect();
-        store::insert_outbox(self.conn, &rows)?;
+        tables::insert_outbox(self.conn, &rows)?;
         tracing::info!(client = %client.name, rule = %rule, recipients = rows.len(), subject = %mail.subject,
             "{}: alert mail queued for {} recipient(s): {}", client.name, rows.len(), mail.subject);
         self.book.wrote_mail = true;

@@ -12,7 +12,7 @@ use super::error::ApiError;
 use super::read::{self, ClientView};
 use super::state::WebState;
 use crate::alerts::incidents::{self, Incident};
-use crate::alerts::store::{OutboxRow, StateRow};
+use crate::alerts::tables::{OutboxRow, StateRow};
 use crate::store::history::series as history_series;
 use crate::store::read as samples;
 

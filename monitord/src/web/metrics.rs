@@ -12,7 +12,7 @@ use actix_web::{HttpResponse, web};
 use super::error::ApiError;
 use super::read::{self, ClientView, Health};
 use super::state::WebState;
-use crate::alerts::store::HOST_DOWN_RULE;
+use crate::alerts::tables::HOST_DOWN_RULE;
 use crate::store::writer::WriterGauges;
 use crate::telemetry::RequestCounts;
 

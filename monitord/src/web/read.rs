@@ -4,7 +4,7 @@
 //!
 //! Callers run these on actix's blocking pool (`web::block`), never on a worker thread, so a
 //! slow query never stalls the listener. Samples come through [`store::read`]; the alert
-//! tables through [`crate::alerts::store`]'s definitions. Not here: JSON or metric shapes.
+//! tables through [`crate::alerts::tables`]'s definitions. Not here: JSON or metric shapes.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -15,7 +15,7 @@ use diesel::sql_types::{BigInt, Text};
 use monitor_core::Sample;
 use monitor_core::config::Config;
 
-use crate::alerts::store::{HOST_DOWN_RULE, OutboxRow, StateRow, load_states, outbox};
+use crate::alerts::tables::{HOST_DOWN_RULE, OutboxRow, StateRow, load_states, outbox};
 use crate::store::{self, StoreError, read};
 
 /// Idle connections kept for the next request; more may be open while requests overlap.
