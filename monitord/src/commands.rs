@@ -103,14 +103,13 @@ pub fn unit_cannot_write(database: &Path) -> Option<String> {
     ))
 }
 
-/// The gid of group `monitord` from /etc/group (the packaged system group lives there).
+/// The gid of the packaged system group `monitord`, through the system's group database
+/// (getgrnam: /etc/group, or whatever NSS serves).
 pub(crate) fn monitord_gid() -> Option<u32> {
-    let groups = std::fs::read_to_string("/etc/group").ok()?;
-    groups.lines().find_map(|line| {
-        let mut fields = line.split(':');
-        (fields.next()? == "monitord").then_some(())?;
-        fields.nth(1)?.parse().ok()
-    })
+    nix::unistd::Group::from_name("monitord")
+        .ok()
+        .flatten()
+        .map(|group| group.gid.as_raw())
 }
 
 pub fn gen_key(config_path: &Path, path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
