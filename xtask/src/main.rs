@@ -3,6 +3,8 @@
 //! - `xtask bench ingest`: release monitord against an empty actix-web handler (`ingest`).
 //! - `xtask bench agent`: the static agent against Debian's node exporter (`agent`).
 //! - `xtask bench deploy N`: monitor-deploy against plain ssh+scp and ansible (`deploy`).
+//! - `xtask bench history`: a year of a fleet in the store: bytes per tier, read times, and
+//!   ingest with rollups and expiry running against ingest without (`history`).
 //!
 //! Each starts real processes (on loopback or in namespaces it makes), bounds every phase in time
 //! and count, and prints its numbers next to a baseline measured in the same run. Not here:
@@ -12,6 +14,7 @@ mod agent;
 mod deploy;
 mod empty;
 mod fleet;
+mod history;
 mod ingest;
 mod load;
 mod man;
@@ -46,6 +49,9 @@ enum Bench {
     Agent(agent::Options),
     /// monitor-deploy on N namespaced sshd hosts vs plain ssh+scp and ansible (root).
     Deploy(deploy::Options),
+    /// A year of 500 hosts in the store: bytes per tier, series and clients read times,
+    /// ingest with rollups and expiry running vs without.
+    History(history::Options),
 }
 
 fn main() {
@@ -53,6 +59,7 @@ fn main() {
         Cli::Bench(Bench::Ingest(opts)) => ingest::run(&opts),
         Cli::Bench(Bench::Agent(opts)) => agent::run(&opts),
         Cli::Bench(Bench::Deploy(opts)) => deploy::run(&opts),
+        Cli::Bench(Bench::History(opts)) => history::run(&opts),
         Cli::Man(opts) => man::run(&opts),
         Cli::EmptyHandler { workers } => empty::serve(workers),
     };
