@@ -9,6 +9,7 @@
 //! Not here: HTTP ingest (that is `bench ingest`).
 
 mod fill;
+mod layout;
 mod measure;
 
 use std::path::{Path, PathBuf};
@@ -122,6 +123,27 @@ fn measure_all(opts: &Options, config: &Config, db: &Path, span: Span) -> anyhow
     let mut reader = store::open_read_only(db)?;
     let sizes = measure::sizes(&mut reader, db, history)?;
     report_sizes(&sizes, &filled.hosts, span.end);
+    let b = layout::breakdown(&mut reader, &filled.hosts, 10, (span.start, span.end))?;
+    let per = |x: u64| x as f64 / b.buckets.max(1) as f64;
+    let rows_bytes = sizes
+        .tiers
+        .iter()
+        .find(|t| t.name == "1h")
+        .map_or(0.0, |t| t.bytes as f64 / t.rows.max(1) as f64);
+    println!(
+        "1h buckets : {:.1} bytes of payload each ({} buckets of every 10th host): counts {:.1}, \
+         mins {:.1}, ranges {:.1}, sums {:.1}, version and disk ids {:.1}; {:.1} bytes each in \
+         pages (key, record, b-tree); by field: {}",
+        per(b.payload()),
+        b.buckets,
+        per(b.parts[0]),
+        per(b.parts[1]),
+        per(b.parts[2]),
+        per(b.parts[3]),
+        per(b.framing),
+        rows_bytes,
+        b.largest_fields(8)
+    );
 
     let now = span.end;
     for (label, range) in [
