@@ -142,7 +142,12 @@ pub struct Submitter {
     clock: Clock,
     in_flight: VecDeque<(i64, oneshot::Receiver<Outcome>)>,
     pub stored: u64,
+    /// Answered 503 (the batch could not commit; the writer logs why). Not sent again.
+    pub unavailable: u64,
 }
+
+/// Samples answered 503 before the fill gives up.
+const UNAVAILABLE_MAX: u64 = 100_000;
 
 impl Submitter {
     pub fn new(handle: WriterHandle, clock: Clock) -> Submitter {
@@ -151,6 +156,7 @@ impl Submitter {
             clock,
             in_flight: VecDeque::with_capacity(IN_FLIGHT),
             stored: 0,
+            unavailable: 0,
         }
     }
 
@@ -171,7 +177,14 @@ impl Submitter {
         match reply.blocking_recv() {
             Ok(Outcome::Stored) => self.stored += 1,
             Ok(Outcome::Duplicate) => bail!("the writer took a generated sample for a replay"),
-            Ok(Outcome::Unavailable) => bail!("the writer could not commit a batch"),
+            Ok(Outcome::Unavailable) => {
+                self.unavailable += 1;
+                if self.unavailable > UNAVAILABLE_MAX {
+                    bail!(
+                        "the writer could not commit {UNAVAILABLE_MAX} samples (see its log above)"
+                    );
+                }
+            }
             Err(_) => bail!("the writer thread stopped"),
         }
         advance_to(&self.clock, ts);

@@ -16,7 +16,7 @@ use monitord::store::history::{self, TierStats, series};
 use monitord::store::{self, StoreError};
 use monitord::web::read;
 
-use super::fill::{HostGen, INTERVAL, INTERVAL_MS, Submitter, timers_pass};
+use super::fill::{HostGen, INTERVAL, INTERVAL_MS, Submitter};
 use crate::procstat;
 
 #[derive(QueryableByName)]
@@ -180,13 +180,15 @@ pub struct Background<'a> {
     pub db: &'a Path,
     pub history: &'a History,
     pub clock: &'a Clock,
-    /// The history timer's pass too, or only the compaction timer's.
+    /// The history timer's pass in a loop, or nothing.
     pub with_history: bool,
 }
 
 /// Feeds the writer round after round (every host's next sample, 60 s of host time apart)
-/// for at most `limit` and `max_samples`, while one thread runs the daemon's timers' passes
-/// back to back on its own connection, at the committed samples' time.
+/// for at most `limit` and `max_samples`; with `bg.with_history`, one thread runs the
+/// history timer's pass (`history::maintain`: rollups, then expiry) back to back on its own
+/// connection, at the committed samples' time, so each pass has the hours that closed
+/// meanwhile to roll up and the raw samples that aged past `raw` to expire.
 pub fn ingest_phase(
     submitter: &mut Submitter,
     hosts: &mut [HostGen],
@@ -210,11 +212,13 @@ pub fn ingest_phase(
                 let mut conn = store::open_existing(&db)?;
                 let (mut passes, mut work, mut took) = (0, [0i64; 4], Duration::ZERO);
                 // Bounded by the phase: it sets `stop` when its time or count is up.
-                while !stop.load(Ordering::Acquire) {
+                while with && !stop.load(Ordering::Acquire) {
                     let t = Instant::now();
-                    let done = timers_pass(&mut conn, &history, clock.now_ms(), with)?;
+                    let (rolled, expired) =
+                        history::maintain(&mut conn, &history, &|_| INTERVAL, clock.now_ms())?;
                     took += t.elapsed();
                     passes += 1;
+                    let done = [0, rolled.buckets, expired.raw_samples, expired.rollups];
                     for (w, d) in work.iter_mut().zip(done) {
                         *w += d;
                     }
