@@ -157,6 +157,8 @@ pub fn time_fleet(
 #[derive(Debug, Default)]
 pub struct Phase {
     pub stored: u64,
+    /// Answered 503: the writer could not commit their batch.
+    pub unavailable: u64,
     pub elapsed: Duration,
     /// Host time covered (ms), from the first round to the last.
     pub host_span_ms: i64,
@@ -232,7 +234,7 @@ pub fn ingest_phase(
     };
     let before = procstat::thread_times(me)?;
     let start = Instant::now();
-    let stored0 = submitter.stored;
+    let (stored0, unavailable0) = (submitter.stored, submitter.unavailable);
     let first_ts = *next_ts;
     let mut sent = 0u64;
     while start.elapsed() < limit && sent < max_samples {
@@ -253,6 +255,7 @@ pub fn ingest_phase(
     let writer_cpu = thread_cpu(&before, &after, "writer");
     Ok(Phase {
         stored: submitter.stored - stored0,
+        unavailable: submitter.unavailable - unavailable0,
         elapsed,
         host_span_ms: *next_ts - first_ts,
         threads: procstat::busy_threads(&before, &after, elapsed),

@@ -314,11 +314,13 @@ fn report_timings(what: &str, t: &Timings) {
 
 fn report_phase(what: &str, p: &Phase) {
     println!(
-        "{what:<12}: {:>7.0} samples/s committed ({} in {:.1} s, {:.1} h of host time); history \
-         passes: {} in {:.1} s ({} buckets rolled up, {} raw samples expired); threads: {}",
+        "{what:<12}: {:>7.0} samples/s committed ({} in {:.1} s, {} answered 503, {:.1} h of host \
+         time); history passes: {} in {:.1} s ({} buckets rolled up, {} raw samples expired); \
+         threads: {}",
         p.per_second(),
         p.stored,
         p.elapsed.as_secs_f64(),
+        p.unavailable,
         p.host_span_ms as f64 / HOUR_MS as f64,
         p.passes,
         p.pass_time.as_secs_f64(),
