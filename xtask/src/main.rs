@@ -7,6 +7,8 @@
 //! - `xtask man DIR`: the man pages, written by the programs themselves (`man`).
 //! - `xtask imports`: the import cycles between the files of each crate (`imports`; its test
 //!   runs the same check in `cargo test`).
+//! - `xtask bench history`: a year of a fleet in the store: bytes per tier, read times, and
+//!   ingest with rollups and expiry running against ingest without (`history`).
 //!
 //! Each starts real processes (on loopback or in namespaces it makes), bounds every phase in time
 //! and count, and prints its numbers next to a baseline measured in the same run. Not here:
@@ -16,6 +18,7 @@ mod agent;
 mod deploy;
 mod empty;
 mod fleet;
+mod history;
 mod hostile;
 mod imports;
 mod ingest;
@@ -56,6 +59,9 @@ enum Bench {
     Hostile(hostile::Options),
     /// monitor-deploy on N namespaced sshd hosts vs plain ssh+scp and ansible (root).
     Deploy(deploy::Options),
+    /// A year of 500 hosts in the store: bytes per tier, series and clients read times,
+    /// ingest with rollups and expiry running vs without.
+    History(history::Options),
 }
 
 fn main() {
@@ -64,6 +70,7 @@ fn main() {
         Cli::Bench(Bench::Agent(opts)) => agent::run(&opts),
         Cli::Bench(Bench::Deploy(opts)) => deploy::run(&opts),
         Cli::Bench(Bench::Hostile(opts)) => hostile::run(&opts),
+        Cli::Bench(Bench::History(opts)) => history::run(&opts),
         Cli::Man(opts) => man::run(&opts),
         Cli::Imports(opts) => imports::run(&opts),
         Cli::EmptyHandler { workers } => empty::serve(workers),

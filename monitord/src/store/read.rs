@@ -222,12 +222,23 @@ pub fn latest(conn: &mut SqliteConnection, name: &str) -> Result<Option<Sample>,
         .first(conn)
         .optional()?;
     let mut best = raw.map(RawRow::into_packed).transpose()?;
-    let block = sample_blocks::table
+    // The newest block is read and decoded only when it holds something newer than the
+    // newest raw row: while a host reports, its newest samples are raw (compaction leaves
+    // the last minutes), and decoding a block of thousands of samples per client made
+    // the clients listing cost ~0.6 ms a client (`xtask bench history`).
+    let newest_packed = sample_blocks::table
         .filter(sample_blocks::client_id.eq(id))
-        .order(sample_blocks::ts_max.desc())
-        .select(sample_blocks::data)
-        .first::<Vec<u8>>(conn)
-        .optional()?;
+        .select(diesel::dsl::max(sample_blocks::ts_max))
+        .first::<Option<i64>>(conn)?;
+    let block = match newest_packed {
+        Some(ts_max) if best.as_ref().is_none_or(|b| ts_max > b.values.ts) => sample_blocks::table
+            .filter(sample_blocks::client_id.eq(id))
+            .order(sample_blocks::ts_max.desc())
+            .select(sample_blocks::data)
+            .first::<Vec<u8>>(conn)
+            .optional()?,
+        _ => None,
+    };
     if let Some(data) = block {
         for row in decode_block(&data)? {
             if best.as_ref().is_none_or(|b| row.values.ts > b.values.ts) {

@@ -261,7 +261,10 @@ pub fn stored_buckets(
     Ok(out)
 }
 
-fn write_bucket(
+/// Writes (or replaces) one bucket of the tier of `step` ms: what the pass and the late
+/// recomputation write with. Public for `xtask bench history`, which fills a year of the
+/// finest tier with it rather than through a year of raw samples.
+pub fn write_bucket(
     conn: &mut SqliteConnection,
     client_id: i64,
     step: i64,
