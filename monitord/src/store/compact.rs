@@ -65,6 +65,7 @@ pub fn compact(
     conn.immediate_transaction(|conn| forget_old_ranges(conn, now_ms))?;
     loop {
         let (samples, blocks) = conn.immediate_transaction(|conn| pack_chunk(conn, cutoff))?;
+        super::let_the_writer_in();
         report.samples += samples;
         report.blocks += blocks;
         if samples < CHUNK {

@@ -43,6 +43,18 @@ const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations");
 /// answers its batch 503 after this, so it is also the longest a request waits on a lock.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// How long a background pass (compaction, rollups, expiry) pauses after each of its short
+/// write transactions. SQLite's busy handler makes a waiting writer sleep between retries, so
+/// a pass that starts its next transaction at once can keep the lock for seconds and the
+/// writer answers 503 (`xtask bench history` measured ingest at 2 % of its rate beside such
+/// a pass). A pause longer than the busy handler's first sleeps hands the lock over.
+pub const BACKGROUND_PAUSE: Duration = Duration::from_millis(10);
+
+/// Called by background passes between their write transactions: see [`BACKGROUND_PAUSE`].
+pub fn let_the_writer_in() {
+    std::thread::sleep(BACKGROUND_PAUSE);
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database {path}: {reason}")]

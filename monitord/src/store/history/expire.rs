@@ -100,6 +100,7 @@ fn repeat(
     let mut total = 0;
     loop {
         let done = conn.immediate_transaction(|conn| step(conn))?;
+        crate::store::let_the_writer_in();
         total += done.removed;
         if !done.more {
             return Ok(total);

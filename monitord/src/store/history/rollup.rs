@@ -202,6 +202,7 @@ fn catch_up(
             set_progress(conn, client_id, step, next)?;
             Ok::<_, StoreError>(Some(n))
         })?;
+        crate::store::let_the_writer_in();
         match step_written {
             Some(n) => written += n,
             None => return Ok(written),
@@ -339,6 +340,7 @@ fn recompute_late(conn: &mut SqliteConnection, tiers: &[Tier]) -> Result<i64, St
             diesel::delete(rollup_dirty::table.find((*client_id, *bucket_ms))).execute(conn)?;
             Ok::<_, StoreError>(())
         })?;
+        crate::store::let_the_writer_in();
     }
     Ok(dirty.len() as i64)
 }
