@@ -284,13 +284,19 @@ fn summary(output: &str) -> String {
     }
 }
 
-/// One `<client>` line per host, after `<defaults>` with the alert rules a real fleet has, so
-/// monitord evaluates them on every sample as it would in production. The interval is a day
-/// so every sample of the run (they span hours of host time, 10 s apart) falls inside the
-/// evaluation window of 2 × interval. No `mail`: nothing is sent anywhere.
+/// The bench fleet in config.xml: `fleet_xml` with an interval of a day, so every sample of
+/// the run (they span hours of host time, 10 s apart) falls inside the evaluation window of
+/// 2 × interval.
 fn clients_xml(names: &[String]) -> String {
-    let mut xml = String::from(
-        "  <defaults username=\"bench\" interval=\"1d\" mail=\"\">\n\
+    fleet_xml(names, "1d")
+}
+
+/// One `<client>` line per host, after `<defaults>` with the alert rules a real fleet has and
+/// `interval`, so monitord evaluates them on every sample as it would in production. No
+/// `mail`: nothing is sent anywhere. Also `bench history`'s fleet.
+pub fn fleet_xml(names: &[String], interval: &str) -> String {
+    let mut xml = format!(
+        "  <defaults username=\"bench\" interval=\"{interval}\" mail=\"\">\n\
          \x20   <alert type=\"cpu\" limit=\"95%\" for=\"5m\"/>\n\
          \x20   <alert type=\"memory\" limit=\"90%\"/>\n\
          \x20   <alert type=\"disk\" limit=\"90%\"/>\n\

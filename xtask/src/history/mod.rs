@@ -341,21 +341,7 @@ fn verdict(met: bool) -> &'static str {
 /// config.xml for the fleet (interval 60 s, `bench ingest`'s alert rules), read back as
 /// monitord reads it; its database lies next to it.
 fn write_config(dir: &Path, names: &[String]) -> anyhow::Result<Config> {
-    let mut xml = String::from(
-        "  <defaults username=\"bench\" interval=\"60s\" mail=\"\">\n\
-         \x20   <alert type=\"cpu\" limit=\"95%\" for=\"5m\"/>\n\
-         \x20   <alert type=\"memory\" limit=\"90%\"/>\n\
-         \x20   <alert type=\"disk\" limit=\"90%\"/>\n\
-         \x20   <alert type=\"load\" limit=\"32\"/>\n\
-         \x20 </defaults>\n",
-    );
-    for (i, name) in names.iter().enumerate() {
-        xml.push_str(&format!(
-            "  <client name=\"{name}\" ip=\"127.1.{}.{}\"/>\n",
-            i / 250,
-            i % 250 + 1
-        ));
-    }
+    let xml = crate::ingest::fleet_xml(names, "60s");
     let path = dir.join("config.xml");
     let text = server::config_xml(&xml);
     std::fs::write(&path, &text).with_context(|| format!("cannot write {}", path.display()))?;
