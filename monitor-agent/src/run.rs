@@ -5,6 +5,7 @@
 //!
 //! Not here: measuring (`collect`), HTTP (`send`), the on-disk queue (`spool`).
 
+use std::os::unix::process::CommandExt as _;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -297,7 +298,16 @@ pub fn detach(state: &StateDir, endpoint: Endpoint, interval: Duration) -> anyho
         }
     };
     let exe = std::env::current_exe().context("finding the agent's own executable")?;
-    let child = Command::new(exe)
+    let mut command = Command::new(exe);
+    // The child leaves the SSH session's session before it runs any of our code, so the
+    // session's end (which may come as soon as this process exits) can never SIGHUP it.
+    // The one unsafe block of the workspace: std's documented way to run a call between fork
+    // and exec. SAFETY: setsid is async-signal-safe and allocates nothing.
+    #[allow(unsafe_code)]
+    unsafe {
+        command.pre_exec(|| nix::unistd::setsid().map(drop).map_err(std::io::Error::from));
+    }
+    let child = command
         .arg("--interval")
         .arg(interval.as_secs().to_string())
         .arg("--dir")
@@ -325,16 +335,14 @@ pub fn log_to_state_dir(state: &StateDir) -> anyhow::Result<()> {
         .with_context(|| format!("opening {}", path.display()))
 }
 
-/// `--detach`, the background part: leaves the SSH session's session (so its end sends no
-/// SIGHUP), logs to `agent.log`, and runs the loop; the first sample was sent by the
+/// `--detach`, the background part, already in a session of its own (see [`detach`]'s spawn):
+/// logs to `agent.log` and runs the loop; the first sample was sent by the
 /// foreground part, so the next is due one interval from now. The foreground part writes
 /// `agent.pid`. Errors are logged, since stderr leads nowhere now.
 pub fn detached(state: &StateDir, interval: Duration) -> anyhow::Result<()> {
     log_to_state_dir(state)?;
     std::panic::set_hook(Box::new(|info| log!("panic: {info}")));
     let start = || -> anyhow::Result<Agent> {
-        // Fails only if this process leads a process group, which a spawned child does not.
-        nix::unistd::setsid().context("starting a new session")?;
         let settings = state.settings(false)?;
         Agent::new(Endpoint::new(&settings)?, state, interval)
     };
