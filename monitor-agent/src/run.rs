@@ -305,7 +305,11 @@ pub fn detach(state: &StateDir, endpoint: Endpoint, interval: Duration) -> anyho
     // and exec. SAFETY: setsid is async-signal-safe and allocates nothing.
     #[allow(unsafe_code)]
     unsafe {
-        command.pre_exec(|| nix::unistd::setsid().map(drop).map_err(std::io::Error::from));
+        command.pre_exec(|| {
+            nix::unistd::setsid()
+                .map(drop)
+                .map_err(std::io::Error::from)
+        });
     }
     let child = command
         .arg("--interval")
