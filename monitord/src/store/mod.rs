@@ -15,7 +15,8 @@
 //! Submodules: [`stored`] (stored precision), [`codec`] (byte layouts), [`writer`] (the one
 //! connection that ingests) and [`batch`] (its seam: what runs with each batch), [`compact`]
 //! (packing the raw tier), [`history`] (rollup tiers, expiry, ranges for the API), [`read`]
-//! (queries for the operator commands), [`lock`] (one daemon per database).
+//! (queries for the operator commands), [`recent`] (each client's newest sample and last hour,
+//! in memory, for the fleet listing), [`lock`] (one daemon per database).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -30,6 +31,7 @@ pub mod compact;
 pub mod history;
 pub mod lock;
 pub mod read;
+pub mod recent;
 pub mod schema;
 pub mod seen;
 pub mod stored;

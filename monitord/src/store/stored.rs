@@ -141,6 +141,12 @@ impl Quantized {
     }
 }
 
+/// `s` as reading it back from the store gives it: at stored precision, without `top`.
+pub fn as_stored(s: &Sample) -> Sample {
+    let q = Quantized::from_sample(s);
+    to_sample(q.instance, q.seq, &q.meta, &q.values, q.disks)
+}
+
 /// Turns stored numbers back into a [`Sample`] (without `top`).
 pub fn to_sample(
     instance: String,

@@ -9,7 +9,7 @@ use monitor_core::sample::{Disk, Memory, Swap, TopProcess};
 
 use super::compact::{self, Policy};
 use super::read;
-use super::stored::{Quantized, to_sample};
+use super::stored::as_stored;
 use super::writer::{Receipt, Writer};
 use crate::clock::Clock;
 
@@ -109,12 +109,6 @@ fn submit_all(writer: &Writer, samples: &[(String, Sample)]) -> Vec<Receipt> {
         .into_iter()
         .map(|rx| rx.blocking_recv().unwrap())
         .collect()
-}
-
-/// What reading back must give: the sample at stored precision, without `top`.
-fn as_stored(s: &Sample) -> Sample {
-    let q = Quantized::from_sample(s);
-    to_sample(q.instance, q.seq, &q.meta, &q.values, q.disks)
 }
 
 fn read_back(path: &std::path::Path, client: &str) -> Vec<Sample> {
@@ -291,4 +285,83 @@ fn the_newest_top_is_written_once_the_queue_goes_quiet() {
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
     writer.shutdown();
+}
+
+/// The minutes of `samples` (one client's) from the one holding `now` − 1 h up to `now`:
+/// (minute, average CPU).
+fn cpu_minutes(samples: &[&Sample], now: i64) -> Vec<(i64, f64)> {
+    let mut minutes: std::collections::BTreeMap<i64, (f64, f64)> = Default::default();
+    let first = (now - 3_600_000).div_euclid(60_000);
+    for s in samples
+        .iter()
+        .filter(|s| s.ts.div_euclid(60_000) >= first && s.ts <= now)
+    {
+        let m = minutes.entry(s.ts.div_euclid(60_000)).or_default();
+        *m = (m.0 + s.cpu_percent, m.1 + 1.0);
+    }
+    minutes
+        .into_iter()
+        .map(|(m, (sum, n))| (m, sum / n))
+        .collect()
+}
+
+#[test]
+fn recent_follows_the_writer_and_a_seed_from_the_store_agrees_with_it() {
+    use super::recent::Recent;
+    use monitor_core::config::default_history;
+
+    let path = temp_db("recent");
+    let samples = fleet(2, 600);
+    let recent = Arc::new(Recent::new());
+    let writer = Writer::start(
+        super::open_for_writing(&path).unwrap(),
+        Clock::system(),
+        vec![recent.clone()],
+    )
+    .unwrap();
+    assert!(
+        submit_all(&writer, &samples)
+            .iter()
+            .all(|o| *o == Receipt::Stored)
+    );
+    writer.shutdown();
+
+    let mut conn = super::open_existing(&path).unwrap();
+    let seeded = Recent::new();
+    let history = default_history();
+    for h in 0..2 {
+        let name = format!("host{h}");
+        let mine: Vec<&Sample> = samples
+            .iter()
+            .filter(|(c, _)| *c == name)
+            .map(|(_, s)| s)
+            .collect();
+        let newest = mine.iter().max_by_key(|s| s.ts).unwrap();
+        let now = newest.ts;
+        // Kept by the writer: the newest sample as the store gives it back, and every
+        // sample's CPU in its minute.
+        let latest = recent.latest(&mut conn, &name, None).unwrap().unwrap();
+        assert_eq!(*latest, as_stored(newest), "{name}");
+        let expected = cpu_minutes(&mine, now);
+        let hour = recent.cpu_hour(&name, now);
+        assert_eq!(hour.len(), expected.len(), "{name}");
+        for (point, (minute, avg)) in hour.iter().zip(&expected) {
+            assert_eq!(point.0.div_euclid(60_000), *minute);
+            assert!((point.1 - avg).abs() < 1e-9, "{point:?} vs {avg}");
+        }
+        // Read from the store by a daemon that just started: the same, within stored precision.
+        let interval = std::time::Duration::from_secs(10);
+        let from_store = seeded
+            .latest(&mut conn, &name, Some((interval, &history, now)))
+            .unwrap()
+            .unwrap();
+        assert_eq!(*from_store, *latest);
+        let hour_from_store = seeded.cpu_hour(&name, now);
+        assert_eq!(hour_from_store.len(), expected.len(), "{name}");
+        for (a, b) in hour_from_store.iter().zip(&hour) {
+            assert_eq!(a.0, b.0);
+            assert!((a.1 - b.1).abs() < 0.01, "{a:?} vs {b:?}");
+        }
+    }
+    assert!(recent.latest(&mut conn, "nobody", None).unwrap().is_none());
 }

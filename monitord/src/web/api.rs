@@ -75,9 +75,9 @@ pub fn client_json(c: &ClientView) -> Value {
 }
 
 async fn clients(state: web::Data<WebState>) -> Result<HttpResponse, ApiError> {
-    let snapshot = state.shared.snapshot();
+    let (snapshot, recent) = (state.shared.snapshot(), state.recent.clone());
     let views = state
-        .read(move |conn| read::fleet(conn, &snapshot.config))
+        .read(move |conn| read::fleet(conn, &snapshot.config, &recent, None))
         .await?;
     Ok(ok_json(&Value::Array(
         views.iter().map(client_json).collect(),

@@ -19,9 +19,12 @@ use crate::telemetry::RequestCounts;
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 pub async fn metrics(state: web::Data<WebState>) -> Result<HttpResponse, ApiError> {
-    let snapshot = state.shared.snapshot();
+    let (snapshot, recent) = (state.shared.snapshot(), state.recent.clone());
     let (health, clients) = state
-        .read(move |conn| Ok((read::health(conn)?, read::fleet(conn, &snapshot.config)?)))
+        .read(move |conn| {
+            let clients = read::fleet(conn, &snapshot.config, &recent, None)?;
+            Ok((read::health(conn)?, clients))
+        })
         .await?;
     let mut out = Exposition::default();
     own(
@@ -217,7 +220,7 @@ fn fleet(out: &mut Exposition, clients: &[ClientView]) {
     for (name, help, value) in gauges {
         out.family(name, "gauge", help);
         for c in clients {
-            if let Some(v) = c.latest.as_ref().and_then(value) {
+            if let Some(v) = c.latest.as_deref().and_then(value) {
                 out.sample(name, &[("client", &c.name)], v);
             }
         }

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
@@ -16,7 +16,8 @@ use monitor_core::Sample;
 use monitor_core::config::Config;
 
 use crate::alerts::tables::{HOST_DOWN_RULE, OutboxRow, StateRow, load_states, outbox};
-use crate::store::{self, StoreError, read};
+use crate::store::recent::Recent;
+use crate::store::{self, StoreError};
 
 /// Idle connections kept for the next request; more may be open while requests overlap.
 const IDLE_MAX: usize = 4;
@@ -74,7 +75,7 @@ pub struct ClientView {
     pub tags: Vec<String>,
     /// The alert rules config.xml gives it (`memory`, `cpu`, …), without the built-in ones.
     pub rules: Vec<String>,
-    pub latest: Option<Sample>,
+    pub latest: Option<Arc<Sample>>,
     /// Its rules that are not ok (pending or firing), built-in ones included.
     pub alerts: Vec<StateRow>,
 }
@@ -102,8 +103,15 @@ impl ClientView {
     }
 }
 
-/// Every client of `config`, in config.xml order, with its latest sample and alert states.
-pub fn fleet(conn: &mut SqliteConnection, config: &Config) -> Result<Vec<ClientView>, StoreError> {
+/// Every client of `config`, in config.xml order, with its latest sample (from memory,
+/// [`Recent`]) and alert states. With `hour_at` = now, each client's last hour is made ready
+/// in [`Recent`] too, for a sparkline.
+pub fn fleet(
+    conn: &mut SqliteConnection,
+    config: &Config,
+    recent: &Recent,
+    hour_at: Option<i64>,
+) -> Result<Vec<ClientView>, StoreError> {
     let mut states: HashMap<String, Vec<StateRow>> = HashMap::new();
     for row in load_states(conn)? {
         states.entry(row.client.clone()).or_default().push(row);
@@ -120,7 +128,11 @@ pub fn fleet(conn: &mut SqliteConnection, config: &Config) -> Result<Vec<ClientV
                 .iter()
                 .map(|r| r.kind.as_str().to_owned())
                 .collect(),
-            latest: read::latest(conn, &c.name)?,
+            latest: recent.latest(
+                conn,
+                &c.name,
+                hour_at.map(|now| (c.interval, &config.history, now)),
+            )?,
             alerts: states.remove(&c.name).unwrap_or_default(),
         });
     }

@@ -9,6 +9,7 @@ use super::error::ApiError;
 use super::read::ReadPool;
 use crate::clock::Clock;
 use crate::state::Shared;
+use crate::store::recent::Recent;
 use crate::store::writer::WriterHandle;
 use crate::telemetry::RequestCounts;
 
@@ -22,6 +23,8 @@ pub struct WebState {
     pub requests: Arc<RequestCounts>,
     /// For `/metrics` only: samples stored, queue depth, commit durations.
     pub writer: WriterHandle,
+    /// Each client's newest sample and last hour, kept by the writer.
+    pub recent: Arc<Recent>,
 }
 
 impl WebState {

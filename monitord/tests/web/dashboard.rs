@@ -351,6 +351,8 @@ fn five_hundred_clients_render() {
     let server = started.elapsed();
     assert_eq!(page.status, 200);
     assert_eq!(fleet_rows(&page.text()).len(), 500);
+    let sparks = |html: &str| html.matches(r#"<svg class="spark""#).count();
+    assert_eq!(sparks(&page.text()), 500, "a sparkline for every host");
     let gzip = m.web_get("/", &["Accept-Encoding: gzip"]).unwrap();
     assert_eq!(gzip.header("content-encoding"), Some("gzip"));
     eprintln!(
@@ -358,6 +360,18 @@ fn five_hundred_clients_render() {
         page.body.len(),
         gzip.body.len()
     );
+    // A restarted monitord reads each host's newest sample and last hour back from the store.
+    m.restart();
+    let page = m.web_get("/", &[]).unwrap().text();
+    let rows = fleet_rows(&page);
+    assert_eq!(rows.len(), 500);
+    assert!(
+        rows.iter().all(|(state, _)| state == "ok"),
+        "{:?}",
+        &rows[..3]
+    );
+    assert_eq!(sparks(&page), 500, "sparklines after a restart");
+
     let Some(browser) = chromium() else { return };
     let started = Instant::now();
     let dom = dom(browser, m.dir(), &format!("http://{}/", m.web_addr()));

@@ -171,7 +171,7 @@ fn measure_all(opts: &Options, config: &Config, db: &Path, span: Span) -> anyhow
         )?;
         report_timings(&format!("series {label}"), &t);
     }
-    let t = measure::time_fleet(&mut reader, config, opts.requests)?;
+    let t = measure::time_fleet(&mut reader, config, now, opts.requests)?;
     report_timings("clients", &t);
     drop(reader);
 

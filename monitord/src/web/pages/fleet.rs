@@ -5,11 +5,9 @@
 //! table alone (templates/fleet_partial.html, which the full page includes), which the
 //! page's script fetches every interval to refresh in place.
 //!
-//! Cost, measured on a release build with 500 clients and an hour of samples a minute apart
-//! each: [`read::fleet`] (one newest-sample read per client) takes 100–170 ms for all 500,
-//! and one [`history_series::series`] read of a client's last hour for its sparkline 5–6 ms — 500 of them
-//! made the page take 4.8 s. So sparklines are drawn only while at most [`SPARKS_MAX`]
-//! clients are shown (the page says so otherwise; filter the table to see them).
+//! Nothing here reads a sample from the database: each client's newest sample and its last
+//! hour of CPU come from memory ([`crate::store::recent`]), so the page costs the same with
+//! sparklines for 500 hosts as without (they were limited to 25 hosts when each cost a read).
 
 use std::cmp::Ordering;
 
@@ -18,15 +16,9 @@ use askama::Template;
 
 use super::page::{Frame, PageError, html, param, path_segment, query_value};
 use super::{chart, format};
-use crate::store::history::series as history_series;
+use crate::store::recent::HOUR_MS;
 use crate::web::read::{self, ClientView};
 use crate::web::state::WebState;
-
-/// Buckets in a sparkline (two minutes each over the hour).
-const SPARK_POINTS: i64 = 30;
-/// Above this many shown clients, no sparklines: at 5–6 ms each, 25 add about 150 ms.
-pub const SPARKS_MAX: usize = 25;
-const HOUR_MS: i64 = 3_600_000;
 
 /// One client's row.
 #[derive(Debug, Clone)]
@@ -196,8 +188,6 @@ pub struct Table {
     pub total: usize,
     /// `(state, count)` of the shown clients, in rank order, counts above 0.
     pub counts: Vec<(&'static str, usize)>,
-    pub sparks: bool,
-    pub sparks_max: usize,
 }
 
 #[derive(Template)]
@@ -322,37 +312,22 @@ pub async fn page(
         .unwrap_or(60)
         .clamp(5, 60);
     let filter = q.clone();
-    let (rows, total, sparks) = state
+    let recent = state.recent.clone();
+    let (rows, total) = state
         .read(move |conn| {
-            let config = &snapshot.config;
-            let views = read::fleet(conn, config)?;
+            let views = read::fleet(conn, &snapshot.config, &recent, Some(now))?;
             let total = views.len();
-            let shown: Vec<&ClientView> = views
+            let rows: Vec<Row> = views
                 .iter()
-                .filter(|c| filter.is_empty() || Row::new(c, String::new(), now).matches(&filter))
+                .map(|c| Row::new(c, String::new(), now))
+                .filter(|row| filter.is_empty() || row.matches(&filter))
+                .map(|mut row| {
+                    let points = recent.cpu_hour(&row.name, now);
+                    row.spark = chart::sparkline(&points, now - HOUR_MS, now);
+                    row
+                })
                 .collect();
-            let sparks = shown.len() <= SPARKS_MAX;
-            let mut rows = Vec::with_capacity(shown.len());
-            for c in shown {
-                let spark = if sparks && c.latest.is_some() {
-                    let range = (now - HOUR_MS, now, SPARK_POINTS);
-                    history_series::series(
-                        conn,
-                        &c.name,
-                        config.interval_of(&c.name),
-                        &config.history,
-                        range,
-                        now,
-                    )?
-                    .and_then(|mut s| s.series.remove("cpu_percent"))
-                    .map(|points| chart::sparkline(&points, now - HOUR_MS, now))
-                    .unwrap_or_default()
-                } else {
-                    String::new()
-                };
-                rows.push(Row::new(c, spark, now));
-            }
-            Ok((rows, total, sparks))
+            Ok((rows, total))
         })
         .await?;
     let (key, reverse) = match sort_key.strip_prefix('-') {
@@ -372,8 +347,6 @@ pub async fn page(
         shown: rows.len(),
         total,
         counts,
-        sparks,
-        sparks_max: SPARKS_MAX,
         groups: group(rows, grouped),
     };
     if partial {

@@ -260,11 +260,12 @@ pub async fn page(
     let (from, to, range_name) = range(&query, now)?;
     let (interval, history) = (client.interval, snapshot.config.history.clone());
     let lookup = name.clone();
+    let recent = state.recent.clone();
     let (series, latest, top, incidents, views) = state
         .read(move |conn| {
             let series =
                 history_series::series(conn, &lookup, interval, &history, (from, to, POINTS), now)?;
-            let latest = samples::latest(conn, &lookup)?;
+            let latest = recent.latest(conn, &lookup, None)?;
             let top = samples::latest_top(conn, &lookup)?;
             let incidents: Vec<Incident> = incidents::since(conn, from, INCIDENTS_MAX)?
                 .into_iter()
