@@ -13,7 +13,9 @@
 //!
 //! Bodies are short JSON; the reason for the client is short and never holds paths, SQL or
 //! keys. Every refusal is logged once, its message starting with the client's name and the
-//! name also in a `client` field (`journalctl -u monitord CLIENT=web1`). The URL is not
+//! name also in a `client` field (`journalctl -u monitord CLIENT=web1`), up to
+//! [`REFUSALS_PER_MINUTE`] a minute per client; past that they are counted and said in one
+//! line a minute. The URL is not
 //! authenticated, so a name that no client can have (see DESIGN.md's characters) is refused
 //! before config.xml is consulted and logged escaped: it cannot forge a log line.
 
@@ -34,6 +36,7 @@ use monitor_core::sample::{Sample, SampleError};
 
 use crate::alerts::skew::ClockWatch;
 use crate::clock::Clock;
+use crate::logging::{Budget, Skipped};
 use crate::state::Shared;
 use crate::store::writer::{Receipt, WriterHandle};
 use crate::telemetry::RequestCounts;
@@ -58,6 +61,8 @@ pub struct Ingest {
     pub clock_watch: Arc<ClockWatch>,
     /// Answers by status, for `/metrics`.
     pub requests: Arc<RequestCounts>,
+    /// How many refusals are logged one by one: see [`refused`].
+    pub refusals: Arc<Budget>,
 }
 
 /// Requests between their head arriving and their answer, which SIGTERM waits for.
@@ -162,12 +167,14 @@ async fn put_sample(
             let peer = req
                 .peer_addr()
                 .map_or_else(|| "an unknown peer".to_owned(), |a| a.to_string());
-            tracing::warn!(
-                client = %shown,
-                status = 408,
-                peer = %peer,
-                "{shown}: refused a body that took over {} s, from {peer}: connection closed",
-                BODY_TIMEOUT.as_secs()
+            refused(
+                &ingest,
+                &name,
+                408,
+                format_args!(
+                    "{shown}: refused a body that took over {} s, from {peer}: connection closed",
+                    BODY_TIMEOUT.as_secs()
+                ),
             );
             ingest.requests.record(408);
             // The rest of the body may still come: the connection cannot carry another request.
@@ -184,7 +191,12 @@ async fn put_sample(
             } else {
                 "a body that could not be read"
             };
-            tracing::warn!(client = %shown, status, "{shown}: refused {why}");
+            refused(
+                &ingest,
+                &name,
+                status,
+                format_args!("{shown}: refused {why}"),
+            );
             ingest.requests.record(status);
             return response;
         }
@@ -192,6 +204,45 @@ async fn put_sample(
     let (Ok(response) | Err(response)) = ingest_body(&ingest, &name, &body).await;
     ingest.requests.record(response.status().as_u16());
     response
+}
+
+/// Refusals logged one by one per client in a minute (and as many for all names not in
+/// config.xml together); past that they are counted and said in one line a minute.
+pub const REFUSALS_PER_MINUTE: u32 = 20;
+
+/// Logs a refusal of a request for `name` (its message starts with the name as logged), in
+/// the budget of that client, or of all names config.xml does not have: an unauthenticated
+/// flood of bad requests costs the journal a line a minute, and a client refused over and
+/// over (a wrong key after a master key change) a few lines a minute each.
+fn refused(ingest: &Ingest, name: &str, status: u16, message: std::fmt::Arguments<'_>) {
+    let known = is_client_name(name) && ingest.shared.snapshot().client(name).is_some();
+    let key = if known { name } else { "" };
+    let (allowed, ended) = ingest.refusals.allow(key, status);
+    if let Some(skipped) = ended {
+        log_skipped(&skipped);
+    }
+    if allowed {
+        let shown = logged_name(name);
+        tracing::warn!(client = %shown, status, "{message}");
+    }
+}
+
+/// The line for refusals [`refused`] did not log one by one.
+pub fn log_skipped(skipped: &Skipped) {
+    let (n, statuses) = (skipped.total(), skipped.statuses());
+    if skipped.key.is_empty() {
+        tracing::warn!(
+            "refused {n} more requests for names not in config.xml in the last minute, not \
+             logged one by one ({statuses}); /metrics counts every answer"
+        );
+    } else {
+        let name = &skipped.key;
+        tracing::warn!(
+            client = %name,
+            "{name}: refused {n} more requests in the last minute, not logged one by one \
+             ({statuses})"
+        );
+    }
 }
 
 /// Everything after the body is read; `Err` carries a refusal, already logged.
@@ -202,13 +253,18 @@ async fn ingest_body(
 ) -> Result<HttpResponse, HttpResponse> {
     let shown = logged_name(name);
     let envelope = Envelope::decode(body).map_err(|e| {
-        tracing::warn!(client = %shown, status = 400, "{shown}: refused: {e}");
+        refused(ingest, name, 400, format_args!("{shown}: refused: {e}"));
         error(StatusCode::BAD_REQUEST, &e.to_string())
     })?;
 
     if !is_client_name(name) {
         // Not worth a look at config.xml: no client can have this name.
-        tracing::warn!(client = %shown, status = 404, "{shown}: refused a sample for a name no client can have");
+        refused(
+            ingest,
+            name,
+            404,
+            format_args!("{shown}: refused a sample for a name no client can have"),
+        );
         return Err(error(StatusCode::NOT_FOUND, "unknown client"));
     }
     let mut snapshot = ingest.shared.snapshot();
@@ -216,12 +272,22 @@ async fn ingest_body(
         snapshot = ingest.shared.snapshot();
     }
     let Some((client, keys)) = snapshot.client(name) else {
-        tracing::warn!(client = %name, status = 404, "{name}: refused a sample: no such client in config.xml");
+        refused(
+            ingest,
+            name,
+            404,
+            format_args!("{name}: refused a sample: no such client in config.xml"),
+        );
         return Err(error(StatusCode::NOT_FOUND, "unknown client"));
     };
 
     let plaintext = envelope.open(keys, name).map_err(|e| {
-        tracing::warn!(client = %name, status = 401, "{name}: refused: {e}: wrong key or tampered message");
+        refused(
+            ingest,
+            name,
+            401,
+            format_args!("{name}: refused: {e}: wrong key or tampered message"),
+        );
         error(StatusCode::UNAUTHORIZED, &e.to_string())
     })?;
     let now = ingest.clock.now_ms();
@@ -237,7 +303,12 @@ async fn ingest_body(
                 SampleError::Malformed(_) => StatusCode::BAD_REQUEST,
                 SampleError::OutOfRange(_) => StatusCode::UNPROCESSABLE_ENTITY,
             };
-            tracing::warn!(client = %name, status = status.as_u16(), "{name}: refused sample: {e}");
+            refused(
+                ingest,
+                name,
+                status.as_u16(),
+                format_args!("{name}: refused sample: {e}"),
+            );
             error(status, &e.to_string())
         })?;
 

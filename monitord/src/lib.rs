@@ -15,7 +15,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix_web::{App, HttpServer};
+use actix_web::App;
 use monitor_core::MasterKey;
 use monitor_core::config::Config;
 use monitor_core::masterkey::KeyError;
@@ -36,8 +36,7 @@ pub mod web;
 
 use clock::Clock;
 use connections::{
-    DISCONNECT_TIMEOUT, INGEST_MAX_CONNECTIONS, KEEP_ALIVE, OTHER_OPEN_FILES, REQUEST_HEAD_TIMEOUT,
-    deepen_backlog, raise_open_file_limit,
+    INGEST_MAX_CONNECTIONS, OTHER_OPEN_FILES, deepen_backlog, raise_open_file_limit,
 };
 use periodic::Periodic;
 
@@ -151,6 +150,10 @@ pub async fn serve_with_web(
         }
         _ => None,
     };
+    let refusals = Arc::new(logging::Budget::new(
+        http::REFUSALS_PER_MINUTE,
+        Duration::from_secs(60),
+    ));
     let ingest = actix_web::web::Data::new(http::Ingest {
         shared: shared.clone(),
         writer: writer.handle(),
@@ -158,30 +161,34 @@ pub async fn serve_with_web(
         clock,
         clock_watch: alerts.clock_watch(),
         requests,
+        refusals: refusals.clone(),
     });
     let addr = listener.local_addr().map_err(ServeError::Listen)?;
     listener.set_nonblocking(true).map_err(ServeError::Listen)?;
     deepen_backlog(&listener, "ingest");
     let workers = std::thread::available_parallelism().map_or(1, usize::from);
-    let server = HttpServer::new(move || {
+    let serving = connections::Serving {
+        name: "ingest",
+        workers,
+        max_connections: INGEST_MAX_CONNECTIONS,
+        shutdown_grace_secs: SHUTDOWN_GRACE_SECS,
+        tls: None,
+    };
+    let server = connections::serve(listener, serving, move || {
         App::new()
             .app_data(ingest.clone())
             .configure(http::configure)
     })
-    .workers(workers)
-    .client_request_timeout(REQUEST_HEAD_TIMEOUT)
-    .keep_alive(KEEP_ALIVE)
-    .client_disconnect_timeout(DISCONNECT_TIMEOUT)
-    .max_connections(INGEST_MAX_CONNECTIONS.div_ceil(workers))
-    .disable_signals()
-    .shutdown_timeout(SHUTDOWN_GRACE_SECS)
-    .listen(listener)
-    .map_err(ServeError::Listen)?
-    .run();
+    .map_err(ServeError::Listen)?;
     tracing::info!("listening on {addr}");
 
     let handle = server.handle();
-    let status = actix_web::rt::spawn(report_status(shared.clone(), writer.handle(), alerts));
+    let status = actix_web::rt::spawn(report_status(
+        shared.clone(),
+        writer.handle(),
+        alerts,
+        refusals,
+    ));
     // Installed before READY=1: a SIGHUP right after it must reload, not kill.
     let signals = Signals::install().map_err(ServeError::Signals)?;
     let signals = actix_web::rt::spawn(handle_signals(
@@ -322,8 +329,14 @@ async fn handle_signals(
 }
 
 /// `STATUS=` with clients, samples/s and firing alerts (what `systemctl status` shows), and
-/// `WATCHDOG=1` when the unit asks for it.
-async fn report_status(shared: Arc<Shared>, writer: WriterHandle, alerts: Arc<alerts::Alerts>) {
+/// `WATCHDOG=1` when the unit asks for it; then the counts of refusals not logged one by one
+/// in a minute that has ended.
+async fn report_status(
+    shared: Arc<Shared>,
+    writer: WriterHandle,
+    alerts: Arc<alerts::Alerts>,
+    refusals: Arc<logging::Budget>,
+) {
     let every = sd_notify::watchdog_enabled().map_or(Duration::from_secs(10), |w| {
         (w / 2).min(Duration::from_secs(10))
     });
@@ -347,6 +360,9 @@ async fn report_status(shared: Arc<Shared>, writer: WriterHandle, alerts: Arc<al
             plural(firing, "alert", "alerts"),
         );
         notify(&[NotifyState::Status(&status), NotifyState::Watchdog]);
+        for skipped in refusals.flush() {
+            http::log_skipped(&skipped);
+        }
     }
 }
 

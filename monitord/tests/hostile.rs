@@ -29,6 +29,16 @@ struct Closed {
 /// Connects, writes `head` at once, then `dribble` one byte a second (a writer thread) while
 /// reading until the server closes; gives up after `TIMEOUT + SLACK`.
 fn hostile(addr: SocketAddr, head: &str, dribble: &str) -> thread::JoinHandle<Closed> {
+    hostile_for(addr, head, dribble, TIMEOUT + SLACK)
+}
+
+/// [`hostile`], giving up after `patience` without a byte from the server.
+fn hostile_for(
+    addr: SocketAddr,
+    head: &str,
+    dribble: &str,
+    patience: Duration,
+) -> thread::JoinHandle<Closed> {
     let (head, dribble) = (head.to_owned(), dribble.as_bytes().to_vec());
     thread::spawn(move || {
         let start = Instant::now();
@@ -45,7 +55,7 @@ fn hostile(addr: SocketAddr, head: &str, dribble: &str) -> thread::JoinHandle<Cl
             }
         });
         stream
-            .set_read_timeout(Some(TIMEOUT + SLACK))
+            .set_read_timeout(Some(patience))
             .expect("set a read timeout");
         let mut answer = Vec::new();
         let mut chunk = [0u8; 1024];
@@ -154,5 +164,65 @@ fn slow_bodies_and_heads_are_cut_off_while_samples_get_through() {
     assert!(
         log.contains("web1: refused a body that took over 10 s, from 127.0.0.1:"),
         "the cut-off body is logged with its peer; stderr:\n{log}"
+    );
+}
+
+/// monitord's `connections::REQUEST_LIMIT`: a later request of a kept-alive connection must be
+/// answered within it of its first byte.
+const REQUEST_LIMIT: Duration = Duration::from_secs(30);
+
+/// actix's head timer covers a connection's first request only: a client that completes one
+/// request and then dribbles the next head on the kept-alive connection is closed too, on
+/// both listeners, within `REQUEST_LIMIT` of that head's first byte. ~32 s.
+#[test]
+fn a_kept_alive_connection_dribbling_its_next_request_is_closed() {
+    let m = Monitord::start(bin(), &["web1"]);
+    let next = "GET /api/v1/clients HTTP/1.1\r\nHost: x\r\nX-Slow: ".to_owned() + &"a".repeat(60);
+    let first = "GET /api/v1/clients HTTP/1.1\r\nHost: x\r\n\r\n";
+    let patience = REQUEST_LIMIT + SLACK;
+    let web = hostile_for(m.web_addr(), first, &next, patience);
+    // Ingest answers a GET with 404 or 405 and keeps the connection, as it should.
+    let ingest = hostile_for(m.addr(), first, &next, patience);
+    for (what, closed) in [("web", web), ("ingest", ingest)] {
+        let closed = closed.join().expect("hostile thread");
+        assert!(
+            closed.status.is_some(),
+            "{what}: the first request was answered"
+        );
+        // The next head's first byte goes out 1 s after the connect.
+        let from_first_byte = closed.after.saturating_sub(Duration::from_secs(1));
+        assert!(
+            from_first_byte >= REQUEST_LIMIT - Duration::from_secs(1)
+                && from_first_byte <= REQUEST_LIMIT + SLACK,
+            "{what}: closed {:?} after the next head began, expected about {REQUEST_LIMIT:?}",
+            from_first_byte
+        );
+    }
+}
+
+/// monitord's `http::REFUSALS_PER_MINUTE`.
+const REFUSALS_PER_MINUTE: usize = 20;
+
+/// A flood of refused requests costs the log a bounded number of lines a minute: per client
+/// of config.xml, and for all other names together (the count of the rest comes in one line
+/// when the minute is over: a unit test of `logging::Budget` covers that).
+#[test]
+fn a_flood_of_refusals_is_logged_a_few_lines_a_minute() {
+    let m = Monitord::start(bin(), &["web1"]);
+    for i in 0..REFUSALS_PER_MINUTE + 15 {
+        assert_eq!(m.put("web1", b"not an envelope").unwrap().status, 400);
+        assert_eq!(m.put(&format!("stranger{i}"), b"x").unwrap().status, 400);
+    }
+    let log = m.stderr();
+    let lines = |prefix: &str| log.lines().filter(|l| l.contains(prefix)).count();
+    assert_eq!(lines("web1: refused"), REFUSALS_PER_MINUTE, "{log}");
+    assert_eq!(lines("stranger"), REFUSALS_PER_MINUTE, "{log}");
+    let counts = m.web_get("/metrics", &[]).unwrap().text();
+    assert!(
+        counts.contains(&format!(
+            "monitord_requests_total{{status=\"400\"}} {}",
+            2 * (REFUSALS_PER_MINUTE + 15)
+        )),
+        "/metrics counts every refusal:\n{counts}"
     );
 }

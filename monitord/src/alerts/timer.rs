@@ -39,7 +39,10 @@ pub fn start(alerts: Arc<Alerts>, db_path: PathBuf) -> std::io::Result<Periodic>
 
 fn check(conn: &mut SqliteConnection, alerts: &Alerts) {
     if alerts.timers_due() {
-        match conn.immediate_transaction(|conn| alerts.check_timers(conn)) {
+        let turn = crate::store::background_turn();
+        let checked = conn.immediate_transaction(|conn| alerts.check_timers(conn));
+        drop(turn);
+        match checked {
             Ok(()) => alerts.timers_committed(),
             Err(e) => tracing::warn!("host-down check failed, trying again shortly: {e}"),
         }

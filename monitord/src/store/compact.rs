@@ -62,10 +62,15 @@ pub fn compact(
     let settle = i64::try_from(policy.settle.as_millis()).unwrap_or(i64::MAX);
     let cutoff = now_ms.saturating_sub(settle);
     let mut report = Report::default();
-    conn.immediate_transaction(|conn| forget_old_ranges(conn, now_ms))?;
+    {
+        let _turn = super::background_turn();
+        conn.immediate_transaction(|conn| forget_old_ranges(conn, now_ms))?;
+    }
     loop {
-        let (samples, blocks) = conn.immediate_transaction(|conn| pack_chunk(conn, cutoff))?;
-        super::let_the_writer_in();
+        let (samples, blocks) = {
+            let _turn = super::background_turn();
+            conn.immediate_transaction(|conn| pack_chunk(conn, cutoff))?
+        };
         report.samples += samples;
         report.blocks += blocks;
         if samples < CHUNK {

@@ -269,10 +269,12 @@ impl WriterState {
     fn flush_tops(&mut self) {
         let now = Instant::now();
         let tops = &self.tops;
-        match self
+        let turn = super::write_turn();
+        let written = self
             .conn
-            .immediate_transaction(|conn| tops.write_due(conn, now, true))
-        {
+            .immediate_transaction(|conn| tops.write_due(conn, now, true));
+        drop(turn);
+        match written {
             Ok(written) => self.tops.written(&written, now),
             Err(e) => tracing::debug!("could not write the latest top processes yet: {e}"),
         }
@@ -287,6 +289,7 @@ impl WriterState {
         let now = Instant::now();
         let tops = &mut self.tops;
         let mut tops_written = Vec::new();
+        let turn = super::ingest_turn();
         let result = self.conn.immediate_transaction(|conn| {
             if self.seen.is_none() {
                 self.seen = Some(Seen::load(conn, self.clock.now_ms())?);
@@ -322,6 +325,7 @@ impl WriterState {
             }
             QueryResult::Ok(())
         });
+        drop(turn);
         if result.is_ok() {
             for hook in &self.hooks {
                 hook.committed();

@@ -1,7 +1,7 @@
 //! The web listener (`<web>`, default `127.0.0.1:8751`): the read API ([`api`]), `/metrics`
 //! ([`metrics`]) and the dashboard ([`pages`]).
 //!
-//! It is a second actix `HttpServer`, apart from ingest's: its own socket, workers and App,
+//! It is a second actix server ([`crate::connections::serve`]), apart from ingest's: its own socket, workers and App,
 //! none of ingest's routes, and no handle on the writer's queue, only on its counters. Reads
 //! go through [`read::ReadPool`]'s read-only connections on actix's blocking pool, so nothing
 //! here can write the database and a slow query never stalls the listener. With
@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::{Compress, from_fn};
-use actix_web::{App, HttpServer, web};
+use actix_web::{App, web};
 use anyhow::Context as _;
 use monitor_core::config::Config;
 
@@ -43,8 +43,7 @@ const SHUTDOWN_GRACE_SECS: u64 = 5;
 /// Prometheus need a handful; the rest is headroom for idle and slow clients until the
 /// timeouts shared with ingest ([`crate::connections::REQUEST_HEAD_TIMEOUT`], …) close them.
 pub const MAX_CONNECTIONS: usize = 4096;
-/// TLS handshakes in progress at once, per worker (actix's default, said here on purpose):
-/// each costs CPU, and a flood of them must not starve the handshakes' own workers.
+/// TLS handshakes in progress at once, per worker (actix's default for its own acceptor).
 const MAX_TLS_HANDSHAKES: usize = 256;
 
 /// The running web listener.
@@ -87,7 +86,17 @@ pub fn start(
         .context("cannot make the web socket non-blocking")?;
     let state = web::Data::new(state);
     let auth_data = auth.clone().map(web::Data::new);
-    let server = HttpServer::new(move || {
+    let serving = crate::connections::Serving {
+        name: "web",
+        workers: WORKERS,
+        max_connections: MAX_CONNECTIONS,
+        shutdown_grace_secs: SHUTDOWN_GRACE_SECS,
+        tls: tls.map(|config| crate::connections::TlsServing {
+            config: Arc::new(config),
+            max_handshakes: MAX_TLS_HANDSHAKES,
+        }),
+    };
+    let server: Server = crate::connections::serve(listener, serving, move || {
         let mut app = App::new().app_data(state.clone());
         if let Some(auth) = &auth_data {
             app = app.app_data(auth.clone());
@@ -99,20 +108,7 @@ pub fn start(
             .configure(configure)
             .default_service(web::to(api::not_found))
     })
-    .workers(WORKERS)
-    .client_request_timeout(crate::connections::REQUEST_HEAD_TIMEOUT)
-    .keep_alive(crate::connections::KEEP_ALIVE)
-    .client_disconnect_timeout(crate::connections::DISCONNECT_TIMEOUT)
-    .max_connections(MAX_CONNECTIONS.div_ceil(WORKERS))
-    .max_connection_rate(MAX_TLS_HANDSHAKES)
-    .disable_signals()
-    .shutdown_timeout(SHUTDOWN_GRACE_SECS);
-    let server: Server = match tls {
-        Some(tls) => server.listen_rustls_0_23(listener, tls),
-        None => server.listen(listener),
-    }
-    .context("cannot serve on the web socket")?
-    .run();
+    .context("cannot serve on the web socket")?;
     let scheme = if config.web.tls.is_some() {
         "https"
     } else {

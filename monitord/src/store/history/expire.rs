@@ -99,8 +99,10 @@ fn repeat(
     }
     let mut total = 0;
     loop {
-        let done = conn.immediate_transaction(|conn| step(conn))?;
-        crate::store::let_the_writer_in();
+        let done = {
+            let _turn = crate::store::background_turn();
+            conn.immediate_transaction(|conn| step(conn))?
+        };
         total += done.removed;
         if !done.more {
             return Ok(total);

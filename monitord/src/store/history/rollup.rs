@@ -175,6 +175,7 @@ fn catch_up(
     }
     let mut written = 0;
     loop {
+        let turn = crate::store::background_turn();
         let step_written = conn.immediate_transaction(|conn| {
             let start = match progress(conn, client_id, step)? {
                 Some(done) => done,
@@ -202,7 +203,7 @@ fn catch_up(
             set_progress(conn, client_id, step, next)?;
             Ok::<_, StoreError>(Some(n))
         })?;
-        crate::store::let_the_writer_in();
+        drop(turn);
         match step_written {
             Some(n) => written += n,
             None => return Ok(written),
@@ -318,6 +319,7 @@ fn recompute_late(conn: &mut SqliteConnection, tiers: &[Tier]) -> Result<i64, St
         .limit(DIRTY_PER_PASS)
         .load::<(i64, i64)>(conn)?;
     for (client_id, bucket_ms) in &dirty {
+        let _turn = crate::store::background_turn();
         conn.immediate_transaction(|conn| {
             let mut source = Source::Raw;
             for tier in tiers {
@@ -340,7 +342,6 @@ fn recompute_late(conn: &mut SqliteConnection, tiers: &[Tier]) -> Result<i64, St
             diesel::delete(rollup_dirty::table.find((*client_id, *bucket_ms))).execute(conn)?;
             Ok::<_, StoreError>(())
         })?;
-        crate::store::let_the_writer_in();
     }
     Ok(dirty.len() as i64)
 }
