@@ -233,7 +233,14 @@ async fn outbox(state: web::Data<WebState>) -> Result<HttpResponse, ApiError> {
     )))
 }
 
-/// Anything else on the listener: 404 in the API's shape.
-pub async fn not_found() -> Result<HttpResponse, ApiError> {
-    Err(ApiError::NotFound)
+/// Anything else on the listener: 404 in the API's shape under `/api/`, else the dashboard's
+/// 404 page (a person typed or followed it).
+pub async fn not_found(req: actix_web::HttpRequest) -> HttpResponse {
+    use actix_web::ResponseError as _;
+    let path = req.path();
+    if path.starts_with("/api/") || path == "/api" {
+        ApiError::NotFound.error_response()
+    } else {
+        crate::web::pages::page::PageError::NoSuchPage(path.to_owned()).error_response()
+    }
 }

@@ -331,6 +331,18 @@ fn the_three_pages_show_the_fleet_in_a_browser() {
         wire.header("content-type"),
         Some("text/html; charset=utf-8")
     );
+    // A path that is neither a page nor the API: the 404 page, not the API's JSON.
+    let stray = m.web_get("/clients", &[]).unwrap();
+    assert_eq!(stray.status, 404);
+    assert_eq!(
+        stray.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    assert!(
+        stray.text().contains("no page at /clients"),
+        "{}",
+        stray.text()
+    );
     let bad = m.web_get("/clients/web1?range=2w", &[]).unwrap();
     assert_eq!(bad.status, 400, "{}", bad.text());
 }

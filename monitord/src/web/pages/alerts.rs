@@ -6,7 +6,7 @@ use actix_web::{HttpResponse, web};
 use askama::Template;
 
 use super::format;
-use super::page::{Frame, PageError, html, path_segment};
+use super::page::{Frame, IncidentView, PageError, html, path_segment};
 use crate::alerts::incidents;
 use crate::web::read;
 use crate::web::state::WebState;
@@ -26,20 +26,6 @@ struct NowView {
     lasted: String,
     value: String,
     detail: String,
-}
-
-#[derive(Debug)]
-struct IncidentView {
-    client: String,
-    href: String,
-    rule: String,
-    fired: String,
-    resolved: String,
-    open: bool,
-    lasted: String,
-    value: String,
-    peak: String,
-    limit: String,
 }
 
 #[derive(Debug)]
@@ -127,23 +113,7 @@ pub async fn page(state: web::Data<WebState>) -> Result<HttpResponse, PageError>
         now: now_rows,
         incidents: incidents
             .iter()
-            .map(|i| IncidentView {
-                client: i.client.clone(),
-                href: href(&i.client),
-                rule: i.rule.clone(),
-                fired: format::time_short(i.fired_ms),
-                resolved: i
-                    .resolved_ms
-                    .map_or_else(|| "firing now".into(), format::time_short),
-                open: i.resolved_ms.is_none(),
-                lasted: format::duration_s((i.resolved_ms.unwrap_or(now) - i.fired_ms) / 1000),
-                value: format::rule_value(&i.rule, i.value),
-                peak: format::rule_value(&i.rule, i.peak),
-                limit: i
-                    .limit_value
-                    .map(|l| format::rule_value(&i.rule, l))
-                    .unwrap_or_default(),
-            })
+            .map(|i| IncidentView::new(i, now))
             .collect(),
         outbox,
         outbox_counts,

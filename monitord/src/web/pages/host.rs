@@ -12,7 +12,7 @@ use monitor_core::config::{AlertKind, AlertRule, format_duration};
 
 use super::chart::{self, Limit, Span, Unit};
 use super::format;
-use super::page::{Frame, PageError, html, param, path_segment};
+use super::page::{Frame, IncidentView, PageError, html, param, path_segment};
 use crate::alerts::incidents::{self, Incident};
 use crate::store::history::series as history_series;
 use crate::store::read as samples;
@@ -153,52 +153,6 @@ struct RangeLink {
     name: &'static str,
     href: String,
     current: bool,
-}
-
-#[derive(Debug)]
-struct IncidentView {
-    rule: String,
-    fired: String,
-    resolved: String,
-    duration: String,
-    value: String,
-    peak: String,
-    limit: String,
-    top: String,
-}
-
-impl IncidentView {
-    fn new(i: &Incident, now: i64) -> IncidentView {
-        let top = i
-            .top()
-            .iter()
-            .take(5)
-            .map(|p| {
-                format!(
-                    "{} ({:.0}% CPU, {})",
-                    p.name,
-                    p.cpu_percent,
-                    format::bytes(p.rss)
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(", ");
-        IncidentView {
-            rule: i.rule.clone(),
-            fired: format::time_short(i.fired_ms),
-            resolved: i
-                .resolved_ms
-                .map_or_else(|| "firing now".into(), format::time_short),
-            duration: format::duration_s((i.resolved_ms.unwrap_or(now) - i.fired_ms) / 1000),
-            value: format::rule_value(&i.rule, i.value),
-            peak: format::rule_value(&i.rule, i.peak),
-            limit: i
-                .limit_value
-                .map(|l| format::rule_value(&i.rule, l))
-                .unwrap_or_default(),
-            top,
-        }
-    }
 }
 
 #[derive(Debug)]

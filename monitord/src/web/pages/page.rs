@@ -1,12 +1,14 @@
 //! What every page shares: its [`Frame`] (templates/base.html), the [`PageError`] that
-//! becomes an HTML error page, rendering ([`html`]), and reading the query and the path.
+//! becomes an HTML error page, rendering ([`html`]), reading the query and the path, and an
+//! incident's row ([`IncidentView`], on the alerts page and a host's).
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::ContentType;
 use actix_web::{HttpResponse, ResponseError};
 use askama::Template;
 
-use super::assets;
+use super::{assets, format};
+use crate::alerts::incidents::Incident;
 use crate::web::error::ApiError;
 
 /// What every page's frame (templates/base.html) needs.
@@ -30,6 +32,62 @@ impl Frame {
     }
 }
 
+/// One incident as a row of a table: its client, rule, times, values, and the processes
+/// that led when it fired.
+#[derive(Debug)]
+pub struct IncidentView {
+    pub client: String,
+    pub href: String,
+    pub rule: String,
+    pub fired: String,
+    /// Or `firing now`.
+    pub resolved: String,
+    pub open: bool,
+    pub lasted: String,
+    pub value: String,
+    pub peak: String,
+    pub limit: String,
+    /// The first five top processes at firing: `postgres (97% CPU, 1.2 GB)`, ….
+    pub top: String,
+}
+
+impl IncidentView {
+    pub fn new(i: &Incident, now: i64) -> IncidentView {
+        let top = i
+            .top()
+            .iter()
+            .take(5)
+            .map(|p| {
+                format!(
+                    "{} ({:.0}% CPU, {})",
+                    p.name,
+                    p.cpu_percent,
+                    format::bytes(p.rss)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        IncidentView {
+            client: i.client.clone(),
+            href: format!("/clients/{}", path_segment(&i.client)),
+            rule: i.rule.clone(),
+            fired: format::time_short(i.fired_ms),
+            resolved: i
+                .resolved_ms
+                .map_or_else(|| "firing now".into(), format::time_short),
+            open: i.resolved_ms.is_none(),
+            lasted: format::duration_s((i.resolved_ms.unwrap_or(now) - i.fired_ms) / 1000),
+            value: format::rule_value(&i.rule, i.value),
+            peak: format::rule_value(&i.rule, i.peak),
+            limit: i
+                .limit_value
+                .map(|l| format::rule_value(&i.rule, l))
+                .unwrap_or_default(),
+            top,
+        }
+    }
+}
+
 /// Why a page could not be shown: an HTML page with the status, never a store detail.
 #[derive(Debug, thiserror::Error)]
 pub enum PageError {
@@ -37,6 +95,10 @@ pub enum PageError {
     UnknownClient(String),
     #[error("{0}")]
     BadParameter(String),
+    #[error(
+        "There is no page at {0}: the dashboard has the fleet (/), each host (/clients/NAME) and the alerts (/alerts)."
+    )]
+    NoSuchPage(String),
     #[error("The database cannot be read right now; try again in a moment.")]
     Unavailable,
 }
@@ -69,7 +131,7 @@ struct ErrorPage {
 impl ResponseError for PageError {
     fn status_code(&self) -> StatusCode {
         match self {
-            PageError::UnknownClient(_) => StatusCode::NOT_FOUND,
+            PageError::UnknownClient(_) | PageError::NoSuchPage(_) => StatusCode::NOT_FOUND,
             PageError::BadParameter(_) => StatusCode::BAD_REQUEST,
             PageError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
