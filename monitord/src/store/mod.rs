@@ -18,7 +18,7 @@
 //! (queries for the operator commands), [`recent`] (each client's newest sample and last hour,
 //! in memory, for the fleet listing), [`lock`] (one daemon per database).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -28,9 +28,12 @@ use diesel::prelude::*;
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness as _, embed_migrations};
 use parking_lot::{FairMutex, FairMutexGuard};
 
+pub use error::StoreError;
+
 pub mod batch;
 pub mod codec;
 pub mod compact;
+mod error;
 pub mod history;
 pub mod lock;
 pub mod read;
@@ -127,29 +130,6 @@ impl Drop for BackgroundTurn {
             std::thread::sleep((held * WRITER_SHARE).min(MAX_BACKGROUND_WAIT));
         }
     }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("database {path}: {reason}")]
-    Open { path: PathBuf, reason: String },
-    #[error(
-        "database {path} does not exist yet; monitord creates it when it starts (check <server database> in config.xml)"
-    )]
-    Missing { path: PathBuf },
-    #[error("database {path}: cannot apply migrations: {reason}")]
-    Migrate { path: PathBuf, reason: String },
-    #[error("database query failed: {0}")]
-    Query(#[from] diesel::result::Error),
-    #[error(transparent)]
-    Corrupt(#[from] codec::Corrupt),
-    #[error(
-        "database {path} is damaged ({detail}); monitord will not write to it. Keep a copy, then \
-         recover what can still be read: `sqlite3 {path} .recover | sqlite3 {path}.recovered` \
-         and move {path}.recovered into its place (or move the damaged file away to start \
-         with an empty database)"
-    )]
-    Damaged { path: PathBuf, detail: String },
 }
 
 /// How a connection opens the file.
@@ -258,6 +238,15 @@ pub fn open_for_writing(path: &Path) -> Result<SqliteConnection, StoreError> {
             path: path.to_path_buf(),
             reason: e.to_string(),
         })?;
+    // What SQL cannot migrate: rollup buckets of one row each into packs (once; a database
+    // that never had them does nothing here).
+    let moved = history::pack::convert_legacy(&mut conn).map_err(|e| StoreError::Migrate {
+        path: path.to_path_buf(),
+        reason: format!("cannot move rollup buckets into packs: {e}"),
+    })?;
+    if moved > 0 {
+        tracing::info!("moved {moved} rollup buckets into packs (a one-time change of layout)");
+    }
     Ok(conn)
 }
 

@@ -198,6 +198,18 @@ diesel::table! {
 }
 
 diesel::table! {
+    rollup_packs (client_id, step_s, pack_ms) {
+        client_id -> BigInt,
+        step_s -> BigInt,
+        pack_ms -> BigInt,
+        first_ms -> BigInt,
+        buckets -> BigInt,
+        samples -> BigInt,
+        data -> Binary,
+    }
+}
+
+diesel::table! {
     rollup_progress (client_id, step_s) {
         client_id -> BigInt,
         step_s -> BigInt,

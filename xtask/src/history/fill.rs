@@ -10,8 +10,8 @@
 //! - **Older part** (the rest of the year): 241 M samples at 500 hosts cannot go through the
 //!   raw tier in bounded time, so each host's samples of each hour are generated all the
 //!   same, folded into a bucket with [`Bucket::add`] (what the rollup pass does with raw
-//!   samples) and written with [`rollup::write_bucket`] (what the pass writes with), hour
-//!   by hour across the fleet as the pass would. One raw sample per host a minute before
+//!   samples) and written with [`pack::write`] (what the pass writes with), a day of each
+//!   host's buckets at a time across the fleet. One raw sample per host a minute before
 //!   the year starts creates the client and disk rows through the writer; the rollup pass
 //!   rolls it up and expiry removes it like any other.
 //!
@@ -31,10 +31,11 @@ use monitor_core::config::History;
 use monitord::clock::Clock;
 use monitord::store::batch::BatchHook;
 use monitord::store::history::bucket::Bucket;
-use monitord::store::history::rollup::{self, LateSamples};
+use monitord::store::history::pack;
+use monitord::store::history::rollup::LateSamples;
 use monitord::store::stored::{DiskValues, Values, kib};
 use monitord::store::writer::{Receipt, Writer, WriterHandle};
-use monitord::store::{self, compact, history, schema};
+use monitord::store::{self, StoreError, compact, history, schema};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use tokio::sync::oneshot;
@@ -328,16 +329,14 @@ pub fn fill(
         check_deadline(deadline, "the older part")?;
         let hours = ((span.raw_from - day) / HOUR_MS).min(24);
         let buckets = day_buckets(&mut hosts, day, hours);
-        for hour in 0..hours as usize {
-            let at = day + hour as i64 * HOUR_MS;
-            conn.immediate_transaction(|conn| {
-                for (h, b) in hosts.iter().zip(&buckets) {
-                    rollup::write_bucket(conn, h.client_id, HOUR_MS, at, &b[hour])?;
-                }
-                QueryResult::Ok(())
-            })?;
-            report.older_buckets += hosts.len() as u64;
-        }
+        conn.immediate_transaction(|conn| {
+            for (h, b) in hosts.iter().zip(buckets) {
+                let at = (0..hours).map(|k| day + k * HOUR_MS);
+                pack::write(conn, h.client_id, HOUR_MS, at.zip(b))?;
+            }
+            Ok::<_, StoreError>(())
+        })?;
+        report.older_buckets += (hosts.len() as i64 * hours) as u64;
         day += hours * HOUR_MS;
         if (day - span.start) % (30 * DAY_MS) == 0 {
             println!(

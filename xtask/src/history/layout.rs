@@ -1,13 +1,14 @@
 //! Where a rollup bucket's bytes go: its payload split by part of the layout that
-//! `monitord::store::history::bucket` documents (per field: the count of samples that lack
-//! it, then min, max − min and sum − n × min, LEB128 varints), and by field. Diagnosis for
-//! the bytes-per-value goal; nothing here is timed.
+//! `monitord::store::history::bucket` documents (in a pack, each bucket after the one before
+//! it: per group of fields a mask of those some samples lack and their counts, then per field
+//! the change of its min, max − min and sum − n × min, LEB128 varints), and by field.
+//! Diagnosis for the bytes-per-value goal; nothing here is timed.
 
 use std::collections::BTreeMap;
 
 use diesel::SqliteConnection;
-use monitord::store::history::bucket::{Agg, DISK_FIELDS, SCALARS};
-use monitord::store::history::rollup;
+use monitord::store::history::bucket::{Agg, Bucket, DISK_FIELDS, SCALARS};
+use monitord::store::history::{pack, rollup};
 
 use super::fill::{HOUR_MS, HostGen};
 
@@ -23,25 +24,38 @@ fn zigzag(v: i64) -> u64 {
 #[derive(Debug, Default)]
 pub struct Breakdown {
     pub buckets: u64,
-    /// Version, disk count and disk ids.
+    /// Place in the pack, change of the sample count, disk ids.
     pub framing: u64,
-    /// [count, min, range, excess] over every field.
+    /// [counts (masks and the counts of samples lacking a field), change of min, range,
+    /// excess] over every field.
     pub parts: [u64; 4],
     pub by_field: BTreeMap<String, u64>,
 }
 
 impl Breakdown {
-    fn add(&mut self, field: &str, samples: i64, agg: &Agg) {
-        let mut bytes = [varint_len((samples - agg.n) as u64), 0, 0, 0];
-        if agg.n > 0 {
-            bytes[1] = varint_len(zigzag(agg.min));
-            bytes[2] = varint_len((agg.max - agg.min) as u64);
-            bytes[3] = varint_len((agg.sum - agg.n * agg.min) as u64);
+    /// One group of fields (the scalars, or one disk's) of a bucket written after `before`.
+    fn add_group(&mut self, names: &[String], samples: i64, aggs: &[Agg], before: &[Agg]) {
+        let mut lacking = 0u64;
+        for (i, agg) in aggs.iter().enumerate() {
+            if agg.n != samples {
+                lacking |= 1 << i;
+                self.parts[0] += varint_len((samples - agg.n) as u64);
+            }
         }
-        for (p, b) in self.parts.iter_mut().zip(bytes) {
-            *p += b;
+        self.parts[0] += varint_len(lacking);
+        for ((name, agg), before) in names.iter().zip(aggs).zip(before) {
+            let mut bytes = [0, 0, 0];
+            if agg.n > 0 {
+                let base = if before.n > 0 { before.min } else { 0 };
+                bytes[0] = varint_len(zigzag(agg.min - base));
+                bytes[1] = varint_len((agg.max - agg.min) as u64);
+                bytes[2] = varint_len((agg.sum - agg.n * agg.min) as u64);
+            }
+            for (p, b) in self.parts[1..].iter_mut().zip(bytes) {
+                *p += b;
+            }
+            *self.by_field.entry(name.clone()).or_default() += bytes.iter().sum::<u64>();
         }
-        *self.by_field.entry(field.to_owned()).or_default() += bytes.iter().sum::<u64>();
     }
 
     pub fn payload(&self) -> u64 {
@@ -69,19 +83,36 @@ pub fn breakdown(
     (from, to): (i64, i64),
 ) -> anyhow::Result<Breakdown> {
     let mut out = Breakdown::default();
+    let scalars: Vec<String> = SCALARS.iter().map(|s| (*s).to_owned()).collect();
+    let disk_fields: Vec<String> = DISK_FIELDS.iter().map(|f| format!("disk {f}")).collect();
+    let none = [Agg::default(); DISK_FIELDS.len()];
     for h in hosts.iter().step_by(every.max(1)) {
-        for (_, b) in rollup::stored_buckets(conn, h.client_id, HOUR_MS, from, to)? {
+        let mut prev: Option<(i64, Bucket)> = None;
+        for (ms, b) in rollup::stored_buckets(conn, h.client_id, HOUR_MS, from, to)? {
+            // Each pack starts afresh.
+            let before = prev
+                .take()
+                .filter(|(p, _)| pack::pack_start(*p, HOUR_MS) == pack::pack_start(ms, HOUR_MS))
+                .map(|(_, b)| b)
+                .unwrap_or_default();
             out.buckets += 1;
-            out.framing += 1 + varint_len(b.disks.len() as u64);
-            for (name, agg) in SCALARS.iter().zip(&b.scalars) {
-                out.add(name, b.samples, agg);
-            }
+            // Place in the pack, change of the sample count, the disks (the same as before).
+            out.framing += 1 + varint_len(zigzag(b.samples - before.samples));
+            out.framing += if b.disks.keys().eq(before.disks.keys()) {
+                1
+            } else {
+                1 + b
+                    .disks
+                    .keys()
+                    .map(|id| varint_len(zigzag(*id)))
+                    .sum::<u64>()
+            };
+            out.add_group(&scalars, b.samples, &b.scalars, &before.scalars);
             for (id, aggs) in &b.disks {
-                out.framing += varint_len(zigzag(*id));
-                for (name, agg) in DISK_FIELDS.iter().zip(aggs) {
-                    out.add(&format!("disk {name}"), b.samples, agg);
-                }
+                let was = before.disks.get(id).unwrap_or(&none);
+                out.add_group(&disk_fields, b.samples, aggs, was);
             }
+            prev = Some((ms, b));
         }
     }
     Ok(out)

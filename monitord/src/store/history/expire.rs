@@ -3,8 +3,9 @@
 //! Raw samples older than `raw` go: raw rows by `ts`; packed blocks wholly older are
 //! deleted, and a block that straddles the cutoff is written again without its old samples,
 //! so nothing younger than `keep` is lost and nothing older stays readable. A rollup bucket
-//! goes once it ends at or before its tier's cutoff. Each step deletes at most [`STEP_ROWS`] rows in a
-//! transaction of its own, so the writer never waits for long behind it (and never answers
+//! goes once it ends at or before its tier's cutoff (its pack is deleted, or written again
+//! without it). Each step deletes at most [`STEP_ROWS`] rows, [`STEP_BLOCKS`] blocks or
+//! [`STEP_PACKS`] packs in a transaction of its own, so the writer never waits for long behind it (and never answers
 //! 503 because of it). SQLite reuses the freed pages for new rows, so at steady state the
 //! file stops growing; compaction's incremental vacuum hands surplus pages back.
 
@@ -13,12 +14,16 @@ use monitor_core::config::{History, Keep};
 
 use crate::store::StoreError;
 use crate::store::codec::{decode_block, encode_block};
-use crate::store::schema::{raw_samples, rollups, sample_blocks};
+use crate::store::schema::{raw_samples, sample_blocks};
+
+use super::pack;
 
 /// Rows one transaction deletes at most.
 pub const STEP_ROWS: i64 = 2_000;
 /// Packed blocks (up to 4,096 samples each) one transaction deletes or rewrites at most.
 const STEP_BLOCKS: i64 = 20;
+/// Rollup packs (up to 24 buckets each) one transaction deletes or rewrites at most.
+const STEP_PACKS: i64 = 200;
 
 /// What one bounded step removed, and whether there may be more.
 struct Step {
@@ -75,13 +80,15 @@ pub fn expire(
             continue;
         };
         let step_ms = i64::try_from(tier.step.as_millis()).unwrap_or(i64::MAX);
-        let old = rollups::table
-            .filter(rollups::step_s.eq(step_ms / 1000))
-            .filter(rollups::bucket_ms.le(cutoff - step_ms));
+        // A bucket goes once it ends at or before the cutoff.
+        let last_ms = cutoff - step_ms;
         report.rollups += repeat(
             conn,
-            |conn| diesel::select(diesel::dsl::exists(old)).get_result(conn),
-            |conn| expire_buckets(conn, step_ms, cutoff),
+            |conn| pack::any_at_or_before(conn, step_ms, last_ms),
+            |conn| {
+                let (removed, touched) = pack::expire_step(conn, step_ms, last_ms, STEP_PACKS)?;
+                Ok(Step::of(removed, touched, STEP_PACKS))
+            },
         )?;
     }
     Ok(report)
@@ -155,22 +162,4 @@ fn expire_blocks(conn: &mut SqliteConnection, cutoff: i64) -> Result<Step, Store
             .execute(conn)?;
     }
     Ok(Step::of(removed, old.len(), STEP_BLOCKS))
-}
-
-fn expire_buckets(
-    conn: &mut SqliteConnection,
-    step_ms: i64,
-    cutoff: i64,
-) -> Result<Step, StoreError> {
-    let keys = rollups::table
-        .filter(rollups::step_s.eq(step_ms / 1000))
-        .filter(rollups::bucket_ms.le(cutoff - step_ms))
-        .select((rollups::client_id, rollups::bucket_ms))
-        .limit(STEP_ROWS)
-        .load::<(i64, i64)>(conn)?;
-    for (client_id, bucket_ms) in &keys {
-        diesel::delete(rollups::table.find((client_id, step_ms / 1000, bucket_ms)))
-            .execute(conn)?;
-    }
-    Ok(Step::of(keys.len() as i64, keys.len(), STEP_ROWS))
 }

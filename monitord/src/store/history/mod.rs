@@ -2,7 +2,8 @@
 //! buckets (min, max, sum and count per field), each kept as long as its `keep` (see the
 //! config's `<history>`), and the expiry that holds the database to that.
 //!
-//! - [`bucket`]: one bucket's numbers and their packed layout; merging is exact.
+//! - [`bucket`]: one bucket's numbers and their layout; merging is exact.
+//! - [`pack`]: buckets as stored, 24 consecutive ones of a client's tier to a row.
 //! - [`rollup`]: the background pass that writes closed buckets, and the writer's hook
 //!   that marks buckets a late sample fell into.
 //! - [`expire`]: deleting what is past `keep`, in bounded steps.
@@ -19,6 +20,7 @@ use super::StoreError;
 
 pub mod bucket;
 pub mod expire;
+pub mod pack;
 pub mod rollup;
 pub mod series;
 
@@ -96,9 +98,10 @@ pub fn tier_stats(
         )?,
         oldest_ms: raw.oldest,
     }];
-    let rollup_bytes = pages(conn, "'rollups'")?;
+    let rollup_bytes = pages(conn, "'rollups', 'rollup_packs', 'rollup_packs_by_age'")?;
     let payload = diesel::sql_query(
-        "SELECT 'all' AS name, COALESCE(SUM(LENGTH(data) + 24), 0) AS n, NULL AS oldest FROM rollups",
+        "SELECT 'all' AS name, COALESCE(SUM(LENGTH(data) + 40), 0) AS n, NULL AS oldest \
+         FROM rollup_packs",
     )
     .get_result::<Row>(conn)?
     .n
@@ -106,13 +109,13 @@ pub fn tier_stats(
     for tier in &history.tiers {
         let step_s = tier.step.as_secs() as i64;
         let row = diesel::sql_query(format!(
-            "SELECT 'tier' AS name, COUNT(*) AS n, MIN(bucket_ms) AS oldest FROM rollups \
-             WHERE step_s = {step_s}"
+            "SELECT 'tier' AS name, COALESCE(SUM(buckets), 0) AS n, MIN(first_ms) AS oldest \
+             FROM rollup_packs WHERE step_s = {step_s}"
         ))
         .get_result::<Row>(conn)?;
         let share = diesel::sql_query(format!(
-            "SELECT 'share' AS name, COALESCE(SUM(LENGTH(data) + 24), 0) AS n, NULL AS oldest \
-             FROM rollups WHERE step_s = {step_s}"
+            "SELECT 'share' AS name, COALESCE(SUM(LENGTH(data) + 40), 0) AS n, NULL AS oldest \
+             FROM rollup_packs WHERE step_s = {step_s}"
         ))
         .get_result::<Row>(conn)?
         .n;

@@ -20,11 +20,12 @@ use diesel::prelude::*;
 use monitor_core::config::Tier;
 
 use super::bucket::Bucket;
+use super::pack;
 use crate::clock::Clock;
 use crate::store::StoreError;
 use crate::store::batch::{BatchHook, Committed};
 use crate::store::read;
-use crate::store::schema::{clients, rollup_dirty, rollup_progress, rollups};
+use crate::store::schema::{clients, rollup_dirty, rollup_progress};
 
 /// Buckets one transaction of the pass writes at most, per client.
 const WINDOW_BUCKETS: i64 = 168;
@@ -190,9 +191,7 @@ fn catch_up(
             let window_end = end.min(start + WINDOW_BUCKETS * step);
             let buckets = read_buckets(conn, client_id, source, step, start, window_end)?;
             let n = buckets.len() as i64;
-            for (bucket_ms, bucket) in buckets {
-                write_bucket(conn, client_id, step, bucket_ms, &bucket)?;
-            }
+            pack::write(conn, client_id, step, buckets)?;
             // Nothing in the window: skip straight to the next data, not bucket by bucket.
             let next = if n == 0 {
                 next_data(conn, client_id, source, window_end)?
@@ -248,41 +247,7 @@ pub fn stored_buckets(
     from: i64,
     to: i64,
 ) -> Result<Vec<(i64, Bucket)>, StoreError> {
-    let rows = rollups::table
-        .filter(rollups::client_id.eq(client_id))
-        .filter(rollups::step_s.eq(step / 1000))
-        .filter(rollups::bucket_ms.ge(from))
-        .filter(rollups::bucket_ms.lt(to))
-        .order(rollups::bucket_ms)
-        .select((rollups::bucket_ms, rollups::samples, rollups::data))
-        .load::<(i64, i64, Vec<u8>)>(conn)?;
-    let mut out = Vec::with_capacity(rows.len());
-    for (bucket_ms, samples, data) in rows {
-        out.push((bucket_ms, Bucket::decode(samples, &data)?));
-    }
-    Ok(out)
-}
-
-/// Writes (or replaces) one bucket of the tier of `step` ms: what the pass and the late
-/// recomputation write with. Public for `xtask bench history`, which fills a year of the
-/// finest tier with it rather than through a year of raw samples.
-pub fn write_bucket(
-    conn: &mut SqliteConnection,
-    client_id: i64,
-    step: i64,
-    bucket_ms: i64,
-    bucket: &Bucket,
-) -> QueryResult<()> {
-    diesel::replace_into(rollups::table)
-        .values((
-            rollups::client_id.eq(client_id),
-            rollups::step_s.eq(step / 1000),
-            rollups::bucket_ms.eq(bucket_ms),
-            rollups::samples.eq(bucket.samples),
-            rollups::data.eq(bucket.encode()),
-        ))
-        .execute(conn)?;
-    Ok(())
+    pack::read(conn, client_id, step, from, to)
 }
 
 /// The oldest data a tier can be made from.
@@ -303,12 +268,7 @@ fn next_data(
 ) -> Result<Option<i64>, StoreError> {
     match source {
         Source::Raw => read::first_ts_at_or_after(conn, client_id, from_ms),
-        Source::Tier(finer) => Ok(rollups::table
-            .filter(rollups::client_id.eq(client_id))
-            .filter(rollups::step_s.eq(finer / 1000))
-            .filter(rollups::bucket_ms.ge(from_ms))
-            .select(diesel::dsl::min(rollups::bucket_ms))
-            .first::<Option<i64>>(conn)?),
+        Source::Tier(finer) => pack::first_at_or_after(conn, client_id, finer, from_ms),
     }
 }
 
@@ -331,11 +291,8 @@ fn recompute_late(conn: &mut SqliteConnection, tiers: &[Tier]) -> Result<i64, St
                 }
                 let fresh = read_buckets(conn, *client_id, source, step, start, start + step)?;
                 match fresh.get(&start) {
-                    Some(bucket) => write_bucket(conn, *client_id, step, start, bucket)?,
-                    None => {
-                        diesel::delete(rollups::table.find((*client_id, step / 1000, start)))
-                            .execute(conn)?;
-                    }
+                    Some(bucket) => pack::write(conn, *client_id, step, [(start, bucket.clone())])?,
+                    None => pack::remove(conn, *client_id, step, start)?,
                 }
                 source = Source::Tier(step);
             }

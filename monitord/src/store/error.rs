@@ -1,0 +1,29 @@
+//! [`StoreError`]: what can go wrong with the database, worded as advice. Its own file so the
+//! store's submodules can name it without importing the store's root, which imports them.
+
+use std::path::PathBuf;
+
+use super::codec;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database {path}: {reason}")]
+    Open { path: PathBuf, reason: String },
+    #[error(
+        "database {path} does not exist yet; monitord creates it when it starts (check <server database> in config.xml)"
+    )]
+    Missing { path: PathBuf },
+    #[error("database {path}: cannot apply migrations: {reason}")]
+    Migrate { path: PathBuf, reason: String },
+    #[error("database query failed: {0}")]
+    Query(#[from] diesel::result::Error),
+    #[error(transparent)]
+    Corrupt(#[from] codec::Corrupt),
+    #[error(
+        "database {path} is damaged ({detail}); monitord will not write to it. Keep a copy, then \
+         recover what can still be read: `sqlite3 {path} .recover | sqlite3 {path}.recovered` \
+         and move {path}.recovered into its place (or move the damaged file away to start \
+         with an empty database)"
+    )]
+    Damaged { path: PathBuf, detail: String },
+}
