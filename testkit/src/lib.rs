@@ -3,6 +3,7 @@
 //! handles that stop them and remove their files on drop. Tests never copy this code.
 
 pub mod agent;
+pub mod browser;
 pub mod certs;
 pub mod monitord;
 pub mod process;

@@ -9,41 +9,26 @@
 //! Without Chromium the browser tests skip with the reason (fail when CI is set).
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use testkit::monitord::{Monitord, sample};
-use testkit::util;
+use testkit::{browser, util};
 
 use super::{basic, passwd};
 use crate::support::bin;
 
-const CHROMIUM: &str = "/usr/bin/chromium";
-
-/// Chromium, or why the browser part cannot run here.
-fn chromium() -> Option<&'static str> {
+/// Whether Chromium is here; if not, says why the browser part cannot run.
+fn chromium() -> bool {
     util::runnable(
-        Path::new(CHROMIUM).exists(),
+        browser::installed(),
         "no /usr/bin/chromium (Debian package chromium)",
     )
-    .then_some(CHROMIUM)
 }
 
 /// Runs headless Chromium on `url` with `args` (`--dump-dom`, `--screenshot=…`); its stdout.
-fn browse(browser: &str, dir: &Path, url: &str, args: &[&str]) -> String {
+fn browse(dir: &Path, url: &str, args: &[&str]) -> String {
     let profile = util::temp_dir("chromium-profile");
-    let out = Command::new(browser)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-            "--hide-scrollbars",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
+    let out = browser::headless(profile.path())
         .args(args)
         .arg(url)
         .current_dir(dir)
@@ -58,15 +43,14 @@ fn browse(browser: &str, dir: &Path, url: &str, args: &[&str]) -> String {
 }
 
 /// The DOM of `url` after its script ran.
-fn dom(browser: &str, dir: &Path, url: &str) -> String {
-    browse(browser, dir, url, &["--dump-dom"])
+fn dom(dir: &Path, url: &str) -> String {
+    browse(dir, url, &["--dump-dom"])
 }
 
 /// A 1280×900 screenshot of `url` as `name` in `dir` (and in `$MONITORD_SCREENSHOTS`).
-fn screenshot(browser: &str, dir: &Path, url: &str, name: &str) {
+fn screenshot(dir: &Path, url: &str, name: &str) {
     let file = dir.join(name);
     browse(
-        browser,
         dir,
         url,
         &[
@@ -213,14 +197,16 @@ fn fleet(web: &str) -> Monitord {
 
 #[test]
 fn the_three_pages_show_the_fleet_in_a_browser() {
-    let Some(browser) = chromium() else { return };
+    if !chromium() {
+        return;
+    }
     let m = fleet(r#"listen="127.0.0.1:0""#);
     let base = format!("http://{}", m.web_addr());
     let dir = m.dir().to_owned();
 
     // The fleet: every host with its state, firing and down first, the script loaded.
     let started = Instant::now();
-    let fleet = dom(browser, &dir, &format!("{base}/"));
+    let fleet = dom(&dir, &format!("{base}/"));
     eprintln!(
         "chromium: fleet page of 9 hosts dumped in {:?}",
         started.elapsed()
@@ -253,10 +239,10 @@ fn the_three_pages_show_the_fleet_in_a_browser() {
     assert!(grouped.contains(r#"<tr class="group"><th colspan="10" scope="rowgroup">staging"#));
     let by_cpu = fleet_rows(&m.web_get("/?sort=cpu&partial=1", &[]).unwrap().text());
     assert_eq!(by_cpu[0].1, "web1", "highest CPU first: {by_cpu:?}");
-    screenshot(browser, &dir, &format!("{base}/"), "fleet.png");
+    screenshot(&dir, &format!("{base}/"), "fleet.png");
 
     // A host: the CPU chart over the last hour has what the API gives for the same range.
-    let host = dom(browser, &dir, &format!("{base}/clients/web1?range=1h"));
+    let host = dom(&dir, &format!("{base}/clients/web1?range=1h"));
     let cpu = figure(&host, "cpu_percent");
     let (from, to) = (attr(cpu, "<svg", "data-from"), attr(cpu, "<svg", "data-to"));
     let api = m
@@ -303,24 +289,19 @@ fn the_three_pages_show_the_fleet_in_a_browser() {
     }
     assert!(host.contains("monitor-agent 0.1.0") && host.contains("Linux test"));
     assert!(host.contains("<td>init</td>"), "the top processes");
-    screenshot(
-        browser,
-        &dir,
-        &format!("{base}/clients/web1?range=1h"),
-        "host.png",
-    );
+    screenshot(&dir, &format!("{base}/clients/web1?range=1h"), "host.png");
 
     // Alerts: firing and pending now, the incidents, the outbox (no mail configured: empty).
-    let alerts = dom(browser, &dir, &format!("{base}/alerts"));
+    let alerts = dom(&dir, &format!("{base}/alerts"));
     let now = &alerts[alerts.find(r#"id="now-table""#).expect("the now table")..];
     let now = &now[..now.find("</table>").unwrap()];
     assert!(now.contains(">web1</a>") && now.contains(">app1</a>") && now.contains(">cache1</a>"));
     assert!(now.contains(r#"s-pending">pending"#) && now.contains(r#"s-firing">firing"#));
     assert!(alerts.contains(r#"id="incident-table""#));
-    screenshot(browser, &dir, &format!("{base}/alerts"), "alerts.png");
+    screenshot(&dir, &format!("{base}/alerts"), "alerts.png");
 
     // An unknown client: a 404 page, in the browser and on the wire.
-    let missing = dom(browser, &dir, &format!("{base}/clients/nope"));
+    let missing = dom(&dir, &format!("{base}/clients/nope"));
     assert!(
         missing.contains("404 Not Found") && missing.contains("no client named"),
         "{missing}"
@@ -384,9 +365,11 @@ fn five_hundred_clients_render() {
     );
     assert_eq!(sparks(&page), 500, "sparklines after a restart");
 
-    let Some(browser) = chromium() else { return };
+    if !chromium() {
+        return;
+    }
     let started = Instant::now();
-    let dom = dom(browser, m.dir(), &format!("http://{}/", m.web_addr()));
+    let dom = dom(m.dir(), &format!("http://{}/", m.web_addr()));
     eprintln!(
         "chromium: fleet page of 500 hosts dumped in {:?}",
         started.elapsed()

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use diesel::SqliteConnection;
 use monitord::store::history::bucket::{Agg, Bucket, DISK_FIELDS, SCALARS};
-use monitord::store::history::{pack, rollup};
+use monitord::store::history::pack;
 
 use super::fill::{HOUR_MS, HostGen};
 
@@ -88,7 +88,7 @@ pub fn breakdown(
     let none = [Agg::default(); DISK_FIELDS.len()];
     for h in hosts.iter().step_by(every.max(1)) {
         let mut prev: Option<(i64, Bucket)> = None;
-        for (ms, b) in rollup::stored_buckets(conn, h.client_id, HOUR_MS, from, to)? {
+        for (ms, b) in pack::read(conn, h.client_id, HOUR_MS, from, to)? {
             // Each pack starts afresh.
             let before = prev
                 .take()

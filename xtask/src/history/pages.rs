@@ -9,16 +9,16 @@
 //! a compaction pass), as a daemon just restarted on a year of data would.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use testkit::browser;
 use testkit::monitord::{Monitord, sample};
 
 use super::measure::Timings;
 use crate::server;
 
-const CHROMIUM: &str = "/usr/bin/chromium";
 /// Headless Chromium runs per page; the median counts.
 const BROWSER_RUNS: usize = 3;
 
@@ -108,7 +108,7 @@ pub fn measure(
 /// Headless Chromium's median time to a screenshot of `url` minus that of `about:blank`;
 /// `None` when Debian's chromium is not installed.
 fn painted(dir: &Path, url: &str) -> anyhow::Result<Option<Duration>> {
-    if !Path::new(CHROMIUM).exists() {
+    if !browser::installed() {
         return Ok(None);
     }
     let blank = median_run(dir, "about:blank")?;
@@ -122,19 +122,8 @@ fn median_run(dir: &Path, url: &str) -> anyhow::Result<Duration> {
         let profile = dir.join(format!("chromium-profile-{i}"));
         let shot = dir.join("page.png");
         let t = Instant::now();
-        let status = Command::new(CHROMIUM)
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-                "--hide-scrollbars",
-                "--window-size=1280,900",
-            ])
-            .arg(format!("--user-data-dir={}", profile.display()))
+        let status = browser::headless(&profile)
+            .arg("--window-size=1280,900")
             .arg(format!("--screenshot={}", shot.display()))
             .arg(url)
             .stdout(Stdio::null())

@@ -229,7 +229,7 @@ pub(super) fn read_buckets(
             }
         }
         Source::Tier(finer) => {
-            for (bucket_ms, bucket) in stored_buckets(conn, client_id, finer, from, to)? {
+            for (bucket_ms, bucket) in pack::read(conn, client_id, finer, from, to)? {
                 out.entry(align(bucket_ms, step))
                     .or_default()
                     .merge(&bucket);
@@ -237,17 +237,6 @@ pub(super) fn read_buckets(
         }
     }
     Ok(out)
-}
-
-/// The stored buckets of one client's tier starting in `[from, to)`.
-pub fn stored_buckets(
-    conn: &mut SqliteConnection,
-    client_id: i64,
-    step: i64,
-    from: i64,
-    to: i64,
-) -> Result<Vec<(i64, Bucket)>, StoreError> {
-    pack::read(conn, client_id, step, from, to)
 }
 
 /// The oldest data a tier can be made from.
