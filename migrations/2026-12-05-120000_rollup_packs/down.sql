@@ -1,2 +1,3 @@
 DROP INDEX rollup_packs_by_age;
+DROP INDEX rollup_packs_by_client;
 DROP TABLE rollup_packs;

@@ -198,10 +198,10 @@ diesel::table! {
 }
 
 diesel::table! {
-    rollup_packs (client_id, step_s, pack_ms) {
+    rollup_packs (id) {
+        id -> BigInt,
         client_id -> BigInt,
         step_s -> BigInt,
-        pack_ms -> BigInt,
         first_ms -> BigInt,
         buckets -> BigInt,
         samples -> BigInt,

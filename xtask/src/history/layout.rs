@@ -87,32 +87,29 @@ pub fn breakdown(
     let disk_fields: Vec<String> = DISK_FIELDS.iter().map(|f| format!("disk {f}")).collect();
     let none = [Agg::default(); DISK_FIELDS.len()];
     for h in hosts.iter().step_by(every.max(1)) {
-        let mut prev: Option<(i64, Bucket)> = None;
-        for (ms, b) in pack::read(conn, h.client_id, HOUR_MS, from, to)? {
+        for pack in pack::packs_between(conn, h.client_id, HOUR_MS, from, to)? {
             // Each pack starts afresh.
-            let before = prev
-                .take()
-                .filter(|(p, _)| pack::pack_start(*p, HOUR_MS) == pack::pack_start(ms, HOUR_MS))
-                .map(|(_, b)| b)
-                .unwrap_or_default();
-            out.buckets += 1;
-            // Place in the pack, change of the sample count, the disks (the same as before).
-            out.framing += 1 + varint_len(zigzag(b.samples - before.samples));
-            out.framing += if b.disks.keys().eq(before.disks.keys()) {
-                1
-            } else {
-                1 + b
-                    .disks
-                    .keys()
-                    .map(|id| varint_len(zigzag(*id)))
-                    .sum::<u64>()
-            };
-            out.add_group(&scalars, b.samples, &b.scalars, &before.scalars);
-            for (id, aggs) in &b.disks {
-                let was = before.disks.get(id).unwrap_or(&none);
-                out.add_group(&disk_fields, b.samples, aggs, was);
+            let mut before = Bucket::default();
+            for b in pack.into_values() {
+                out.buckets += 1;
+                // Steps since the bucket before, change of the sample count, the disks.
+                out.framing += 1 + varint_len(zigzag(b.samples - before.samples));
+                out.framing += if b.disks.keys().eq(before.disks.keys()) {
+                    1
+                } else {
+                    1 + b
+                        .disks
+                        .keys()
+                        .map(|id| varint_len(zigzag(*id)))
+                        .sum::<u64>()
+                };
+                out.add_group(&scalars, b.samples, &b.scalars, &before.scalars);
+                for (id, aggs) in &b.disks {
+                    let was = before.disks.get(id).unwrap_or(&none);
+                    out.add_group(&disk_fields, b.samples, aggs, was);
+                }
+                before = b;
             }
-            prev = Some((ms, b));
         }
     }
     Ok(out)

@@ -3,7 +3,7 @@
 //! config's `<history>`), and the expiry that holds the database to that.
 //!
 //! - [`bucket`]: one bucket's numbers and their layout; merging is exact.
-//! - [`pack`]: buckets as stored, 24 consecutive ones of a client's tier to a row.
+//! - [`pack`]: buckets as stored, consecutive ones of a client's tier to a row of ~1.9 KB.
 //! - [`rollup`]: the background pass that writes closed buckets, and the writer's hook
 //!   that marks buckets a late sample fell into.
 //! - [`expire`]: deleting what is past `keep`, in bounded steps.
@@ -98,7 +98,10 @@ pub fn tier_stats(
         )?,
         oldest_ms: raw.oldest,
     }];
-    let rollup_bytes = pages(conn, "'rollups', 'rollup_packs', 'rollup_packs_by_age'")?;
+    let rollup_bytes = pages(
+        conn,
+        "'rollups', 'rollup_packs', 'rollup_packs_by_client', 'rollup_packs_by_age'",
+    )?;
     let payload = diesel::sql_query(
         "SELECT 'all' AS name, COALESCE(SUM(LENGTH(data) + 40), 0) AS n, NULL AS oldest \
          FROM rollup_packs",

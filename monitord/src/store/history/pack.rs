@@ -1,17 +1,26 @@
-//! Rollup buckets as stored: in packs of up to [`PACK_BUCKETS`] consecutive buckets of one
-//! client's tier, one row each (`rollup_packs`), every bucket written as a change from the
-//! one before ([`Bucket::encode_after`]). One row per bucket cost 209 bytes a 1-hour bucket
-//! in `xtask bench history` (165 of payload, each bucket self-contained, plus 44 of key and
-//! b-tree), 3.3 bytes a stored value; a pack shares the key and most of the numbers.
+//! Rollup buckets as stored: in packs of consecutive buckets of one client's tier, one row
+//! each (`rollup_packs`), every bucket written as a change from the one before
+//! ([`Bucket::encode_after`]), a pack's `data` at most [`PACK_BYTES`].
 //!
-//! A pack's `data`: a version, the number of buckets, and per bucket its place in the pack
-//! (the gap after the one before) and the bucket. Its row also says how many buckets and
-//! samples it holds and its first bucket's start, for the tier statistics.
+//! Why packs, and why by size. One row per bucket cost 209 bytes a 1-hour bucket in `xtask
+//! bench history` (165 of payload, each bucket self-contained, plus 44 of key and b-tree),
+//! 3.3 bytes a stored value. Packs of a day (24 buckets, ~2.7 KB) shared the key and halved
+//! the numbers, but a row that size does not fit a 4 KB page's b-tree cell in a WITHOUT ROWID
+//! table and spilled into an overflow page of its own: 196 bytes a bucket. A pack is now
+//! closed when the next bucket would take it past [`PACK_BYTES`], so two fill a page of an
+//! ordinary table (rowid, with a unique index on client, tier and first bucket), whatever the
+//! host's number of disks.
+//!
+//! A pack is keyed by its first bucket's start (`first_ms`) and holds the buckets from there
+//! up to the next pack's first. Its `data`: a version, the number of buckets, and per bucket
+//! the steps since the bucket before (0 for the first) and the bucket. The row also says how
+//! many buckets and samples it holds, for the tier statistics.
 //!
 //! Everything that reads or changes rollups goes through here: [`read`], [`write`],
-//! [`remove`], [`first_at_or_after`], [`expire_step`]. Changing one bucket rewrites its pack
-//! (24 buckets of a few hundred bytes): the late-sample recomputation and expiry do so
-//! rarely. [`convert_legacy`] moves the rows of the one-bucket-per-row table into packs.
+//! [`remove`], [`first_at_or_after`], [`expire_step`]. Buckets appended in time order (the
+//! rollup pass) fill a pack and open the next; one written into the middle of a full pack
+//! (a late recomputation) splits it in two. [`convert_legacy`] moves the rows of the
+//! one-bucket-per-row table into packs.
 
 use std::collections::BTreeMap;
 
@@ -22,50 +31,49 @@ use crate::store::codec::{Corrupt, get_varint, put_varint};
 use crate::store::error::StoreError;
 use crate::store::schema::{rollup_packs, rollups};
 
-/// Buckets a pack holds at most: a day of the 1-hour tier.
-pub const PACK_BUCKETS: i64 = 24;
+/// A pack's `data` at most, unless one bucket alone is larger: two such rows and their
+/// headers fill a 4 KB page.
+pub const PACK_BYTES: usize = 1_900;
 const VERSION: u64 = 1;
-
-/// The start of the pack that holds the bucket starting at `bucket_ms` of a tier of `step`.
-pub fn pack_start(bucket_ms: i64, step: i64) -> i64 {
-    let span = step * PACK_BUCKETS;
-    // Saturating: callers ask for "from the beginning" with i64::MIN.
-    bucket_ms.div_euclid(span).saturating_mul(span)
-}
 
 /// A pack's buckets by start.
 pub type Buckets = BTreeMap<i64, Bucket>;
 
-pub fn encode(pack_ms: i64, step: i64, buckets: &Buckets) -> Vec<u8> {
-    let mut out = Vec::with_capacity(64 + buckets.len() * 96);
+pub fn encode(step: i64, buckets: &Buckets) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64 + buckets.len() * 128);
     put_varint(&mut out, VERSION);
     put_varint(&mut out, buckets.len() as u64);
-    let (mut prev, mut next_index) = (None, 0);
-    for (bucket_ms, bucket) in buckets {
-        let index = (bucket_ms - pack_ms) / step;
-        put_varint(&mut out, (index - next_index) as u64);
-        bucket.encode_after(prev, &mut out);
-        (prev, next_index) = (Some(bucket), index + 1);
+    let mut prev: Option<(i64, &Bucket)> = None;
+    for (&bucket_ms, bucket) in buckets {
+        let steps = prev.map_or(0, |(ms, _)| (bucket_ms - ms) / step);
+        put_varint(&mut out, steps as u64);
+        bucket.encode_after(prev.map(|(_, b)| b), &mut out);
+        prev = Some((bucket_ms, bucket));
     }
     out
 }
 
-pub fn decode(pack_ms: i64, step: i64, data: &[u8]) -> Result<Buckets, Corrupt> {
+/// The pack whose first bucket starts at `first_ms`.
+pub fn decode(first_ms: i64, step: i64, data: &[u8]) -> Result<Buckets, Corrupt> {
     let mut pos = 0;
     if get_varint(data, &mut pos)? != VERSION {
         return Err(Corrupt("unknown rollup pack version"));
     }
     let count = get_varint(data, &mut pos)?;
     let mut out = Buckets::new();
-    let (mut prev, mut next_index) = (None::<Bucket>, 0u64);
-    for _ in 0..count {
-        let index = next_index
-            .checked_add(get_varint(data, &mut pos)?)
-            .filter(|i| *i < PACK_BUCKETS as u64)
-            .ok_or(Corrupt("a rollup bucket outside its pack"))?;
+    let (mut prev, mut at) = (None::<Bucket>, first_ms);
+    for i in 0..count {
+        let steps = i64::try_from(get_varint(data, &mut pos)?)
+            .ok()
+            .filter(|s| (i == 0) == (*s == 0))
+            .ok_or(Corrupt("rollup buckets out of order in a pack"))?;
+        at = steps
+            .checked_mul(step)
+            .and_then(|d| at.checked_add(d))
+            .ok_or(Corrupt("a rollup bucket out of time"))?;
         let bucket = Bucket::decode_after(prev.as_ref(), data, &mut pos)?;
-        out.insert(pack_ms + index as i64 * step, bucket.clone());
-        (prev, next_index) = (Some(bucket), index + 1);
+        out.insert(at, bucket.clone());
+        prev = Some(bucket);
     }
     if pos != data.len() {
         return Err(Corrupt("trailing bytes after a rollup pack"));
@@ -73,27 +81,112 @@ pub fn decode(pack_ms: i64, step: i64, data: &[u8]) -> Result<Buckets, Corrupt> 
     Ok(out)
 }
 
-/// The packs of one client's tier that may hold buckets in `[from, to)`.
-fn packs(
+/// One stored pack: its row id, and its buckets.
+#[derive(Debug, Default)]
+struct Pack {
+    id: Option<i64>,
+    buckets: Buckets,
+    /// The next pack's first bucket, if any: this pack holds what starts before it.
+    until: Option<i64>,
+}
+
+fn tier(client_id: i64, step: i64) -> (i64, i64) {
+    (client_id, step / 1000)
+}
+
+/// The first bucket of the pack that holds `at` (the last pack starting at or before it).
+fn holding_start(
+    conn: &mut SqliteConnection,
+    client_id: i64,
+    step: i64,
+    at: i64,
+) -> QueryResult<Option<i64>> {
+    let (client_id, step_s) = tier(client_id, step);
+    rollup_packs::table
+        .filter(rollup_packs::client_id.eq(client_id))
+        .filter(rollup_packs::step_s.eq(step_s))
+        .filter(rollup_packs::first_ms.le(at))
+        .select(diesel::dsl::max(rollup_packs::first_ms))
+        .first::<Option<i64>>(conn)
+}
+
+/// The packs of one client's tier that start at or after `from`, up to `limit`, oldest first.
+fn packs_from(
     conn: &mut SqliteConnection,
     client_id: i64,
     step: i64,
     from: i64,
     to: i64,
-) -> Result<Vec<(i64, Buckets)>, StoreError> {
+    limit: i64,
+) -> Result<Vec<(i64, i64, Buckets)>, StoreError> {
+    let (client_id, step_s) = tier(client_id, step);
     let rows = rollup_packs::table
         .filter(rollup_packs::client_id.eq(client_id))
-        .filter(rollup_packs::step_s.eq(step / 1000))
-        .filter(rollup_packs::pack_ms.ge(pack_start(from, step)))
-        .filter(rollup_packs::pack_ms.lt(to))
-        .order(rollup_packs::pack_ms)
-        .select((rollup_packs::pack_ms, rollup_packs::data))
-        .load::<(i64, Vec<u8>)>(conn)?;
+        .filter(rollup_packs::step_s.eq(step_s))
+        .filter(rollup_packs::first_ms.ge(from))
+        .filter(rollup_packs::first_ms.lt(to))
+        .order(rollup_packs::first_ms)
+        .select((rollup_packs::id, rollup_packs::first_ms, rollup_packs::data))
+        .limit(limit)
+        .load::<(i64, i64, Vec<u8>)>(conn)?;
     let mut out = Vec::with_capacity(rows.len());
-    for (pack_ms, data) in rows {
-        out.push((pack_ms, decode(pack_ms, step, &data)?));
+    for (id, first_ms, data) in rows {
+        out.push((id, first_ms, decode(first_ms, step, &data)?));
     }
     Ok(out)
+}
+
+/// The pack that holds `at` (or, when none starts at or before it, an empty one that will
+/// start there), with where the next pack starts.
+fn load_for(
+    conn: &mut SqliteConnection,
+    client_id: i64,
+    step: i64,
+    at: i64,
+) -> Result<Pack, StoreError> {
+    let start = holding_start(conn, client_id, step, at)?;
+    let mut found = packs_from(conn, client_id, step, start.unwrap_or(at), i64::MAX, 2)?;
+    let mut pack = Pack::default();
+    if start.is_some() && !found.is_empty() {
+        let (id, _, buckets) = found.remove(0);
+        (pack.id, pack.buckets) = (Some(id), buckets);
+    }
+    pack.until = found.first().map(|(_, first_ms, _)| *first_ms);
+    Ok(pack)
+}
+
+/// Writes `pack` back: updated, inserted, or deleted when it is empty.
+fn save(
+    conn: &mut SqliteConnection,
+    client_id: i64,
+    step: i64,
+    id: Option<i64>,
+    buckets: &Buckets,
+) -> Result<(), StoreError> {
+    let Some(&first_ms) = buckets.keys().next() else {
+        if let Some(id) = id {
+            diesel::delete(rollup_packs::table.find(id)).execute(conn)?;
+        }
+        return Ok(());
+    };
+    let (client_id, step_s) = tier(client_id, step);
+    let values = (
+        rollup_packs::client_id.eq(client_id),
+        rollup_packs::step_s.eq(step_s),
+        rollup_packs::first_ms.eq(first_ms),
+        rollup_packs::buckets.eq(buckets.len() as i64),
+        rollup_packs::samples.eq(buckets.values().map(|b| b.samples).sum::<i64>()),
+        rollup_packs::data.eq(encode(step, buckets)),
+    );
+    match id {
+        Some(id) => diesel::update(rollup_packs::table.find(id))
+            .set(values)
+            .execute(conn)?,
+        None => diesel::insert_into(rollup_packs::table)
+            .values(values)
+            .execute(conn)?,
+    };
+    Ok(())
 }
 
 /// The buckets of one client's tier starting in `[from, to)`, oldest first.
@@ -104,31 +197,81 @@ pub fn read(
     from: i64,
     to: i64,
 ) -> Result<Vec<(i64, Bucket)>, StoreError> {
-    Ok(packs(conn, client_id, step, from, to)?
+    Ok(packs_between(conn, client_id, step, from, to)?
         .into_iter()
-        .flat_map(|(_, buckets)| buckets)
+        .flatten()
         .filter(|(ms, _)| (from..to).contains(ms))
         .collect())
 }
 
-/// Writes (or replaces) `buckets` of one client's tier, pack by pack.
+/// The packs of one client's tier that hold buckets starting in `[from, to)`, whole (for
+/// `xtask bench history`'s look at the layout).
+pub fn packs_between(
+    conn: &mut SqliteConnection,
+    client_id: i64,
+    step: i64,
+    from: i64,
+    to: i64,
+) -> Result<Vec<Buckets>, StoreError> {
+    let start = holding_start(conn, client_id, step, from)?.unwrap_or(from);
+    Ok(packs_from(conn, client_id, step, start, to, i64::MAX)?
+        .into_iter()
+        .map(|(_, _, buckets)| buckets)
+        .collect())
+}
+
+/// Writes (or replaces) `buckets` of one client's tier.
 pub fn write(
     conn: &mut SqliteConnection,
     client_id: i64,
     step: i64,
     buckets: impl IntoIterator<Item = (i64, Bucket)>,
 ) -> Result<(), StoreError> {
-    let mut by_pack: BTreeMap<i64, Buckets> = BTreeMap::new();
-    for (ms, bucket) in buckets {
-        by_pack
-            .entry(pack_start(ms, step))
-            .or_default()
-            .insert(ms, bucket);
+    let sorted: Buckets = buckets.into_iter().collect();
+    let mut cur: Option<Pack> = None;
+    for (at, bucket) in sorted {
+        let fits = |p: &Pack| {
+            p.until.is_none_or(|u| at < u) && p.buckets.keys().next().is_none_or(|f| at >= *f)
+        };
+        let mut pack = match cur.take() {
+            Some(p) if fits(&p) => p,
+            other => {
+                if let Some(p) = other {
+                    save(conn, client_id, step, p.id, &p.buckets)?;
+                }
+                load_for(conn, client_id, step, at)?
+            }
+        };
+        let appended = pack
+            .buckets
+            .keys()
+            .next_back()
+            .is_none_or(|last| at > *last);
+        pack.buckets.insert(at, bucket);
+        if pack.buckets.len() > 1 && encode(step, &pack.buckets).len() > PACK_BYTES {
+            if appended {
+                // Full: this bucket opens the next pack.
+                let bucket = pack.buckets.remove(&at).expect("inserted above");
+                save(conn, client_id, step, pack.id, &pack.buckets)?;
+                pack.id = None;
+                pack.buckets = Buckets::from([(at, bucket)]);
+            } else {
+                // Written into the middle of a full pack: split it in two.
+                let middle = *pack
+                    .buckets
+                    .keys()
+                    .nth(pack.buckets.len() / 2)
+                    .expect("two or more buckets");
+                let second = pack.buckets.split_off(&middle);
+                save(conn, client_id, step, pack.id, &pack.buckets)?;
+                save(conn, client_id, step, None, &second)?;
+                continue;
+            }
+        }
+        cur = Some(pack);
     }
-    for (pack_ms, new) in by_pack {
-        let mut pack = load(conn, client_id, step, pack_ms)?;
-        pack.extend(new);
-        store(conn, client_id, step, pack_ms, &pack)?;
+    if let Some(p) = cur {
+        save(conn, client_id, step, p.id, &p.buckets)?;
     }
     Ok(())
 }
@@ -140,10 +283,9 @@ pub fn remove(
     step: i64,
     bucket_ms: i64,
 ) -> Result<(), StoreError> {
-    let pack_ms = pack_start(bucket_ms, step);
-    let mut pack = load(conn, client_id, step, pack_ms)?;
-    if pack.remove(&bucket_ms).is_some() {
-        store(conn, client_id, step, pack_ms, &pack)?;
+    let mut pack = load_for(conn, client_id, step, bucket_ms)?;
+    if pack.buckets.remove(&bucket_ms).is_some() {
+        save(conn, client_id, step, pack.id, &pack.buckets)?;
     }
     Ok(())
 }
@@ -156,28 +298,18 @@ pub fn first_at_or_after(
     from: i64,
 ) -> Result<Option<i64>, StoreError> {
     // The pack holding `from` may end before it; the next one then has the answer.
-    let rows = rollup_packs::table
-        .filter(rollup_packs::client_id.eq(client_id))
-        .filter(rollup_packs::step_s.eq(step / 1000))
-        .filter(rollup_packs::pack_ms.ge(pack_start(from, step)))
-        .order(rollup_packs::pack_ms)
-        .select((rollup_packs::pack_ms, rollup_packs::data))
-        .limit(2)
-        .load::<(i64, Vec<u8>)>(conn)?;
-    for (pack_ms, data) in rows {
-        if let Some(ms) = decode(pack_ms, step, &data)?
-            .into_keys()
-            .find(|ms| *ms >= from)
-        {
+    let start = holding_start(conn, client_id, step, from)?.unwrap_or(from);
+    for (_, _, buckets) in packs_from(conn, client_id, step, start, i64::MAX, 2)? {
+        if let Some(ms) = buckets.into_keys().find(|ms| *ms >= from) {
             return Ok(Some(ms));
         }
     }
     Ok(None)
 }
 
-/// One bounded step of expiry in the tier of `step`: removes up to `limit` packs' worth of
-/// buckets starting at or before `last_ms` (whole packs, or the old part of the pack that
-/// straddles it). Returns the buckets removed and the packs touched.
+/// One bounded step of expiry in the tier of `step`: removes the buckets starting at or
+/// before `last_ms` from up to `limit` packs (deleting a pack, or writing again the one
+/// that straddles it). Returns the buckets removed and the packs touched.
 pub fn expire_step(
     conn: &mut SqliteConnection,
     step: i64,
@@ -188,19 +320,20 @@ pub fn expire_step(
         .filter(rollup_packs::step_s.eq(step / 1000))
         .filter(rollup_packs::first_ms.le(last_ms))
         .select((
+            rollup_packs::id,
             rollup_packs::client_id,
-            rollup_packs::pack_ms,
+            rollup_packs::first_ms,
             rollup_packs::buckets,
             rollup_packs::data,
         ))
         .limit(limit)
-        .load::<(i64, i64, i64, Vec<u8>)>(conn)?;
+        .load::<(i64, i64, i64, i64, Vec<u8>)>(conn)?;
     let mut removed = 0;
-    for (client_id, pack_ms, buckets, data) in &old {
-        let mut pack = decode(*pack_ms, step, data)?;
+    for (id, client_id, first_ms, buckets, data) in &old {
+        let mut pack = decode(*first_ms, step, data)?;
         pack.retain(|ms, _| *ms > last_ms);
         removed += buckets - pack.len() as i64;
-        store(conn, *client_id, step, *pack_ms, &pack)?;
+        save(conn, *client_id, step, Some(*id), &pack)?;
     }
     Ok((removed, old.len()))
 }
@@ -213,50 +346,6 @@ pub fn any_at_or_before(conn: &mut SqliteConnection, step: i64, last_ms: i64) ->
             .filter(rollup_packs::first_ms.le(last_ms)),
     ))
     .get_result(conn)
-}
-
-fn load(
-    conn: &mut SqliteConnection,
-    client_id: i64,
-    step: i64,
-    pack_ms: i64,
-) -> Result<Buckets, StoreError> {
-    let data = rollup_packs::table
-        .find((client_id, step / 1000, pack_ms))
-        .select(rollup_packs::data)
-        .first::<Vec<u8>>(conn)
-        .optional()?;
-    Ok(match data {
-        Some(data) => decode(pack_ms, step, &data)?,
-        None => Buckets::new(),
-    })
-}
-
-/// Writes `pack` as the pack at `pack_ms`, or deletes the row when it is empty.
-fn store(
-    conn: &mut SqliteConnection,
-    client_id: i64,
-    step: i64,
-    pack_ms: i64,
-    pack: &Buckets,
-) -> Result<(), StoreError> {
-    let key = (client_id, step / 1000, pack_ms);
-    let Some(&first_ms) = pack.keys().next() else {
-        diesel::delete(rollup_packs::table.find(key)).execute(conn)?;
-        return Ok(());
-    };
-    diesel::replace_into(rollup_packs::table)
-        .values((
-            rollup_packs::client_id.eq(client_id),
-            rollup_packs::step_s.eq(step / 1000),
-            rollup_packs::pack_ms.eq(pack_ms),
-            rollup_packs::first_ms.eq(first_ms),
-            rollup_packs::buckets.eq(pack.len() as i64),
-            rollup_packs::samples.eq(pack.values().map(|b| b.samples).sum::<i64>()),
-            rollup_packs::data.eq(encode(pack_ms, step, pack)),
-        ))
-        .execute(conn)?;
-    Ok(())
 }
 
 /// Rows of the one-bucket-per-row table moved into packs in one transaction.
@@ -324,11 +413,8 @@ mod tests {
 
     #[test]
     fn rows_of_one_bucket_each_move_into_packs_when_the_database_opens() {
-        let dir = std::env::temp_dir().join(format!("monitord-packs-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let (dir, mut conn) = temp_db("legacy-rollups");
         let path = dir.join("db.sqlite3");
-        let mut conn = crate::store::open_for_writing(&path).unwrap();
         let step = 3_600_000;
         // 30 hours of client 1 (two packs) and a day-tier bucket of client 2, as the layout
         // before packs stored them.
@@ -376,29 +462,127 @@ mod tests {
             );
         }
         let packs: i64 = rollup_packs::table.count().get_result(&mut conn).unwrap();
-        assert_eq!(packs, 3);
+        assert_eq!(packs, 2, "one pack per client: 30 small buckets fit one");
         let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
     fn a_pack_round_trips_with_gaps_and_refuses_garbage() {
         let step = 3_600_000;
-        let pack_ms = pack_start(1_800_000_000_000, step);
-        assert_eq!(pack_start(pack_ms + 23 * step, step), pack_ms);
-        assert_eq!(pack_start(pack_ms + 24 * step, step), pack_ms + 24 * step);
-        assert!(pack_start(i64::MIN, step) <= i64::MIN + 24 * step);
+        let first = 1_800_000_000_000 / step * step;
         let buckets: Buckets = [(0, 60, 500), (1, 60, 520), (5, 12, 900), (23, 60, 10)]
             .into_iter()
-            .map(|(i, n, cpu)| (pack_ms + i * step, bucket(n, cpu)))
+            .map(|(i, n, cpu)| (first + i * step, bucket(n, cpu)))
             .collect();
-        let data = encode(pack_ms, step, &buckets);
-        assert_eq!(decode(pack_ms, step, &data).unwrap(), buckets);
-        assert!(decode(pack_ms, step, &data[..data.len() - 1]).is_err());
+        let data = encode(step, &buckets);
+        assert_eq!(decode(first, step, &data).unwrap(), buckets);
+        assert!(decode(first, step, &data[..data.len() - 1]).is_err());
         let mut longer = data.clone();
         longer.push(0);
-        assert!(decode(pack_ms, step, &longer).is_err());
-        // A bucket index past the pack's end.
-        assert!(decode(pack_ms, step, &[1, 1, 24, 2, 0, 0, 0]).is_err());
-        assert!(decode(pack_ms, step, &[2, 0]).is_err(), "unknown version");
+        assert!(decode(first, step, &longer).is_err());
+        // The first bucket must be at the pack's start, the others after it.
+        assert!(decode(first, step, &[1, 1, 3, 2, 0, 0, 0]).is_err());
+        assert!(decode(first, step, &[2, 0]).is_err(), "unknown version");
+    }
+
+    /// A temporary database, opened for writing.
+    fn temp_db(tag: &str) -> (std::path::PathBuf, SqliteConnection) {
+        let dir = std::env::temp_dir().join(format!("monitord-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let conn = crate::store::open_for_writing(&dir.join("db.sqlite3")).unwrap();
+        (dir, conn)
+    }
+
+    #[test]
+    fn packs_fill_up_to_their_size_and_a_write_in_the_middle_splits_one() {
+        let (dir, mut conn) = temp_db("packs");
+        let step = 3_600_000;
+        let t0 = 1_800_000_000_000 / step * step;
+        let mut expected = Buckets::new();
+        // A week of hours, appended in order as the rollup pass does, a day at a time.
+        for day in 0..7 {
+            let day: Buckets = (0..24)
+                .map(|h| {
+                    let at = t0 + (day * 24 + h) * step;
+                    (at, bucket(60, 100 + (day * 24 + h) * 7 % 900))
+                })
+                .collect();
+            write(&mut conn, 1, step, day.clone()).unwrap();
+            expected.extend(day);
+        }
+        let all = |conn: &mut SqliteConnection| read(conn, 1, step, i64::MIN, i64::MAX).unwrap();
+        assert_eq!(
+            all(&mut conn),
+            expected.clone().into_iter().collect::<Vec<_>>()
+        );
+        let sizes = |conn: &mut SqliteConnection| -> Vec<usize> {
+            rollup_packs::table
+                .select(rollup_packs::data)
+                .load::<Vec<u8>>(conn)
+                .unwrap()
+                .iter()
+                .map(Vec::len)
+                .collect()
+        };
+        let before = sizes(&mut conn);
+        assert!(before.len() > 1, "{before:?}");
+        assert!(before.iter().all(|n| *n <= PACK_BYTES), "{before:?}");
+        assert!(
+            before[..before.len() - 1]
+                .iter()
+                .all(|n| *n > PACK_BYTES - 200),
+            "all but the last pack are full: {before:?}"
+        );
+        // A late recomputation rewrites a bucket in the middle, bigger than it was.
+        let mut big = bucket(60, 5);
+        big.scalars[1] = big.scalars[0];
+        big.scalars[2] = super::super::bucket::Agg {
+            n: 60,
+            min: 1 << 40,
+            max: 1 << 41,
+            sum: 60 << 41,
+        };
+        let middle = t0 + 30 * step;
+        write(&mut conn, 1, step, [(middle, big.clone())]).unwrap();
+        expected.insert(middle, big);
+        assert_eq!(
+            all(&mut conn),
+            expected.clone().into_iter().collect::<Vec<_>>()
+        );
+        assert!(sizes(&mut conn).iter().all(|n| *n <= PACK_BYTES));
+        // Reading any span, the first bucket from any time, removing one.
+        let span = read(&mut conn, 1, step, t0 + 25 * step, t0 + 50 * step).unwrap();
+        assert_eq!(span.len(), 25);
+        assert_eq!(span[0].0, t0 + 25 * step);
+        assert_eq!(
+            first_at_or_after(&mut conn, 1, step, t0 + 30 * step + 1).unwrap(),
+            Some(t0 + 31 * step)
+        );
+        assert_eq!(
+            first_at_or_after(&mut conn, 1, step, t0 + 168 * step).unwrap(),
+            None
+        );
+        remove(&mut conn, 1, step, t0).unwrap();
+        expected.remove(&t0);
+        assert_eq!(
+            all(&mut conn),
+            expected.clone().into_iter().collect::<Vec<_>>()
+        );
+        // Expiry, in steps of one pack: everything up to the cutoff goes, nothing after it.
+        let cutoff = t0 + 100 * step;
+        let mut removed = 0;
+        loop {
+            let (n, touched) = expire_step(&mut conn, step, cutoff, 1).unwrap();
+            removed += n;
+            if touched == 0 {
+                break;
+            }
+        }
+        assert_eq!(removed, expected.range(..=cutoff).count() as i64);
+        expected.retain(|ms, _| *ms > cutoff);
+        assert_eq!(all(&mut conn), expected.into_iter().collect::<Vec<_>>());
+        assert!(!any_at_or_before(&mut conn, step, cutoff).unwrap());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
