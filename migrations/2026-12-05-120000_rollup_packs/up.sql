@@ -1,5 +1,5 @@
 -- Rollup buckets in packs (see store::history::pack): consecutive buckets of one client's
--- tier per row, each written as a change from the one before, `data` at most ~1.9 KB so two
+-- tier per row, each written as a change from the one before, `data` at most ~2 KB so two
 -- rows fill a 4 KB page; one bucket per row cost 3.3 bytes a stored value. A pack is keyed
 -- by its first bucket's start and holds the buckets up to the next pack's; `buckets` and
 -- `samples` say what it holds (the tier statistics count them).

@@ -148,7 +148,7 @@ fn measure_all(opts: &Options, config: &Config, db: &Path, span: Span) -> anyhow
     println!(
         "1h buckets : {:.1} bytes of payload each ({} buckets of every 10th host): counts {:.1}, \
          mins {:.1}, ranges {:.1}, sums {:.1}, place, sample count and disks {:.1}; {:.1} bytes each in \
-         pages (packs of ~1.9 KB: key, record, index, b-tree); by field: {}",
+         pages (packs of ~2 KB: key, record, index, b-tree); by field: {}",
         per(b.payload()),
         b.buckets,
         per(b.parts[0]),

@@ -3,7 +3,7 @@
 //! config's `<history>`), and the expiry that holds the database to that.
 //!
 //! - [`bucket`]: one bucket's numbers and their layout; merging is exact.
-//! - [`pack`]: buckets as stored, consecutive ones of a client's tier to a row of ~1.9 KB.
+//! - [`pack`]: buckets as stored, consecutive ones of a client's tier to a row of ~2 KB.
 //! - [`rollup`]: the background pass that writes closed buckets, and the writer's hook
 //!   that marks buckets a late sample fell into.
 //! - [`expire`]: deleting what is past `keep`, in bounded steps.
