@@ -1,3 +1,2 @@
-DROP INDEX rollup_packs_by_age;
 DROP INDEX rollup_packs_by_client;
 DROP TABLE rollup_packs;

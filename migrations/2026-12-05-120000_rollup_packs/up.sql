@@ -15,6 +15,5 @@ CREATE TABLE rollup_packs (
     data BLOB NOT NULL
 );
 
+-- Expiry seeks this index client by client: no index by age.
 CREATE UNIQUE INDEX rollup_packs_by_client ON rollup_packs (client_id, step_s, first_ms);
--- Expiry looks for the oldest packs of a tier across clients.
-CREATE INDEX rollup_packs_by_age ON rollup_packs (step_s, first_ms);

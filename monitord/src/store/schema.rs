@@ -96,6 +96,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     sample_blocks,
     packed_seqs,
     client_top,
+    rollup_packs,
 );
 
 /// One row of the raw tier (without its arrival `id`), as inserted and as read back.

@@ -98,10 +98,7 @@ pub fn tier_stats(
         )?,
         oldest_ms: raw.oldest,
     }];
-    let rollup_bytes = pages(
-        conn,
-        "'rollups', 'rollup_packs', 'rollup_packs_by_client', 'rollup_packs_by_age'",
-    )?;
+    let rollup_bytes = pages(conn, "'rollups', 'rollup_packs', 'rollup_packs_by_client'")?;
     let payload = diesel::sql_query(
         "SELECT 'all' AS name, COALESCE(SUM(LENGTH(data) + 40), 0) AS n, NULL AS oldest \
          FROM rollup_packs",
