@@ -17,7 +17,13 @@ pub fn peak_rss(pid: u32) -> anyhow::Result<u64> {
     status_kib(pid, "VmHWM:").map(|kib| kib * 1024)
 }
 
-fn status_kib(pid: u32, key: &str) -> anyhow::Result<u64> {
+/// Open file descriptors of `pid` (0 when they cannot be read).
+pub fn open_files(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, Iterator::count)
+}
+
+/// A `… kB` line of `/proc/PID/status` (`VmRSS:`, `VmHWM:`), in KiB.
+pub fn status_kib(pid: u32, key: &str) -> anyhow::Result<u64> {
     let path = format!("/proc/{pid}/status");
     let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
     text.lines()

@@ -35,7 +35,7 @@ use tokio::time::{Instant, sleep, sleep_until};
 
 mod conn;
 
-use crate::procstat;
+use crate::procstat::{self, open_files, status_kib};
 use crate::server;
 use conn::{Good, Hostile, Kind, KindStats, Listener, agent, hold};
 
@@ -414,17 +414,4 @@ fn limit_of(pid: u32) -> String {
                 .and_then(|l| l.split_whitespace().nth(3).map(str::to_owned))
         })
         .unwrap_or_else(|| "unknown".to_owned())
-}
-
-fn open_files(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, Iterator::count)
-}
-
-fn status_kib(pid: u32, key: &str) -> anyhow::Result<u64> {
-    let path = format!("/proc/{pid}/status");
-    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
-    text.lines()
-        .find_map(|l| l.strip_prefix(key))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .with_context(|| format!("{path} has no {key} line"))
 }
