@@ -158,6 +158,10 @@ impl Recent {
         let (latest_done, hour_done) = self
             .read(name, |c| (c.latest_seeded, c.hour_seeded))
             .unwrap_or((false, false));
+        if latest_done && (hour_done || hour.is_none()) {
+            // The usual case once started: nothing to read, no write lock.
+            return Ok(());
+        }
         let latest = if latest_done {
             None
         } else {
