@@ -2,7 +2,7 @@
 //! depends on another when it names a module of it: `use crate::a::b`, `use super::x`,
 //! `use self::x`, a child module's items (`use child::X`, `child::f()`), or a path written out
 //! in code (`crate::a::f()`, `super::X`). Two files that depend on each other, directly or
-//! through others, are a knot STYLE.md asks to untie: shared types go to a small module both
+//! through others, are a knot to untie: shared types go to a small module both
 //! import. The test at the bottom runs this on the whole workspace, so `cargo test` fails on a
 //! new cycle and prints it.
 //!
@@ -67,7 +67,7 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
     }
     for i in &gone {
         println!(
-            "gone: the known knot of {} ({}); delete it from KNOWN in xtask/src/imports.rs",
+            "gone: the known knot of {} ({}); delete it from KNOWN in xtask/src/imports/mod.rs",
             KNOWN[*i].0,
             KNOWN[*i].1.join(", ")
         );
