@@ -14,6 +14,13 @@ pub const STATE_DIR_IN_HOME: &str = ".cache/monitor-agent";
 /// The agent binary's file name, which is also its process name (`/proc/PID/comm`).
 pub const BINARY: &str = "monitor-agent";
 
+/// Where `scripts/build-agent` leaves the static agent for `machine` (`x86_64`, `aarch64`),
+/// relative to a Cargo target directory: `<machine>-unknown-linux-gnu/agent/monitor-agent`.
+/// monitor-deploy looks there beside itself; the tests and benchmarks look there first.
+pub fn built_under_target(machine: &str) -> String {
+    format!("{machine}-unknown-linux-gnu/agent/{BINARY}")
+}
+
 /// The files of the state directory.
 pub mod file {
     /// The settings last received on stdin (mode 0600: it holds the keys).

@@ -143,10 +143,7 @@ fn candidates(machine: &str) -> Vec<PathBuf> {
         .ok()
         .and_then(|exe| exe.parent()?.parent().map(Path::to_path_buf))
     {
-        paths.push(target.join(format!(
-            "{machine}-unknown-linux-gnu/agent/{}",
-            agent::BINARY
-        )));
+        paths.push(target.join(agent::built_under_target(machine)));
     }
     paths
 }

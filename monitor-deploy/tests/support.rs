@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use monitor_core::MasterKey;
 use testkit::monitord::Monitord;
+use testkit::process;
 use testkit::sshd::{Sshd, SshdOptions, TestUser};
 use testkit::util::{self, TempDir};
 
@@ -121,7 +122,7 @@ impl Deployer {
             .spawn()
             .expect("spawn monitor-deploy");
         let limit = Duration::from_secs(180);
-        while child.try_wait().expect("poll monitor-deploy").is_none() {
+        while process::wait_within(&mut child, Duration::from_millis(5)).is_none() {
             watch(child.id());
             if started.elapsed() > limit {
                 let _ = child.kill();
@@ -132,7 +133,6 @@ impl Deployer {
                     String::from_utf8_lossy(&out.stderr)
                 );
             }
-            std::thread::sleep(Duration::from_millis(5));
         }
         let out = child.wait_with_output().expect("collect output");
         Run {
@@ -237,27 +237,21 @@ pub fn have_sshd() -> bool {
 /// The monitord binary the workspace build left next to this test binary's target directory,
 /// and the static agent; `None` (after printing why) when either is missing.
 pub fn monitord_and_agent() -> Option<(String, PathBuf)> {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    let monitord = target.join("debug/monitord");
-    if !util::runnable(
-        monitord.is_file(),
-        &format!(
-            "{} is missing (cargo build -p monitord, or run scripts/test)",
-            monitord.display()
-        ),
-    ) {
-        return None;
-    }
-    let agent = std::panic::catch_unwind(testkit::agent::binary);
-    if !util::runnable(
-        agent.is_ok(),
-        "the static agent is not built (scripts/build-agent)",
-    ) {
-        return None;
-    }
-    Some((monitord.display().to_string(), agent.ok()?))
+    let monitord = match util::build_output("debug/monitord") {
+        Ok(path) => path,
+        Err(expected) => {
+            util::runnable(
+                false,
+                &format!(
+                    "{} is missing (cargo build -p monitord, or run scripts/test)",
+                    expected.display()
+                ),
+            );
+            return None;
+        }
+    };
+    let agent = testkit::agent::binary_or_skip()?;
+    Some((monitord.display().to_string(), agent))
 }
 
 /// An HTTP server that answers every request with one fixed status and JSON body, for what a

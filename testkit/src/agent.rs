@@ -8,15 +8,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
+use monitor_core::agent::built_under_target;
+
 use crate::{process, util};
 
-/// Where `scripts/build-agent` leaves the static agent, under a target directory.
-pub const STATIC_AGENT: &str = "x86_64-unknown-linux-gnu/agent/monitor-agent";
-
-/// The static agent ([`STATIC_AGENT`] under [`util::target_dirs`]), or what to do when it has not
-/// been built: the one rule the tests, the benchmarks and the tools use to find it.
+/// The static agent for this machine (monitor-core's [`built_under_target`] under
+/// [`util::target_dirs`]), or what to do when it has not been built: the one rule the tests,
+/// the benchmarks and the tools use to find it.
 pub fn find_binary() -> Result<PathBuf, String> {
-    util::build_output(STATIC_AGENT).map_err(|expected| {
+    let built = built_under_target(std::env::consts::ARCH);
+    util::build_output(&built).map_err(|expected| {
         format!(
             "the static agent ({}) is missing: build it with `scripts/build-agent` (with the \
              same CARGO_TARGET_DIR), or run everything with `scripts/test`",
