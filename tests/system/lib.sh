@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # tests/system/lib.sh — scaffolding for the systemd system test, sourced by tests/system/run.
 #
 # Everything the test makes lives in names starting with "md-" and in one temp dir, and
@@ -57,7 +58,7 @@ sys_rootfs() {
 sys_rootfs_complete() {
     [ -x "$SYS_ROOTFS_CACHE/lib/systemd/systemd" ] || return 1
     local states
-    # shellcheck disable=SC2046 # one word per package
+    # shellcheck disable=SC2046,SC2016 # one word per package; a dpkg-query format, not shell
     states=$(chroot "$SYS_ROOTFS_CACHE" dpkg-query -W -f '${db:Status-Abbrev}\n' \
         $(tr , ' ' <<<"$SYS_ROOTFS_PACKAGES") 2>/dev/null) || return 1
     ! grep -qv '^ii' <<<"$states"
@@ -111,8 +112,8 @@ sys_boot_start() {
 }
 
 sys_boot_wait() {
-    local name=$1 i state
-    for i in $(seq 1 120); do
+    local name=$1 state
+    for _ in $(seq 1 120); do
         state=$(sys_in_on "$name" systemctl is-system-running 2>/dev/null || true)
         if [ "$state" = running ] || [ "$state" = degraded ]; then
             log "md-$name booted ($state)"
@@ -128,9 +129,9 @@ sys_boot_wait() {
 # sys_poweroff NAME: `systemctl poweroff` in md-NAME, then waits (30 s at most) for its
 # systemd-nspawn to exit, as it does when the machine halts or reboots.
 sys_poweroff() {
-    local name=$1 pid=${SYS_NSPAWN_PIDS[$1]} i
+    local name=$1 pid=${SYS_NSPAWN_PIDS[$1]}
     sys_in_on "$name" systemctl poweroff || die "systemctl poweroff failed in md-$name"
-    for i in $(seq 1 120); do
+    for _ in $(seq 1 120); do
         if ! kill -0 "$pid" 2>/dev/null; then
             wait "$pid" 2>/dev/null || true
             unset "SYS_NSPAWN_PIDS[$name]"
@@ -163,8 +164,8 @@ sys_in() { sys_in_on server "$@"; }
 
 # sys_wait_port NS IP PORT: until a TCP connect from namespace md-NS succeeds (10 s at most).
 sys_wait_port() {
-    local ns=$1 ip=$2 port=$3 i
-    for i in $(seq 1 50); do
+    local ns=$1 ip=$2 port=$3
+    for _ in $(seq 1 50); do
         if ip netns exec "md-$ns" timeout 2 bash -c "exec 3<>/dev/tcp/$ip/$port" 2>/dev/null; then
             return 0
         fi
