@@ -143,19 +143,19 @@ impl Alerts {
         let now = self.clock.now_ms();
         let mut book = self.book_for_writing(conn, Caller::Writer)?;
         book.clients.refresh(&snapshot);
-        let mut tx = Updater {
+        let mut updater = Updater {
             conn,
             book: &mut book,
             host: &self.host,
             now,
         };
         for (name, sample) in samples {
-            let Some(client) = tx.book.clients.get(config, name) else {
+            let Some(client) = updater.book.clients.get(config, name) else {
                 continue;
             };
-            tx.sample_arrived(client)?;
+            updater.sample_arrived(client)?;
             if machine::is_current(sample.ts, client.interval, now) {
-                tx.evaluate_rules(client, sample)?;
+                updater.evaluate_rules(client, sample)?;
             }
         }
         Ok(())
@@ -230,13 +230,13 @@ impl Alerts {
         let config = &snapshot.config;
         let now = self.clock.now_ms();
         let mut book = self.book_for_writing(conn, Caller::Timer)?;
-        let mut tx = Updater {
+        let mut updater = Updater {
             conn,
             book: &mut book,
             host: &self.host,
             now,
         };
-        let gone: Vec<(String, String)> = tx
+        let gone: Vec<(String, String)> = updater
             .book
             .states
             .iter()
@@ -246,23 +246,23 @@ impl Alerts {
             .collect();
         for (client, rule) in gone {
             tracing::info!(client = %client, rule = %rule, "{client}: {rule} resolved quietly: the rule or the client left config.xml");
-            tables::delete_state(tx.conn, &client, &rule)?;
-            super::incidents::resolved(tx.conn, &client, &rule, now)?;
-            tx.remember(&client, &rule, ok_entry());
+            tables::delete_state(updater.conn, &client, &rule)?;
+            super::incidents::resolved(updater.conn, &client, &rule, now)?;
+            updater.remember(&client, &rule, ok_entry());
         }
         for client in &config.clients {
-            let last_seen = tx
+            let last_seen = updater
                 .book
                 .last_seen
                 .get(&client.name)
                 .copied()
                 .unwrap_or(self.started_ms)
                 .max(self.started_ms);
-            tx.check_down(client, last_seen)?;
+            updater.check_down(client, last_seen)?;
         }
         for (name, observed) in self.clock_watch.fresh() {
             if let Some(client) = config.client(&name) {
-                tx.check_clock(client, &observed)?;
+                updater.check_clock(client, &observed)?;
             }
             self.clock_watch.evaluated(&name, &observed);
         }

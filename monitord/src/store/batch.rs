@@ -5,7 +5,9 @@
 //! samples are inserted, on the writer's connection: what it writes commits with the samples
 //! or rolls back with them (alert states and their mail do). Then, once the transaction has
 //! committed, [`BatchHook::committed`] (wake a sender, publish a total). The store knows no
-//! hook by name: alerts plug in here, and rollups next.
+//! hook by name: alerts (`alerts::evaluate`), the late-sample marks of the rollups
+//! (`history::rollup::LateSamples`) and the newest values kept in memory (`recent`) plug in
+//! here.
 //!
 //! Not here: the writer itself (see [`super::writer`]).
 

@@ -73,7 +73,7 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
     let db = config.server.database.clone();
     remove_database(&db)?;
     let history = config.history.clone();
-    let span = Span::new(unix_now_ms(), opts.days, &history);
+    let span = Span::new(testkit::monitord::now_ms(), opts.days, &history);
     let result = measure_all(opts, &config, &db, span);
     if opts.keep {
         println!("kept {}", opts.dir.display());
@@ -395,10 +395,4 @@ fn remove_database(db: &Path) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-fn unix_now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }

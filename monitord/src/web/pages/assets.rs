@@ -35,11 +35,7 @@ impl Asset {
 }
 
 fn hash_of(body: &str) -> String {
-    Sha256::digest(body.as_bytes())
-        .iter()
-        .take(8)
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(&Sha256::digest(body.as_bytes())[..8])
 }
 
 pub static STYLE: Asset = Asset {
