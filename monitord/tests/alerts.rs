@@ -12,7 +12,7 @@
 use std::time::{Duration, SystemTime};
 
 use testkit::monitord::{Monitord, now_ms, sample};
-use testkit::smtp::{Received, SmtpServer};
+use testkit::smtp::{Received, SmtpOptions, SmtpServer};
 
 use crate::support::bin;
 
@@ -87,6 +87,14 @@ impl Feeder {
 
 fn subjects(mail: &[Received]) -> Vec<String> {
     mail.iter().map(|r| r.subject.clone()).collect()
+}
+
+/// A monitord with one client, web1, whose `alerts` mail ops@test.example through a fresh
+/// SMTP server: the start of most alert tests.
+pub fn web1_mailing_ops(alerts: &str) -> (SmtpServer, Monitord) {
+    let smtp = SmtpServer::start(SmtpOptions::default());
+    let m = monitord(&smtp, "", &client("ops@test.example", alerts));
+    (smtp, m)
 }
 
 pub fn client(mail: &str, alerts: &str) -> String {

@@ -5,20 +5,13 @@
 
 use std::time::Duration;
 
-use testkit::smtp::{SmtpOptions, SmtpServer};
-
-use super::{Feeder, MAIL_WAIT, QUIET, client, monitord, subjects};
+use super::{Feeder, MAIL_WAIT, QUIET, subjects, web1_mailing_ops};
 
 const BEHIND_MS: i64 = 252_000;
 
 #[test]
 fn a_clock_behind_for_ten_minutes_is_mailed_shown_and_its_fix_mailed() {
-    let smtp = SmtpServer::start(SmtpOptions::default());
-    let m = monitord(
-        &smtp,
-        "",
-        &client("ops@test.example", r#"<alert type="cpu" limit="90%"/>"#),
-    );
+    let (smtp, m) = web1_mailing_ops(r#"<alert type="cpu" limit="90%"/>"#);
     let mut f = Feeder::new("web1");
     let behind = |s: &mut serde_json::Value| {
         let ts = s["ts"].as_i64().unwrap();
@@ -71,8 +64,7 @@ fn a_clock_behind_for_ten_minutes_is_mailed_shown_and_its_fix_mailed() {
 
 #[test]
 fn a_clock_so_far_ahead_that_samples_are_refused_is_told_too() {
-    let smtp = SmtpServer::start(SmtpOptions::default());
-    let m = monitord(&smtp, "", &client("ops@test.example", ""));
+    let (smtp, m) = web1_mailing_ops("");
     let ahead = |m: &testkit::monitord::Monitord, seq: i64| {
         let s = testkit::monitord::sample("ahead", seq, m.now_ms() + 15 * 60_000);
         let r = m.put_sample("web1", &s).expect("PUT a sample");

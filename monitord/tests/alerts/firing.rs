@@ -5,18 +5,15 @@
 use std::time::Duration;
 
 use testkit::monitord::now_ms;
-use testkit::smtp::{SmtpOptions, SmtpServer, seconds_between};
+use testkit::smtp::seconds_between;
 
-use super::{Feeder, MAIL_WAIT, QUIET, client, monitord, subjects, wait_until_sent, write_config};
+use super::{
+    Feeder, MAIL_WAIT, QUIET, client, subjects, wait_until_sent, web1_mailing_ops, write_config,
+};
 
 #[test]
 fn fires_once_resolves_once_and_names_the_top_process() {
-    let smtp = SmtpServer::start(SmtpOptions::default());
-    let m = monitord(
-        &smtp,
-        "",
-        &client("ops@test.example", r#"<alert type="cpu" limit="90%"/>"#),
-    );
+    let (smtp, m) = web1_mailing_ops(r#"<alert type="cpu" limit="90%"/>"#);
     let mut f = Feeder::new("web1");
     f.cpu(&m, 50.0);
     let breach_ok = f.send(&m, |s| {
@@ -84,15 +81,7 @@ fn fires_once_resolves_once_and_names_the_top_process() {
 
 #[test]
 fn for_holds_back_a_blip_and_fires_when_it_lasts() {
-    let smtp = SmtpServer::start(SmtpOptions::default());
-    let m = monitord(
-        &smtp,
-        "",
-        &client(
-            "ops@test.example",
-            r#"<alert type="memory" limit="50%" for="3s"/>"#,
-        ),
-    );
+    let (smtp, m) = web1_mailing_ops(r#"<alert type="memory" limit="50%" for="3s"/>"#);
     let mut f = Feeder::new("web1");
     let mem = |p: f64| move |s: &mut serde_json::Value| s["memory"]["percent"] = p.into();
     f.send(&m, mem(73.2));
@@ -116,15 +105,7 @@ fn for_holds_back_a_blip_and_fires_when_it_lasts() {
 
 #[test]
 fn repeat_re_sends_while_firing() {
-    let smtp = SmtpServer::start(SmtpOptions::default());
-    let m = monitord(
-        &smtp,
-        "",
-        &client(
-            "ops@test.example",
-            r#"<alert type="load" limit="8" repeat="3s"/>"#,
-        ),
-    );
+    let (smtp, m) = web1_mailing_ops(r#"<alert type="load" limit="8" repeat="3s"/>"#);
     let mut f = Feeder::new("web1");
     let load = |s: &mut serde_json::Value| s["load"] = serde_json::json!([12.5, 3.0, 1.0]);
     f.send(&m, load);
@@ -144,15 +125,7 @@ fn repeat_re_sends_while_firing() {
 
 #[test]
 fn clear_keeps_it_firing_between_clear_and_limit() {
-    let smtp = SmtpServer::start(SmtpOptions::default());
-    let m = monitord(
-        &smtp,
-        "",
-        &client(
-            "ops@test.example",
-            r#"<alert type="cpu" limit="90%" clear="75%"/>"#,
-        ),
-    );
+    let (smtp, m) = web1_mailing_ops(r#"<alert type="cpu" limit="90%" clear="75%"/>"#);
     let mut f = Feeder::new("web1");
     f.cpu(&m, 97.0);
     smtp.wait_for(1, MAIL_WAIT);
@@ -173,15 +146,8 @@ fn clear_keeps_it_firing_between_clear_and_limit() {
 
 #[test]
 fn disk_names_the_fullest_mount_and_uptime_says_rebooted() {
-    let smtp = SmtpServer::start(SmtpOptions::default());
-    let m = monitord(
-        &smtp,
-        "",
-        &client(
-            "ops@test.example",
-            r#"<alert type="disk" limit="90%"/><alert type="uptime" limit="10m"/>"#,
-        ),
-    );
+    let (smtp, m) =
+        web1_mailing_ops(r#"<alert type="disk" limit="90%"/><alert type="uptime" limit="10m"/>"#);
     Feeder::new("web1").send(&m, |s| {
         s["uptime_s"] = 180.into();
         s["disks"] = serde_json::json!([
@@ -203,12 +169,7 @@ fn disk_names_the_fullest_mount_and_uptime_says_rebooted() {
 
 #[test]
 fn late_samples_from_a_spool_are_stored_but_not_evaluated() {
-    let smtp = SmtpServer::start(SmtpOptions::default());
-    let m = monitord(
-        &smtp,
-        "",
-        &client("ops@test.example", r#"<alert type="cpu" limit="90%"/>"#),
-    );
+    let (smtp, m) = web1_mailing_ops(r#"<alert type="cpu" limit="90%"/>"#);
     let mut f = Feeder::new("web1");
     // Interval 10 s: a sample collected 60 s ago is history (older than 2 × interval).
     f.send(&m, |s| {
@@ -223,12 +184,7 @@ fn late_samples_from_a_spool_are_stored_but_not_evaluated() {
 
 #[test]
 fn a_rule_removed_by_a_reload_resolves_quietly() {
-    let smtp = SmtpServer::start(SmtpOptions::default());
-    let m = monitord(
-        &smtp,
-        "",
-        &client("ops@test.example", r#"<alert type="cpu" limit="90%"/>"#),
-    );
+    let (smtp, m) = web1_mailing_ops(r#"<alert type="cpu" limit="90%"/>"#);
     Feeder::new("web1").cpu(&m, 99.0);
     smtp.wait_for(1, MAIL_WAIT);
     assert!(m.command_ok(&["alerts"]).contains("firing"));
@@ -249,14 +205,8 @@ fn a_rule_removed_by_a_reload_resolves_quietly() {
 
 #[test]
 fn alerts_json_lists_every_rule_and_the_outbox() {
-    let smtp = SmtpServer::start(SmtpOptions::default());
-    let m = monitord(
-        &smtp,
-        "",
-        &client(
-            "ops@test.example",
-            r#"<alert type="cpu" limit="90%"/><alert type="disk" limit="90%" for="1h"/>"#,
-        ),
+    let (smtp, m) = web1_mailing_ops(
+        r#"<alert type="cpu" limit="90%"/><alert type="disk" limit="90%" for="1h"/>"#,
     );
     let empty = m.alerts();
     assert_eq!(empty["outbox"], serde_json::json!([]), "{empty}");

@@ -3,16 +3,13 @@
 
 use std::time::Duration;
 
-use testkit::smtp::{SmtpOptions, SmtpServer};
-
-use super::{Feeder, MAIL_WAIT, QUIET, client, monitord, subjects};
+use super::{Feeder, MAIL_WAIT, QUIET, subjects, web1_mailing_ops};
 
 #[test]
 fn host_down_fires_after_three_minutes_of_silence_and_the_next_sample_resolves_it() {
     // The 3-minute floor is the product's; a 10 s interval does not shorten it. The test
     // moves monitord's clock instead of waiting.
-    let smtp = SmtpServer::start(SmtpOptions::default());
-    let m = monitord(&smtp, "", &client("ops@test.example", ""));
+    let (smtp, m) = web1_mailing_ops("");
     let mut f = Feeder::new("web1");
     f.cpu(&m, 5.0);
     m.advance_clock(Duration::from_secs(160));
@@ -41,8 +38,7 @@ fn monitord_s_own_downtime_does_not_count_as_host_silence() {
     // Silence counts from the later of the last sample and monitord's start: a client silent
     // while monitord was down gets its full 3 minutes after monitord is back. The test moves
     // monitord's clock instead of waiting.
-    let smtp = SmtpServer::start(SmtpOptions::default());
-    let mut m = monitord(&smtp, "", &client("ops@test.example", ""));
+    let (smtp, mut m) = web1_mailing_ops("");
     Feeder::new("web1").cpu(&m, 5.0);
     m.kill9();
     m.advance_clock(Duration::from_secs(60));

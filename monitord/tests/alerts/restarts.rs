@@ -9,18 +9,13 @@ use testkit::smtp::{SmtpOptions, SmtpServer};
 
 use super::{
     Feeder, MAIL_WAIT, QUIET, client, message_ids, monitord, outbox_statuses, stalled_server,
-    subjects, wait_until_sent, write_config, write_config_port,
+    subjects, wait_until_sent, web1_mailing_ops, write_config, write_config_port,
 };
 use crate::support::bin;
 
 #[test]
 fn restart_or_kill_9_while_firing_sends_no_second_mail() {
-    let smtp = SmtpServer::start(SmtpOptions::default());
-    let mut m = monitord(
-        &smtp,
-        "",
-        &client("ops@test.example", r#"<alert type="cpu" limit="90%"/>"#),
-    );
+    let (smtp, mut m) = web1_mailing_ops(r#"<alert type="cpu" limit="90%"/>"#);
     let mut f = Feeder::new("web1");
     f.cpu(&m, 95.0);
     smtp.wait_for(1, MAIL_WAIT);
