@@ -66,17 +66,13 @@ pub fn compact(
         let _turn = super::background_turn();
         conn.immediate_transaction(|conn| forget_old_ranges(conn, now_ms))?;
     }
-    loop {
-        let (samples, blocks) = {
-            let _turn = super::background_turn();
-            conn.immediate_transaction(|conn| pack_chunk(conn, cutoff))?
-        };
+    super::background_steps(conn, |conn| {
+        let (samples, blocks) = pack_chunk(conn, cutoff)?;
         report.samples += samples;
         report.blocks += blocks;
-        if samples < CHUNK {
-            return Ok(report);
-        }
-    }
+        Ok::<_, StoreError>(samples == CHUNK)
+    })?;
+    Ok(report)
 }
 
 /// Packs the next [`CHUNK`] settled raw rows; returns (samples, new blocks).

@@ -16,17 +16,15 @@
 //! connection that ingests) and [`batch`] (its seam: what runs with each batch), [`compact`]
 //! (packing the raw tier), [`history`] (rollup tiers, expiry, ranges for the API), [`read`]
 //! (queries for the operator commands), [`recent`] (each client's newest sample and last hour,
-//! in memory, for the fleet listing), [`lock`] (one daemon per database).
+//! in memory, for the fleet listing), [`lock`] (one daemon per database), `turns` (the
+//! writer and the background passes take turns to write).
 
 use std::path::Path;
-use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use diesel::connection::SimpleConnection as _;
 use diesel::prelude::*;
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness as _, embed_migrations};
-use parking_lot::{FairMutex, FairMutexGuard};
 
 pub use error::StoreError;
 
@@ -43,94 +41,19 @@ pub mod seen;
 pub mod stored;
 pub mod top;
 mod trouble;
+mod turns;
 pub mod writer;
+
+pub use turns::{
+    BACKGROUND_TRANSACTION, BackgroundTurn, background_steps, background_turn, ingest_turn,
+    write_turn,
+};
 
 const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations");
 
 /// How long a connection waits for another one's write lock before giving up. The writer
 /// answers its batch 503 after this, so it is also the longest a request waits on a lock.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// The turn to write, for this process's write transactions: the writer's batches
-/// ([`ingest_turn`]), the background passes' short steps ([`background_turn`]: compaction,
-/// rollups, expiry, the alert timers), anything else ([`write_turn`]). Take it just before
-/// `immediate_transaction` and drop it right after.
-///
-/// Why turns: left to SQLite's lock alone, a background pass's back-to-back transactions kept
-/// the writer out for seconds, because SQLite's busy handler makes a waiting connection sleep
-/// between retries (up to 100 ms) and it seldom woke in the gap between two steps; its
-/// batches then failed after [`BUSY_TIMEOUT`] and were answered 503 (`xtask bench history`:
-/// ingest at 2 % of its rate beside a loop of passes). A fair mutex hands the turn to
-/// whoever waits the moment it is released, and a pass leaves most of the time to a busy
-/// writer. Other processes (the operator's commands) still meet SQLite's lock and its busy
-/// handler; one monitord has one database, so one turn per process is enough.
-static WRITE_TURN: FairMutex<()> = parking_lot::const_fair_mutex(());
-/// When the writer last took its turn for a batch of samples, in ms since [`epoch`]; 0
-/// before it ever did.
-static WRITER_WROTE_MS: AtomicU64 = AtomicU64::new(0);
-/// Of the time both want to write, the share background passes leave to the writer: after
-/// a step that held the turn for d, a pass waits 9 d while the writer is busy.
-const WRITER_SHARE: u32 = 9;
-/// The writer counts as busy for this long after its last batch.
-const WRITER_BUSY_FOR: Duration = Duration::from_secs(1);
-/// A pass never waits longer than this after one step (a step holds the turn for a few ms to
-/// a few hundred; this only bounds a pathological one).
-const MAX_BACKGROUND_WAIT: Duration = Duration::from_secs(30);
-
-fn epoch() -> Instant {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    *EPOCH.get_or_init(Instant::now)
-}
-
-/// The writer's turn to write a batch of samples (see [`WRITE_TURN`]); background passes
-/// then count the writer as busy for [`WRITER_BUSY_FOR`].
-pub fn ingest_turn() -> FairMutexGuard<'static, ()> {
-    let turn = WRITE_TURN.lock();
-    let now = u64::try_from(epoch().elapsed().as_millis()).unwrap_or(u64::MAX);
-    WRITER_WROTE_MS.store(now.max(1), Ordering::Relaxed);
-    turn
-}
-
-/// The turn to write (see [`WRITE_TURN`]) for a write that is neither a batch of samples
-/// nor a background pass's step.
-pub fn write_turn() -> FairMutexGuard<'static, ()> {
-    WRITE_TURN.lock()
-}
-
-/// A background pass's turn to write one step (see [`WRITE_TURN`]). When it is dropped, and
-/// the writer wrote a batch within the last second, the pass waits [`WRITER_SHARE`] times as long
-/// as it held the turn (at most [`MAX_BACKGROUND_WAIT`]), so at peak ingest a pass takes at
-/// most a tenth of the time to write and ingest keeps nine tenths of its rate; an idle
-/// writer costs a pass nothing.
-pub fn background_turn() -> BackgroundTurn {
-    BackgroundTurn {
-        turn: Some(WRITE_TURN.lock()),
-        since: Instant::now(),
-    }
-}
-
-/// See [`background_turn`].
-#[derive(Debug)]
-pub struct BackgroundTurn {
-    turn: Option<FairMutexGuard<'static, ()>>,
-    since: Instant,
-}
-
-impl Drop for BackgroundTurn {
-    fn drop(&mut self) {
-        let held = self.since.elapsed();
-        drop(self.turn.take());
-        let wrote = WRITER_WROTE_MS.load(Ordering::Relaxed);
-        let busy = wrote > 0
-            && epoch()
-                .elapsed()
-                .saturating_sub(Duration::from_millis(wrote))
-                < WRITER_BUSY_FOR;
-        if busy {
-            std::thread::sleep((held * WRITER_SHARE).min(MAX_BACKGROUND_WAIT));
-        }
-    }
-}
 
 /// How a connection opens the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,16 +5,17 @@
 //! so nothing younger than `keep` is lost and nothing older stays readable. A rollup bucket
 //! goes once it ends at or before its tier's cutoff (its pack is deleted, or written again
 //! without it). Each step deletes at most [`STEP_ROWS`] rows, [`STEP_BLOCKS`] blocks or
-//! [`STEP_PACKS`] packs in a transaction of its own, so the writer never waits for long behind it (and never answers
-//! 503 because of it). SQLite reuses the freed pages for new rows, so at steady state the
+//! [`STEP_PACKS`] packs, in the background passes' short transactions
+//! ([`store::background_steps`]), so the writer never waits for long behind it (and never
+//! answers 503 because of it). SQLite reuses the freed pages for new rows, so at steady state the
 //! file stops growing; compaction's incremental vacuum hands surplus pages back.
 
 use diesel::prelude::*;
 use monitor_core::config::{History, Keep};
 
-use crate::store::StoreError;
 use crate::store::codec::{decode_block, encode_block};
 use crate::store::schema::{raw_samples, sample_blocks};
+use crate::store::{self, StoreError};
 
 use super::pack;
 
@@ -94,8 +95,9 @@ pub fn expire(
     Ok(report)
 }
 
-/// Runs `step` in transactions of its own until it says there is no more. `any` looks
-/// first, outside a transaction: a pass with nothing to expire never takes the write lock.
+/// Runs `step` until it says there is no more, in the background passes' transactions
+/// ([`store::background_steps`]). `any` looks first, outside a transaction: a pass with
+/// nothing to expire never takes the write lock.
 fn repeat(
     conn: &mut SqliteConnection,
     any: impl FnOnce(&mut SqliteConnection) -> QueryResult<bool>,
@@ -105,16 +107,12 @@ fn repeat(
         return Ok(0);
     }
     let mut total = 0;
-    loop {
-        let done = {
-            let _turn = crate::store::background_turn();
-            conn.immediate_transaction(|conn| step(conn))?
-        };
+    store::background_steps(conn, |conn| {
+        let done = step(conn)?;
         total += done.removed;
-        if !done.more {
-            return Ok(total);
-        }
-    }
+        Ok::<_, StoreError>(done.more)
+    })?;
+    Ok(total)
 }
 
 fn expire_raw_rows(conn: &mut SqliteConnection, cutoff: i64) -> Result<Step, StoreError> {

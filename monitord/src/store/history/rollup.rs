@@ -5,9 +5,10 @@
 //! A bucket of the finest tier is made from the raw samples in it; a bucket of a coarser
 //! tier from the finer tier's buckets in it. A bucket closes `step` after its start plus the
 //! client's interval (the last sample of a span may arrive that much later);
-//! `rollup_progress` records per client and tier where the written buckets end. Every step
-//! is a short transaction of its own (one client's window of buckets, or one late bucket),
-//! so ingest never waits long behind it.
+//! `rollup_progress` records per client and tier where the written buckets end. The pass
+//! works in steps (one client's window of buckets, or one late bucket) in the background
+//! passes' short transactions ([`crate::store::background_steps`]), so ingest never waits
+//! long behind it.
 //!
 //! Late samples: the writer checks, in the sample's own transaction, whether the sample's
 //! finest bucket is already written (before `done_ms`); if so it records the bucket in
@@ -143,6 +144,9 @@ pub fn rollup_pass(
         } else {
             Source::Tier(ms(tiers[k - 1].step))
         };
+        // Which clients have buckets closed, looked at outside a transaction: a pass with
+        // nothing closed takes no lock.
+        let mut due = std::collections::VecDeque::new();
         for (client_id, name) in &known {
             let closed = align(now_ms - ms(interval_of(name)), step);
             let end = match source {
@@ -152,62 +156,68 @@ pub fn rollup_pass(
                     closed.min(align(finer_done, step))
                 }
             };
-            report.buckets += catch_up(conn, *client_id, step, source, end)?;
+            if window_start(conn, *client_id, step, source)?.is_some_and(|start| start < end) {
+                due.push_back((*client_id, end));
+            }
         }
+        crate::store::background_steps(conn, |conn| {
+            let Some(&(client_id, end)) = due.front() else {
+                return Ok(false);
+            };
+            match write_window(conn, client_id, step, source, end)? {
+                Some(n) => report.buckets += n,
+                None => {
+                    due.pop_front();
+                }
+            }
+            Ok::<_, StoreError>(!due.is_empty())
+        })?;
     }
     Ok(report)
 }
 
-/// Writes one client's buckets of one tier up to `end`, a window per transaction.
-fn catch_up(
+/// Where a client's next bucket of a tier starts: where the written ones end, else at the
+/// first data; `None` when there is no data at all.
+fn window_start(
+    conn: &mut SqliteConnection,
+    client_id: i64,
+    step: i64,
+    source: Source,
+) -> Result<Option<i64>, StoreError> {
+    Ok(match progress(conn, client_id, step)? {
+        Some(done) => Some(done),
+        None => first_data(conn, client_id, source)?.map(|ts| align(ts, step)),
+    })
+}
+
+/// Writes the next window (at most [`WINDOW_BUCKETS`]) of one client's buckets of a tier
+/// before `end`; `None` when all before `end` are written.
+fn write_window(
     conn: &mut SqliteConnection,
     client_id: i64,
     step: i64,
     source: Source,
     end: i64,
-) -> Result<i64, StoreError> {
-    // Looked at outside a transaction first: a pass with nothing closed takes no lock.
-    let start = match progress(conn, client_id, step)? {
-        Some(done) => done,
-        None => first_data(conn, client_id, source)?.map_or(i64::MAX, |ts| align(ts, step)),
+) -> Result<Option<i64>, StoreError> {
+    let Some(start) = window_start(conn, client_id, step, source)? else {
+        return Ok(None);
     };
     if start >= end {
-        return Ok(0);
+        return Ok(None);
     }
-    let mut written = 0;
-    loop {
-        let turn = crate::store::background_turn();
-        let step_written = conn.immediate_transaction(|conn| {
-            let start = match progress(conn, client_id, step)? {
-                Some(done) => done,
-                None => match first_data(conn, client_id, source)? {
-                    Some(ts) => align(ts, step),
-                    None => return Ok(None),
-                },
-            };
-            if start >= end {
-                return Ok(None);
-            }
-            let window_end = end.min(start + WINDOW_BUCKETS * step);
-            let buckets = read_buckets(conn, client_id, source, step, start, window_end)?;
-            let n = buckets.len() as i64;
-            pack::write(conn, client_id, step, buckets)?;
-            // Nothing in the window: skip straight to the next data, not bucket by bucket.
-            let next = if n == 0 {
-                next_data(conn, client_id, source, window_end)?
-                    .map_or(end, |ts| align(ts, step).min(end).max(window_end))
-            } else {
-                window_end
-            };
-            set_progress(conn, client_id, step, next)?;
-            Ok::<_, StoreError>(Some(n))
-        })?;
-        drop(turn);
-        match step_written {
-            Some(n) => written += n,
-            None => return Ok(written),
-        }
-    }
+    let window_end = end.min(start + WINDOW_BUCKETS * step);
+    let buckets = read_buckets(conn, client_id, source, step, start, window_end)?;
+    let n = buckets.len() as i64;
+    pack::write(conn, client_id, step, buckets)?;
+    // Nothing in the window: skip straight to the next data, not bucket by bucket.
+    let next = if n == 0 {
+        next_data(conn, client_id, source, window_end)?
+            .map_or(end, |ts| align(ts, step).min(end).max(window_end))
+    } else {
+        window_end
+    };
+    set_progress(conn, client_id, step, next)?;
+    Ok(Some(n))
 }
 
 /// The buckets of `[from, to)` from `source`, keyed by start; empty ones absent.
@@ -267,27 +277,39 @@ fn recompute_late(conn: &mut SqliteConnection, tiers: &[Tier]) -> Result<i64, St
         .select((rollup_dirty::client_id, rollup_dirty::bucket_ms))
         .limit(DIRTY_PER_PASS)
         .load::<(i64, i64)>(conn)?;
-    for (client_id, bucket_ms) in &dirty {
-        let _turn = crate::store::background_turn();
-        conn.immediate_transaction(|conn| {
-            let mut source = Source::Raw;
-            for tier in tiers {
-                let step = ms(tier.step);
-                let start = align(*bucket_ms, step);
-                // A coarser bucket not written yet will be, whole, when it closes.
-                if progress(conn, *client_id, step)?.is_none_or(|done| start >= done) {
-                    break;
-                }
-                let fresh = read_buckets(conn, *client_id, source, step, start, start + step)?;
-                match fresh.get(&start) {
-                    Some(bucket) => pack::write(conn, *client_id, step, [(start, bucket.clone())])?,
-                    None => pack::remove(conn, *client_id, step, start)?,
-                }
-                source = Source::Tier(step);
-            }
-            diesel::delete(rollup_dirty::table.find((*client_id, *bucket_ms))).execute(conn)?;
-            Ok::<_, StoreError>(())
-        })?;
-    }
+    let mut left = dirty.iter();
+    crate::store::background_steps(conn, |conn| {
+        let Some(&(client_id, bucket_ms)) = left.next() else {
+            return Ok(false);
+        };
+        recompute_bucket(conn, tiers, client_id, bucket_ms)?;
+        Ok::<_, StoreError>(left.len() > 0)
+    })?;
     Ok(dirty.len() as i64)
+}
+
+/// Writes one late bucket again in each tier that has it written, and forgets it is dirty.
+fn recompute_bucket(
+    conn: &mut SqliteConnection,
+    tiers: &[Tier],
+    client_id: i64,
+    bucket_ms: i64,
+) -> Result<(), StoreError> {
+    let mut source = Source::Raw;
+    for tier in tiers {
+        let step = ms(tier.step);
+        let start = align(bucket_ms, step);
+        // A coarser bucket not written yet will be, whole, when it closes.
+        if progress(conn, client_id, step)?.is_none_or(|done| start >= done) {
+            break;
+        }
+        let fresh = read_buckets(conn, client_id, source, step, start, start + step)?;
+        match fresh.get(&start) {
+            Some(bucket) => pack::write(conn, client_id, step, [(start, bucket.clone())])?,
+            None => pack::remove(conn, client_id, step, start)?,
+        }
+        source = Source::Tier(step);
+    }
+    diesel::delete(rollup_dirty::table.find((client_id, bucket_ms))).execute(conn)?;
+    Ok(())
 }
