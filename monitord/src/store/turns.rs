@@ -32,8 +32,14 @@ static WRITE_TURN: FairMutex<()> = parking_lot::const_fair_mutex(());
 /// before it ever did.
 static WRITER_WROTE_MS: AtomicU64 = AtomicU64::new(0);
 /// Of the time both want to write, the share background passes leave to the writer: after
-/// a step that held the turn for d, a pass waits 9 d while the writer is busy.
-const WRITER_SHARE: u32 = 9;
+/// a transaction that held the turn for d, a pass waits 19 d while the writer is busy, so it
+/// writes at most a twentieth of the time. Not a tenth: a pass slows the writer beyond its
+/// turns too (its commits empty the writer's page cache, its freed pages are the writer's
+/// next ones), and with a tenth ingest beside back-to-back passes kept 0.75–0.79 of its rate
+/// (`xtask bench history`, 100 hosts, medians of three rounds; the writer on a CPU 77 % of
+/// the time against 85 % alone); with a twentieth 0.81, the writer on a CPU 81 %. The cost: at
+/// saturation a pass takes twice as long.
+const WRITER_SHARE: u32 = 19;
 /// The writer counts as busy for this long after its last batch.
 const WRITER_BUSY_FOR: Duration = Duration::from_secs(1);
 /// A pass never waits longer than this after one step (a step holds the turn for a few ms to
@@ -63,7 +69,7 @@ pub fn write_turn() -> FairMutexGuard<'static, ()> {
 /// A background pass's turn to write one step (see [`WRITE_TURN`]). When it is dropped, and
 /// the writer wrote a batch within the last second, the pass waits [`WRITER_SHARE`] times as long
 /// as it held the turn (at most [`MAX_BACKGROUND_WAIT`]), so at peak ingest a pass takes at
-/// most a tenth of the time to write and ingest keeps nine tenths of its rate; an idle
+/// most a twentieth of the time to write; an idle
 /// writer costs a pass nothing.
 ///
 /// A pass that writes in more than one step runs them through [`background_steps`].
@@ -108,7 +114,7 @@ pub const BACKGROUND_TRANSACTION: Duration = Duration::from_millis(25);
 
 /// Runs a background pass's `step` until it says there is no more to do (`Ok(false)`), in
 /// write transactions of about [`BACKGROUND_TRANSACTION`], each under a [`background_turn`]
-/// (so a busy writer gets nine tenths of the time). A step sees the database as the steps
+/// (so a busy writer gets nineteen twentieths of the time). A step sees the database as the steps
 /// before it in the same transaction left it; an error rolls back the steps of its
 /// transaction, and those committed before stay.
 pub fn background_steps<E>(
