@@ -295,24 +295,33 @@ pub fn chart(
     s
 }
 
-/// A 100×20 line of avg values on 0–100 (CPU over the last hour) for the fleet table;
-/// empty without points.
+/// A 100×20 line of avg values on 0–100 (CPU over the last hour) for the fleet table; a dot
+/// for a single point (a host that just started sending), which a line cannot show; empty
+/// without points.
 pub fn sparkline(points: &[Point], from: i64, to: i64) -> String {
-    if points.is_empty() {
-        return String::new();
-    }
     let (w, h) = (100.0, 20.0);
     let span = (to - from).max(1) as f64;
-    let mut d = String::from("M");
-    for p in points {
+    let at = |p: &Point| {
         let x = ((p.0 - from) as f64 / span).clamp(0.0, 1.0) * w;
         let y = h - 1.0 - (p.1 / 100.0).clamp(0.0, 1.0) * (h - 2.0);
-        let _ = write!(d, "{x:.0},{y:.0} ");
-    }
-    format!(
-        r#"<svg class="spark" viewBox="0 0 {w} {h}" aria-hidden="true"><path d="{}"/></svg>"#,
-        d.trim_end()
-    )
+        (x, y)
+    };
+    let shape = match points {
+        [] => return String::new(),
+        [only] => {
+            let (x, y) = at(only);
+            format!(r#"<circle cx="{x:.0}" cy="{y:.0}" r="1.5"/>"#)
+        }
+        _ => {
+            let mut d = String::from("M");
+            for p in points {
+                let (x, y) = at(p);
+                let _ = write!(d, "{x:.0},{y:.0} ");
+            }
+            format!(r#"<path d="{}"/>"#, d.trim_end())
+        }
+    };
+    format!(r#"<svg class="spark" viewBox="0 0 {w} {h}" aria-hidden="true">{shape}</svg>"#)
 }
 
 #[cfg(test)]
@@ -494,5 +503,11 @@ mod tests {
         );
         assert!(svg.contains(r#"d="M0,19 100,1""#), "{svg}");
         assert_eq!(sparkline(&[], 0, 1), "");
+        // One point: a dot where the line would start, at 50 % CPU half way up.
+        let svg = sparkline(&[(1_800_000, 50.0, 50.0, 50.0)], 0, 3_600_000);
+        assert!(
+            svg.contains(r#"<circle cx="50" cy="10" r="1.5"/>"#),
+            "{svg}"
+        );
     }
 }
