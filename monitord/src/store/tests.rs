@@ -365,3 +365,46 @@ fn recent_follows_the_writer_and_a_seed_from_the_store_agrees_with_it() {
     }
     assert!(recent.latest(&mut conn, "nobody", None).unwrap().is_none());
 }
+
+#[test]
+fn a_history_pass_with_nothing_closed_takes_no_write_lock() {
+    use monitor_core::config::{History, Keep, Tier};
+    use std::time::Duration;
+
+    let path = temp_db("idle-pass");
+    let samples = fleet(2, 400);
+    let writer = Writer::start(
+        super::open_for_writing(&path).unwrap(),
+        Clock::system(),
+        Vec::new(),
+    )
+    .unwrap();
+    assert!(
+        submit_all(&writer, &samples)
+            .iter()
+            .all(|o| *o == Receipt::Stored)
+    );
+    let history = History {
+        raw: Duration::from_secs(30 * 86_400),
+        tiers: vec![Tier {
+            step: Duration::from_secs(3600),
+            keep: Keep::Forever,
+        }],
+    };
+    let interval = |_: &str| Duration::from_secs(10);
+    let now = samples.iter().map(|(_, s)| s.ts).max().unwrap() + 3_600_000;
+    let mut conn = super::open_existing(&path).unwrap();
+    let (rolled, _) = super::history::maintain(&mut conn, &history, &interval, now).unwrap();
+    assert!(rolled.buckets > 0, "{rolled:?}");
+
+    // Another process holds the write lock: a pass that finds nothing closed and nothing to
+    // expire must not wait for it (it would fail after the busy timeout).
+    let mut other = super::open_existing(&path).unwrap();
+    other.batch_execute("BEGIN IMMEDIATE;").unwrap();
+    let again = super::history::maintain(&mut conn, &history, &interval, now);
+    other.batch_execute("COMMIT;").unwrap();
+    let (rolled, expired) = again.unwrap();
+    assert_eq!((rolled.buckets, rolled.late), (0, 0));
+    assert_eq!((expired.raw_samples, expired.rollups), (0, 0));
+    writer.shutdown();
+}

@@ -160,6 +160,9 @@ pub fn rollup_pass(
                 due.push_back((*client_id, end));
             }
         }
+        if due.is_empty() {
+            continue;
+        }
         crate::store::background_steps(conn, |conn| {
             let Some(&(client_id, end)) = due.front() else {
                 return Ok(false);
@@ -277,6 +280,9 @@ fn recompute_late(conn: &mut SqliteConnection, tiers: &[Tier]) -> Result<i64, St
         .select((rollup_dirty::client_id, rollup_dirty::bucket_ms))
         .limit(DIRTY_PER_PASS)
         .load::<(i64, i64)>(conn)?;
+    if dirty.is_empty() {
+        return Ok(0);
+    }
     let mut left = dirty.iter();
     crate::store::background_steps(conn, |conn| {
         let Some(&(client_id, bucket_ms)) = left.next() else {
