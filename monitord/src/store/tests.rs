@@ -111,6 +111,16 @@ fn submit_all(writer: &Writer, samples: &[(String, Sample)]) -> Vec<Receipt> {
         .collect()
 }
 
+/// The writer on a new database at `path`, on the system clock, with no hook.
+fn writer_without_hooks(path: &std::path::Path) -> Writer {
+    Writer::start(
+        super::open_for_writing(path).unwrap(),
+        Clock::system(),
+        Vec::new(),
+    )
+    .unwrap()
+}
+
 fn read_back(path: &std::path::Path, client: &str) -> Vec<Sample> {
     let mut conn = super::open_existing(path).unwrap();
     read::samples_since(&mut conn, client, 0).unwrap().unwrap()
@@ -120,12 +130,7 @@ fn read_back(path: &std::path::Path, client: &str) -> Vec<Sample> {
 fn every_value_survives_writing_and_compaction() {
     let path = temp_db("roundtrip");
     let samples = fleet(4, 3000);
-    let writer = Writer::start(
-        super::open_for_writing(&path).unwrap(),
-        Clock::system(),
-        Vec::new(),
-    )
-    .unwrap();
+    let writer = writer_without_hooks(&path);
     let outcomes = submit_all(&writer, &samples);
     assert!(outcomes.iter().all(|o| *o == Receipt::Stored));
 
@@ -161,12 +166,7 @@ fn every_value_survives_writing_and_compaction() {
 
     // A new writer (a restart) knows every stored pair, packed or raw.
     writer.shutdown();
-    let writer = Writer::start(
-        super::open_for_writing(&path).unwrap(),
-        Clock::system(),
-        Vec::new(),
-    )
-    .unwrap();
+    let writer = writer_without_hooks(&path);
     let replay = [samples[0].clone(), next_again];
     assert_eq!(
         submit_all(&writer, &replay),
@@ -199,12 +199,7 @@ fn every_value_survives_writing_and_compaction() {
 fn a_locked_database_answers_unavailable_and_loses_nothing() {
     let path = temp_db("locked");
     let samples = fleet(1, 3);
-    let writer = Writer::start(
-        super::open_for_writing(&path).unwrap(),
-        Clock::system(),
-        Vec::new(),
-    )
-    .unwrap();
+    let writer = writer_without_hooks(&path);
     assert_eq!(submit_all(&writer, &samples[..1]), vec![Receipt::Stored]);
 
     let mut other = super::open_existing(&path).unwrap();
@@ -228,12 +223,7 @@ fn a_locked_database_answers_unavailable_and_loses_nothing() {
 fn frequent_passes_grow_blocks_instead_of_adding_small_ones() {
     let path = temp_db("grow");
     let samples = fleet(2, 300);
-    let writer = Writer::start(
-        super::open_for_writing(&path).unwrap(),
-        Clock::system(),
-        Vec::new(),
-    )
-    .unwrap();
+    let writer = writer_without_hooks(&path);
     let mut conn = super::open_existing(&path).unwrap();
     for part in samples.chunks(50) {
         assert!(
@@ -258,12 +248,7 @@ fn frequent_passes_grow_blocks_instead_of_adding_small_ones() {
 fn the_newest_top_is_written_once_the_queue_goes_quiet() {
     let path = temp_db("top");
     let samples = fleet(1, 3);
-    let writer = Writer::start(
-        super::open_for_writing(&path).unwrap(),
-        Clock::system(),
-        Vec::new(),
-    )
-    .unwrap();
+    let writer = writer_without_hooks(&path);
     for s in &samples {
         assert_eq!(
             submit_all(&writer, std::slice::from_ref(s)),
@@ -373,12 +358,7 @@ fn a_history_pass_with_nothing_closed_takes_no_write_lock() {
 
     let path = temp_db("idle-pass");
     let samples = fleet(2, 400);
-    let writer = Writer::start(
-        super::open_for_writing(&path).unwrap(),
-        Clock::system(),
-        Vec::new(),
-    )
-    .unwrap();
+    let writer = writer_without_hooks(&path);
     assert!(
         submit_all(&writer, &samples)
             .iter()
