@@ -431,11 +431,13 @@ pub fn compact(config_path: &Path) -> anyhow::Result<ExitCode> {
     let config = load_config(config_path, Warnings::Print)?;
     let mut conn = store::open_existing_for_writing(&config.server.database)?;
     let now = Clock::from_env().now_ms();
-    let report = compact::compact(&mut conn, compact::Policy::ALL, now)?;
+    // A process of its own: it writes on its own connection, beside monitord's writer.
+    let writes = store::background::Writes::Here;
+    let report = compact::compact(&mut conn, writes, compact::Policy::ALL, now)?;
     let interval_of = |name: &str| config.interval_of(name);
     let (rolled, expired) =
-        store::history::maintain(&mut conn, &config.history, &interval_of, now)?;
-    compact::release_free_pages(&mut conn)?;
+        store::history::maintain(&mut conn, writes, &config.history, &interval_of, now)?;
+    compact::release_free_pages(&mut conn, writes)?;
     println!(
         "packed {} samples into {} blocks; rolled up {} buckets ({} again for late samples); \
          expired {} raw samples and {} rollup buckets",

@@ -108,18 +108,18 @@ pub async fn serve_with_web(
     let sender = alerts::OutboxSender::start(alerts.clone(), database.clone())
         .map_err(ServeError::Thread)?;
     let host_down =
-        alerts::timer::start(alerts.clone(), database.clone()).map_err(ServeError::Thread)?;
+        alerts::timer::start(alerts.clone(), writer.handle()).map_err(ServeError::Thread)?;
     let compactor = {
-        let (clock, database) = (clock.clone(), database.clone());
+        let (clock, database, writer) = (clock.clone(), database.clone(), writer.handle());
         Periodic::start("compactor", COMPACT_EVERY, move || {
-            compact_once(&database, clock.now_ms());
+            compact_once(&database, &writer, clock.now_ms());
         })
         .map_err(ServeError::Thread)?
     };
     let history = {
-        let (clock, shared) = (clock.clone(), shared.clone());
+        let (clock, shared, writer) = (clock.clone(), shared.clone(), writer.handle());
         Periodic::start("history", HISTORY_EVERY, move || {
-            history_once(&database, &shared, clock.now_ms());
+            history_once(&database, &writer, &shared, clock.now_ms());
         })
         .map_err(ServeError::Thread)?
     };
@@ -370,15 +370,16 @@ fn plural(n: usize, one: &'static str, many: &'static str) -> &'static str {
     if n == 1 { one } else { many }
 }
 
-/// One pass of the history timer, on its own connection: rollups, then expiry. The
-/// tiers are those monitord started with (a changed `<history>` takes a restart); each
-/// client's interval is the running config's.
-fn history_once(database: &Path, shared: &Shared, now_ms: i64) {
+/// One pass of the history timer: rollups, then expiry, read on a connection of its own and
+/// written by the writer. The tiers are those monitord started with (a changed `<history>`
+/// takes a restart); each client's interval is the running config's.
+fn history_once(database: &Path, writer: &WriterHandle, shared: &Shared, now_ms: i64) {
     let snapshot = shared.snapshot();
     let config = &snapshot.config;
     let interval_of = |name: &str| config.interval_of(name);
-    let result = store::open_existing(database).and_then(|mut conn| {
-        store::history::maintain(&mut conn, &config.history, &interval_of, now_ms)
+    let result = store::open_read_only(database).and_then(|mut conn| {
+        let writes = store::background::Writes::Writer(writer);
+        store::history::maintain(&mut conn, writes, &config.history, &interval_of, now_ms)
     });
     match result {
         Ok((rolled, expired)) => {
@@ -399,16 +400,18 @@ fn history_once(database: &Path, shared: &Shared, now_ms: i64) {
                 );
             }
         }
-        Err(e) => tracing::warn!("rolling up or expiring history failed (will retry): {e}"),
+        Err(e) => pass_failed("rolling up or expiring history", &e),
     }
 }
 
-/// One pass of the compaction timer, on its own connection (never the writer's).
-fn compact_once(database: &Path, now_ms: i64) {
-    let result = store::open_existing(database).and_then(|mut conn| {
-        let report = compact::compact(&mut conn, Policy::TIMER, now_ms)?;
+/// One pass of the compaction timer, read on a connection of its own and written by the
+/// writer.
+fn compact_once(database: &Path, writer: &WriterHandle, now_ms: i64) {
+    let result = store::open_read_only(database).and_then(|mut conn| {
+        let writes = store::background::Writes::Writer(writer);
+        let report = compact::compact(&mut conn, writes, Policy::TIMER, now_ms)?;
         if report.samples > 0 {
-            compact::release_free_pages(&mut conn)?;
+            compact::release_free_pages(&mut conn, writes)?;
         }
         Ok(report)
     });
@@ -421,6 +424,15 @@ fn compact_once(database: &Path, now_ms: i64) {
             );
         }
         Ok(_) => {}
-        Err(e) => tracing::warn!("compaction failed (will retry): {e}"),
+        Err(e) => pass_failed("compaction", &e),
+    }
+}
+
+/// Logs a background pass that failed: a warning, except when monitord is stopping (the
+/// writer stops before the timers do).
+fn pass_failed(what: &str, e: &StoreError) {
+    match e {
+        StoreError::WriterStopped => tracing::debug!("{what} stopped: monitord is stopping"),
+        e => tracing::warn!("{what} failed (will retry): {e}"),
     }
 }

@@ -3,11 +3,12 @@
 //! `(instance, seq)` pairs into `packed_seqs` ranges, so a replay of a packed sample is still
 //! recognised after a restart.
 //!
-//! Raw rows are taken in arrival order, [`CHUNK`] at a time, each chunk in one short
-//! transaction: its rows are grouped per client, appended to the client's newest block while
-//! that has room (so a client's samples end up in few, full blocks however often this runs),
-//! and deleted. Taking rows in arrival order keeps each transaction's deletes on neighbouring
-//! pages; taking them per client would touch most of the raw table once per client. Used by
+//! Raw rows are taken in arrival order, [`CHUNK`] at a time, each chunk a round of its own
+//! (read, then written in the writer's transaction: see [`super::background`]): its rows are
+//! grouped per client, appended to the client's newest block while that has room (so a
+//! client's samples end up in few, full blocks however often this runs), and deleted.
+//! Taking rows in arrival order keeps each round's deletes on neighbouring pages; taking them
+//! per client would touch most of the raw table once per client. Used by
 //! the daemon's timer and by `monitord compact`, which also delete the `packed_seqs` ranges
 //! the replay guard has forgotten (all samples older than [`super::seen::FORGET_AFTER_MS`]).
 //!
@@ -20,14 +21,15 @@ use diesel::connection::SimpleConnection as _;
 use diesel::prelude::*;
 
 use super::StoreError;
+use super::background::{Writes, expect_rows, snapshot};
 use super::codec::{PackedRow, decode_block, encode_block};
 use super::schema::{RawRow, instances, packed_seqs, raw_samples, sample_blocks};
 use super::seen::FORGET_AFTER_MS;
 
 /// The most samples one block holds.
 pub const BLOCK_MAX: usize = 4_096;
-/// Raw rows packed per transaction: the writer waits for at most one chunk.
-pub const CHUNK: i64 = 20_000;
+/// Raw rows packed per round (one read, one write in a batch of the writer's).
+pub const CHUNK: i64 = 8_192;
 
 /// Which raw samples to pack.
 #[derive(Debug, Clone, Copy)]
@@ -53,48 +55,82 @@ pub struct Report {
     pub blocks: i64,
 }
 
-/// Packs what `policy` selects, as of `now_ms`.
+/// Packs what `policy` selects, as of `now_ms`; reads on `conn` and writes through `writes`.
 pub fn compact(
     conn: &mut SqliteConnection,
+    writes: Writes<'_>,
     policy: Policy,
     now_ms: i64,
 ) -> Result<Report, StoreError> {
     let settle = i64::try_from(policy.settle.as_millis()).unwrap_or(i64::MAX);
     let cutoff = now_ms.saturating_sub(settle);
     let mut report = Report::default();
-    {
-        let _turn = super::background_turn();
-        conn.immediate_transaction(|conn| forget_old_ranges(conn, now_ms))?;
+    writes.run(conn, move |conn| Ok(forget_old_ranges(conn, now_ms)?))?;
+    loop {
+        let chunk = snapshot(conn, |conn| read_chunk(conn, cutoff))?;
+        let read = chunk.ids.len() as i64;
+        if read == 0 {
+            break;
+        }
+        // Rows another writer packed or expired meanwhile: read the next chunk afresh.
+        if let Some(blocks) = writes.run_unless_changed(conn, move |conn| chunk.write(conn))? {
+            report.samples += read;
+            report.blocks += blocks;
+        }
+        if read < CHUNK {
+            break;
+        }
     }
-    super::background_steps(conn, |conn| {
-        let (samples, blocks) = pack_chunk(conn, cutoff)?;
-        report.samples += samples;
-        report.blocks += blocks;
-        Ok::<_, StoreError>(samples == CHUNK)
-    })?;
     Ok(report)
 }
 
-/// Packs the next [`CHUNK`] settled raw rows; returns (samples, new blocks).
-fn pack_chunk(conn: &mut SqliteConnection, cutoff: i64) -> Result<(i64, i64), StoreError> {
+/// One chunk of raw rows, packed: what to write instead of them.
+struct Chunk {
+    /// The raw rows packed.
+    ids: Vec<i64>,
+    clients: Vec<ClientBlocks>,
+}
+
+/// One client's rows of a chunk, as blocks.
+struct ClientBlocks {
+    client_id: i64,
+    /// The newest block the rows were appended to, as read: (id, samples, ts_max).
+    grown: Option<(i64, i64, i64)>,
+    blocks: Vec<NewBlock>,
+    runs: Vec<SeqRun>,
+}
+
+struct NewBlock {
+    ts_min: i64,
+    ts_max: i64,
+    samples: i64,
+    data: Vec<u8>,
+}
+
+/// Reads the next [`CHUNK`] settled raw rows and packs them, appended to each client's newest
+/// block while that has room.
+fn read_chunk(conn: &mut SqliteConnection, cutoff: i64) -> Result<Chunk, StoreError> {
     let raw = raw_samples::table
         .filter(raw_samples::ts.le(cutoff))
         .order(raw_samples::id)
         .limit(CHUNK)
         .select((raw_samples::id, RawRow::as_select()))
         .load::<(i64, RawRow)>(conn)?;
+    let mut chunk = Chunk {
+        ids: Vec::with_capacity(raw.len()),
+        clients: Vec::new(),
+    };
     if raw.is_empty() {
-        return Ok((0, 0));
+        return Ok(chunk);
     }
     let client_of: HashMap<i64, i64> = instances::table
         .select((instances::id, instances::client_id))
         .load::<(i64, i64)>(conn)?
         .into_iter()
         .collect();
-    let mut ids = Vec::with_capacity(raw.len());
     let mut by_client: BTreeMap<i64, Vec<PackedRow>> = BTreeMap::new();
     for (id, row) in raw {
-        ids.push(id);
+        chunk.ids.push(id);
         // Every instance row is written before its samples, in the same transaction.
         let client_id = client_of.get(&row.instance_id).copied().unwrap_or(-1);
         by_client
@@ -102,29 +138,73 @@ fn pack_chunk(conn: &mut SqliteConnection, cutoff: i64) -> Result<(i64, i64), St
             .or_default()
             .push(row.into_packed()?);
     }
-    let mut blocks = 0;
     for (client_id, rows) in by_client {
-        blocks += pack_client(conn, client_id, rows)?;
+        chunk.clients.push(pack_client(conn, client_id, rows)?);
     }
-    for &id in &ids {
-        diesel::delete(raw_samples::table.find(id)).execute(conn)?;
+    Ok(chunk)
+}
+
+impl Chunk {
+    /// Deletes the packed raw rows and writes their blocks and seq ranges; returns the
+    /// blocks added. [`StoreError::Changed`] if a raw row or a grown block is not as read.
+    fn write(self, conn: &mut SqliteConnection) -> Result<i64, StoreError> {
+        let mut deleted = 0;
+        for &id in &self.ids {
+            deleted += diesel::delete(raw_samples::table.find(id)).execute(conn)?;
+        }
+        expect_rows(deleted, self.ids.len())?;
+        let mut blocks = 0;
+        for c in self.clients {
+            if let Some((id, samples, ts_max)) = c.grown {
+                let gone = diesel::delete(
+                    sample_blocks::table
+                        .find(id)
+                        .filter(sample_blocks::samples.eq(samples))
+                        .filter(sample_blocks::ts_max.eq(ts_max)),
+                )
+                .execute(conn)?;
+                expect_rows(gone, 1)?;
+                // A grown block replaces one that was there.
+                blocks -= 1;
+            }
+            for b in &c.blocks {
+                diesel::insert_into(sample_blocks::table)
+                    .values((
+                        sample_blocks::client_id.eq(c.client_id),
+                        sample_blocks::ts_min.eq(b.ts_min),
+                        sample_blocks::ts_max.eq(b.ts_max),
+                        sample_blocks::samples.eq(b.samples),
+                        sample_blocks::data.eq(&b.data),
+                    ))
+                    .execute(conn)?;
+                blocks += 1;
+            }
+            for &run in &c.runs {
+                add_packed_range(conn, run)?;
+            }
+        }
+        Ok(blocks)
     }
-    Ok((ids.len() as i64, blocks))
 }
 
 /// Hands pages freed by packing back to the file system (the database is created with
 /// `auto_vacuum = INCREMENTAL`).
-pub fn release_free_pages(conn: &mut SqliteConnection) -> Result<(), StoreError> {
-    conn.batch_execute("PRAGMA incremental_vacuum;")?;
-    Ok(())
+pub fn release_free_pages(
+    conn: &mut SqliteConnection,
+    writes: Writes<'_>,
+) -> Result<(), StoreError> {
+    writes.run(conn, |conn| {
+        conn.batch_execute("PRAGMA incremental_vacuum;")?;
+        Ok(())
+    })
 }
 
-/// Writes one client's rows as blocks, growing its newest block first.
+/// One client's rows as blocks, growing its newest block first.
 fn pack_client(
     conn: &mut SqliteConnection,
     client_id: i64,
     mut rows: Vec<PackedRow>,
-) -> Result<i64, StoreError> {
+) -> Result<ClientBlocks, StoreError> {
     rows.sort_by_key(|r| (r.values.ts, r.instance_id, r.seq));
     let mut keys: Vec<(i64, i64, i64)> = rows
         .iter()
@@ -142,36 +222,31 @@ fn pack_client(
         ))
         .first::<(i64, i64, i64, Vec<u8>)>(conn)
         .optional()?;
-    // Counts new blocks: a grown block replaces one that was there.
-    let mut blocks = 0;
+    let mut grown = None;
     if let Some((id, ts_max, samples, data)) = newest {
         if ts_max <= first_ts && samples as usize + rows.len() <= BLOCK_MAX {
             let mut merged = decode_block(&data)?;
             merged.append(&mut rows);
             rows = merged;
-            diesel::delete(sample_blocks::table.find(id)).execute(conn)?;
-            blocks -= 1;
+            grown = Some((id, samples, ts_max));
         }
     }
-    for chunk in rows.chunks(BLOCK_MAX) {
-        let ts_min = chunk.iter().map(|r| r.values.ts).min().unwrap_or(0);
-        let ts_max = chunk.iter().map(|r| r.values.ts).max().unwrap_or(0);
-        diesel::insert_into(sample_blocks::table)
-            .values((
-                sample_blocks::client_id.eq(client_id),
-                sample_blocks::ts_min.eq(ts_min),
-                sample_blocks::ts_max.eq(ts_max),
-                sample_blocks::samples.eq(chunk.len() as i64),
-                sample_blocks::data.eq(encode_block(chunk)),
-            ))
-            .execute(conn)?;
-        blocks += 1;
-    }
+    let blocks = rows
+        .chunks(BLOCK_MAX)
+        .map(|chunk| NewBlock {
+            ts_min: chunk.iter().map(|r| r.values.ts).min().unwrap_or(0),
+            ts_max: chunk.iter().map(|r| r.values.ts).max().unwrap_or(0),
+            samples: chunk.len() as i64,
+            data: encode_block(chunk),
+        })
+        .collect();
     keys.sort_unstable();
-    for r in ranges(&keys) {
-        add_packed_range(conn, r)?;
-    }
-    Ok(blocks)
+    Ok(ClientBlocks {
+        client_id,
+        grown,
+        blocks,
+        runs: ranges(&keys),
+    })
 }
 
 /// A closed run of consecutive seqs of one instance, and the newest `ts` among them.

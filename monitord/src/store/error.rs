@@ -26,4 +26,14 @@ pub enum StoreError {
          with an empty database)"
     )]
     Damaged { path: PathBuf, detail: String },
+    /// A background pass's write found rows it read changed (see [`super::background`]):
+    /// nothing of that write was kept, and the pass reads them again.
+    #[error("rows a background pass read changed before its write; it reads them again")]
+    Changed,
+    #[error(
+        "the writer's transaction could not commit ({0}); the background pass tries again later"
+    )]
+    NotCommitted(String),
+    #[error("monitord's writer has stopped (monitord is shutting down)")]
+    WriterStopped,
 }

@@ -16,8 +16,8 @@
 //! connection that ingests) and [`batch`] (its seam: what runs with each batch), [`compact`]
 //! (packing the raw tier), [`history`] (rollup tiers, expiry, ranges for the API), [`read`]
 //! (queries for the operator commands), [`recent`] (each client's newest sample and last hour,
-//! in memory, for the fleet listing), [`lock`] (one daemon per database), `turns` (the
-//! writer and the background passes take turns to write).
+//! in memory, for the fleet listing), [`lock`] (one daemon per database), [`background`]
+//! (how background passes read, and hand their writes to the writer).
 
 use std::path::Path;
 use std::time::Duration;
@@ -28,6 +28,7 @@ use diesel_migrations::{EmbeddedMigrations, MigrationHarness as _, embed_migrati
 
 pub use error::StoreError;
 
+pub mod background;
 pub mod batch;
 pub mod codec;
 pub mod compact;
@@ -41,13 +42,7 @@ pub mod seen;
 pub mod stored;
 pub mod top;
 mod trouble;
-mod turns;
 pub mod writer;
-
-pub use turns::{
-    BACKGROUND_TRANSACTION, BackgroundTurn, background_steps, background_turn, ingest_turn,
-    write_turn,
-};
 
 const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations");
 

@@ -222,5 +222,6 @@ diesel::table! {
     rollup_dirty (client_id, bucket_ms) {
         client_id -> BigInt,
         bucket_ms -> BigInt,
+        version -> BigInt,
     }
 }

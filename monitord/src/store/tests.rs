@@ -13,7 +13,7 @@ use super::stored::as_stored;
 use super::writer::{Receipt, Writer};
 use crate::clock::Clock;
 
-fn temp_db(tag: &str) -> PathBuf {
+pub(super) fn temp_db(tag: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("monitord-store-{}-{tag}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -21,7 +21,7 @@ fn temp_db(tag: &str) -> PathBuf {
 }
 
 /// Samples of `hosts` hosts whose values wander like real ones, `per_host` each, 10 s apart.
-fn fleet(hosts: usize, per_host: usize) -> Vec<(String, Sample)> {
+pub(super) fn fleet(hosts: usize, per_host: usize) -> Vec<(String, Sample)> {
     let mut x: u64 = 0x2545_f491_4f6c_dd1d;
     let mut rnd = move || {
         x ^= x << 13;
@@ -95,7 +95,7 @@ fn fleet(hosts: usize, per_host: usize) -> Vec<(String, Sample)> {
     out
 }
 
-fn submit_all(writer: &Writer, samples: &[(String, Sample)]) -> Vec<Receipt> {
+pub(super) fn submit_all(writer: &Writer, samples: &[(String, Sample)]) -> Vec<Receipt> {
     let handle = writer.handle();
     let pending: Vec<_> = samples
         .iter()
@@ -145,9 +145,13 @@ fn every_value_survives_writing_and_compaction() {
     };
     assert_eq!(read_back(&path, "host1"), expected("host1"));
 
-    let mut conn = super::open_existing(&path).unwrap();
-    let report = compact::compact(&mut conn, Policy::ALL, Clock::system().now_ms()).unwrap();
-    compact::release_free_pages(&mut conn).unwrap();
+    // As the daemon's timer does it: read on a connection of its own, written by the writer.
+    let mut conn = super::open_read_only(&path).unwrap();
+    let handle = writer.handle();
+    let writes = super::background::Writes::Writer(&handle);
+    let report =
+        compact::compact(&mut conn, writes, Policy::ALL, Clock::system().now_ms()).unwrap();
+    compact::release_free_pages(&mut conn, writes).unwrap();
     assert_eq!(report.samples, samples.len() as i64);
     for h in 0..4 {
         let client = format!("host{h}");
@@ -231,7 +235,13 @@ fn frequent_passes_grow_blocks_instead_of_adding_small_ones() {
                 .iter()
                 .all(|o| *o == Receipt::Stored)
         );
-        compact::compact(&mut conn, Policy::ALL, Clock::system().now_ms()).unwrap();
+        compact::compact(
+            &mut conn,
+            super::background::Writes::Here,
+            Policy::ALL,
+            Clock::system().now_ms(),
+        )
+        .unwrap();
     }
     let blocks: i64 = diesel::RunQueryDsl::get_result(
         diesel::QueryDsl::count(super::schema::sample_blocks::table),
@@ -374,14 +384,27 @@ fn a_history_pass_with_nothing_closed_takes_no_write_lock() {
     let interval = |_: &str| Duration::from_secs(10);
     let now = samples.iter().map(|(_, s)| s.ts).max().unwrap() + 3_600_000;
     let mut conn = super::open_existing(&path).unwrap();
-    let (rolled, _) = super::history::maintain(&mut conn, &history, &interval, now).unwrap();
+    let (rolled, _) = super::history::maintain(
+        &mut conn,
+        super::background::Writes::Here,
+        &history,
+        &interval,
+        now,
+    )
+    .unwrap();
     assert!(rolled.buckets > 0, "{rolled:?}");
 
     // Another process holds the write lock: a pass that finds nothing closed and nothing to
     // expire must not wait for it (it would fail after the busy timeout).
     let mut other = super::open_existing(&path).unwrap();
     other.batch_execute("BEGIN IMMEDIATE;").unwrap();
-    let again = super::history::maintain(&mut conn, &history, &interval, now);
+    let again = super::history::maintain(
+        &mut conn,
+        super::background::Writes::Here,
+        &history,
+        &interval,
+        now,
+    );
     other.batch_execute("COMMIT;").unwrap();
     let (rolled, expired) = again.unwrap();
     assert_eq!((rolled.buckets, rolled.late), (0, 0));

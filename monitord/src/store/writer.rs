@@ -13,7 +13,10 @@
 //! creates or removes those rows, so the cache only goes when a batch rolls back.
 //!
 //! Whatever else must commit with the samples (alert states and their mail) plugs in as a
-//! [`BatchHook`] (see [`super::batch`]); the writer names none of them.
+//! [`BatchHook`] (see [`super::batch`]); the writer names none of them. The background
+//! passes' writes (compaction, rollups, expiry, the alert timers) come through the same queue
+//! ([`WriterHandle::run`]) and go into the next batch's transaction, each in a savepoint of its
+//! own: this connection is the only one of monitord that commits (see [`super::background`]).
 //!
 //! Not here: HTTP (see [`crate::http`]), reading samples back (see [`super::read`]).
 
@@ -31,6 +34,7 @@ use monitor_core::Sample;
 use tokio::sync::oneshot;
 
 use super::batch::{BatchHook, Committed};
+use super::error::StoreError;
 use super::schema::{RawRow, clients, disks, instances, metas, raw_samples};
 use super::seen::Seen;
 use super::stored::{DiskValues, Meta, Values, kib};
@@ -76,11 +80,49 @@ struct Job {
     reply: oneshot::Sender<Receipt>,
 }
 
-#[derive(Debug)]
 enum Msg {
     /// Boxed: a job is several hundred bytes and the queue holds thousands of slots.
     Job(Box<Job>),
+    Task(Box<dyn Task>),
     Stop,
+}
+
+/// A background pass's write waiting for the writer (see [`WriterHandle::run`]).
+trait Task: Send {
+    /// Inside the batch's transaction, after its samples, in a savepoint of its own.
+    fn run(&mut self, conn: &mut SqliteConnection);
+    /// Once the batch's transaction has ended: `Ok` if it committed.
+    fn answer(self: Box<Self>, batch: Result<(), &diesel::result::Error>);
+}
+
+struct Write<T, F> {
+    write: Option<F>,
+    done: Option<Result<T, StoreError>>,
+    reply: SyncSender<Result<T, StoreError>>,
+}
+
+impl<T, F> Task for Write<T, F>
+where
+    T: Send,
+    F: FnOnce(&mut SqliteConnection) -> Result<T, StoreError> + Send,
+{
+    fn run(&mut self, conn: &mut SqliteConnection) {
+        if let Some(write) = self.write.take() {
+            // Nested in the batch's transaction, Diesel makes this a savepoint: a failed
+            // write rolls back alone, and the samples still commit.
+            self.done = Some(conn.transaction(write));
+        }
+    }
+
+    fn answer(self: Box<Self>, batch: Result<(), &diesel::result::Error>) {
+        let result = match (batch, self.done) {
+            (Ok(()), Some(done)) => done,
+            (Ok(()), None) => Err(StoreError::NotCommitted("it was not run".into())),
+            (Err(e), _) => Err(StoreError::NotCommitted(e.to_string())),
+        };
+        // The pass may have gone away; nothing to tell then.
+        let _ = self.reply.send(result);
+    }
 }
 
 /// Where request handlers hand samples to the writer. Cheap to clone.
@@ -123,6 +165,29 @@ impl WriterHandle {
                 Err(QueueFull)
             }
         }
+    }
+
+    /// Runs `write` on the writer's connection, inside its next batch's transaction (after the
+    /// samples, in a savepoint of its own), and waits until that transaction has ended: the
+    /// result is `write`'s once the batch committed, [`StoreError::NotCommitted`] if it did
+    /// not. For the background passes' threads (it blocks; never call it from the writer or
+    /// an async task): see [`super::background`].
+    pub fn run<T, F>(&self, write: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut SqliteConnection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (reply, answer) = sync_channel(1);
+        let task = Write {
+            write: Some(write),
+            done: None,
+            reply,
+        };
+        // `send` waits for room: a background pass waits, a request is refused instead.
+        self.tx
+            .send(Msg::Task(Box::new(task)))
+            .map_err(|_| StoreError::WriterStopped)?;
+        answer.recv().map_err(|_| StoreError::WriterStopped)?
     }
 
     /// Samples newly stored since start (for `STATUS=`).
@@ -228,6 +293,7 @@ const INSTANCES_CACHED: usize = 8;
 impl WriterState {
     fn run(&mut self, rx: &Receiver<Msg>) {
         let mut batch = Vec::with_capacity(BATCH_MAX);
+        let mut tasks: Vec<Box<dyn Task>> = Vec::new();
         loop {
             // While some `top` is unwritten, wake up when the queue goes quiet to write it.
             let first = if self.tops.has_unwritten() {
@@ -246,17 +312,22 @@ impl WriterState {
                     batch.push(*job);
                     false
                 }
+                Ok(Msg::Task(task)) => {
+                    tasks.push(task);
+                    false
+                }
                 Ok(Msg::Stop) | Err(()) => true,
             };
             while !stop && batch.len() < BATCH_MAX {
                 match rx.try_recv() {
                     Ok(Msg::Job(job)) => batch.push(*job),
+                    Ok(Msg::Task(task)) => tasks.push(task),
                     Ok(Msg::Stop) | Err(TryRecvError::Disconnected) => stop = true,
                     Err(TryRecvError::Empty) => break,
                 }
             }
-            if !batch.is_empty() {
-                self.commit_batch(&mut batch);
+            if !batch.is_empty() || !tasks.is_empty() {
+                self.commit_batch(&mut batch, &mut tasks);
             }
             if stop {
                 self.flush_tops();
@@ -269,19 +340,18 @@ impl WriterState {
     fn flush_tops(&mut self) {
         let now = Instant::now();
         let tops = &self.tops;
-        let turn = super::write_turn();
         let written = self
             .conn
             .immediate_transaction(|conn| tops.write_due(conn, now, true));
-        drop(turn);
         match written {
             Ok(written) => self.tops.written(&written, now),
             Err(e) => tracing::debug!("could not write the latest top processes yet: {e}"),
         }
     }
 
-    /// One transaction for the whole batch, then one answer per request.
-    fn commit_batch(&mut self, batch: &mut Vec<Job>) {
+    /// One transaction for the whole batch and the background passes' writes that came
+    /// with it, then one answer per request and per write.
+    fn commit_batch(&mut self, batch: &mut Vec<Job>, tasks: &mut Vec<Box<dyn Task>>) {
         self.gauges.queued.fetch_sub(batch.len(), Ordering::Relaxed);
         let mut outcomes = Vec::with_capacity(batch.len());
         let mut added = HashMap::new();
@@ -289,7 +359,6 @@ impl WriterState {
         let now = Instant::now();
         let tops = &mut self.tops;
         let mut tops_written = Vec::new();
-        let turn = super::ingest_turn();
         let result = self.conn.immediate_transaction(|conn| {
             if self.seen.is_none() {
                 self.seen = Some(Seen::load(conn, self.clock.now_ms())?);
@@ -323,9 +392,14 @@ impl WriterState {
             for hook in &self.hooks {
                 hook.in_batch(conn, &committed)?;
             }
+            for task in tasks.iter_mut() {
+                task.run(conn);
+            }
             QueryResult::Ok(())
         });
-        drop(turn);
+        for task in tasks.drain(..) {
+            task.answer(result.as_ref().map(|_| ()));
+        }
         if result.is_ok() {
             for hook in &self.hooks {
                 hook.committed();
@@ -358,7 +432,7 @@ impl WriterState {
             tracing::warn!(
                 samples = batch.len(),
                 ms = took.as_millis() as u64,
-                "a batch of samples took {} ms to commit (storing, alerts, fsync and any WAL checkpoint)",
+                "a batch of samples took {} ms to commit (storing, alerts, background writes, fsync and any WAL checkpoint)",
                 took.as_millis()
             );
         }

@@ -29,6 +29,7 @@ use diesel::prelude::*;
 use monitor_core::Sample;
 use monitor_core::config::History;
 use monitord::clock::Clock;
+use monitord::store::background::Writes;
 use monitord::store::batch::BatchHook;
 use monitord::store::history::bucket::Bucket;
 use monitord::store::history::pack;
@@ -214,18 +215,20 @@ pub fn advance_to(clock: &Clock, ts: i64) {
 /// expired, buckets expired).
 pub fn timers_pass(
     conn: &mut SqliteConnection,
+    writer: &WriterHandle,
     history: &History,
     now_ms: i64,
     with_history: bool,
 ) -> anyhow::Result<[i64; 4]> {
-    let packed = compact::compact(conn, compact::Policy::TIMER, now_ms)?;
+    let writes = Writes::Writer(writer);
+    let packed = compact::compact(conn, writes, compact::Policy::TIMER, now_ms)?;
     if packed.samples > 0 {
-        compact::release_free_pages(conn)?;
+        compact::release_free_pages(conn, writes)?;
     }
     if !with_history {
         return Ok([packed.samples, 0, 0, 0]);
     }
-    let (rolled, expired) = history::maintain(conn, history, &|_| INTERVAL, now_ms)?;
+    let (rolled, expired) = history::maintain(conn, writes, history, &|_| INTERVAL, now_ms)?;
     Ok([
         packed.samples,
         rolled.buckets,
@@ -365,7 +368,7 @@ pub fn fill(
         report.raw_ingest += t.elapsed();
         advance_to(&clock, day_end);
         let t = Instant::now();
-        let done = timers_pass(&mut conn, history, clock.now_ms(), true)?;
+        let done = timers_pass(&mut conn, &writer.handle(), history, clock.now_ms(), true)?;
         report.timers += t.elapsed();
         report.rolled += done[1];
         report.expired_raw += done[2];

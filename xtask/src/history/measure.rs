@@ -12,8 +12,10 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
 use monitor_core::config::{Config, History};
 use monitord::clock::Clock;
+use monitord::store::background::Writes;
 use monitord::store::history::{self, TierStats, series};
 use monitord::store::recent::Recent;
+use monitord::store::writer::WriterHandle;
 use monitord::store::{self, StoreError};
 use monitord::web::read;
 
@@ -198,6 +200,8 @@ impl Phase {
 /// What an ingest phase runs beside the writer.
 pub struct Background<'a> {
     pub db: &'a Path,
+    /// Where the passes' writes go, as in the daemon.
+    pub writer: WriterHandle,
     pub history: &'a History,
     pub clock: &'a Clock,
     /// The history timer's pass in a loop, or nothing.
@@ -220,22 +224,29 @@ pub fn ingest_phase(
     let stop = Arc::new(AtomicBool::new(false));
     let me = std::process::id();
     let timers = {
-        let (stop, db, history, clock, with) = (
+        let (stop, db, writer, history, clock, with) = (
             stop.clone(),
             bg.db.to_path_buf(),
+            bg.writer.clone(),
             bg.history.clone(),
             bg.clock.clone(),
             bg.with_history,
         );
         std::thread::Builder::new().name("timers".into()).spawn(
             move || -> anyhow::Result<(u64, [i64; 4], Duration)> {
-                let mut conn = store::open_existing(&db)?;
+                let mut conn = store::open_read_only(&db)?;
+                let writes = Writes::Writer(&writer);
                 let (mut passes, mut work, mut took) = (0, [0i64; 4], Duration::ZERO);
                 // Bounded by the phase: it sets `stop` when its time or count is up.
                 while with && !stop.load(Ordering::Acquire) {
                     let t = Instant::now();
-                    let (rolled, expired) =
-                        history::maintain(&mut conn, &history, &|_| INTERVAL, clock.now_ms())?;
+                    let (rolled, expired) = history::maintain(
+                        &mut conn,
+                        writes,
+                        &history,
+                        &|_| INTERVAL,
+                        clock.now_ms(),
+                    )?;
                     took += t.elapsed();
                     passes += 1;
                     let done = [0, rolled.buckets, expired.raw_samples, expired.rollups];

@@ -237,8 +237,10 @@ fn measure_reads(
     let mut conn = store::open_existing(db)?;
     fill::advance_to(&filled.clock, span.end + INTERVAL_MS);
     let t = Instant::now();
+    let handle = filled.writer.handle();
     let (rolled, expired) = store::history::maintain(
         &mut conn,
+        store::background::Writes::Writer(&handle),
         history,
         &|_| fill::INTERVAL,
         span.end + INTERVAL_MS,
@@ -312,6 +314,7 @@ fn ingest_round(
     for with_history in [false, true] {
         let bg = Background {
             db,
+            writer: filled.writer.handle(),
             history,
             clock: &filled.clock,
             with_history,

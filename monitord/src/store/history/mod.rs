@@ -17,6 +17,7 @@ use diesel::sql_types::{BigInt, Nullable, Text};
 use monitor_core::config::{History, Keep, format_duration};
 
 use super::StoreError;
+use super::background::Writes;
 
 pub mod bucket;
 pub mod expire;
@@ -25,15 +26,17 @@ pub mod rollup;
 pub mod series;
 
 /// Rolls up every closed bucket, then deletes what is past `keep`: what the daemon's
-/// history timer and `monitord compact` run. `interval_of` gives a client's interval.
+/// history timer and `monitord compact` run. `interval_of` gives a client's interval. Reads
+/// on `conn`, writes through `writes` (see [`super::background`]).
 pub fn maintain(
     conn: &mut SqliteConnection,
+    writes: Writes<'_>,
     history: &History,
     interval_of: &dyn Fn(&str) -> std::time::Duration,
     now_ms: i64,
 ) -> Result<(rollup::Report, expire::Report), StoreError> {
-    let rolled = rollup::rollup_pass(conn, &history.tiers, interval_of, now_ms)?;
-    let expired = expire::expire(conn, history, now_ms)?;
+    let rolled = rollup::rollup_pass(conn, writes, &history.tiers, interval_of, now_ms)?;
+    let expired = expire::expire(conn, writes, history, now_ms)?;
     Ok((rolled, expired))
 }
 

@@ -17,7 +17,7 @@
 //! many buckets and samples it holds, for the tier statistics.
 //!
 //! Everything that reads or changes rollups goes through here: [`read`], [`write`],
-//! [`remove`], [`first_at_or_after`], [`expire_step`]. Buckets appended in time order (the
+//! [`remove`], [`first_at_or_after`], [`read_expired`] and [`write_expired`]. Buckets appended in time order (the
 //! rollup pass) fill a pack and open the next; one written into the middle of a full pack
 //! (a late recomputation) splits it in two. [`convert_legacy`] moves the rows of the
 //! one-bucket-per-row table into packs.
@@ -310,17 +310,26 @@ pub fn first_at_or_after(
     Ok(None)
 }
 
-/// One bounded step of expiry in the tier of `step`: removes the buckets starting at or
-/// before `last_ms` from up to `limit` packs (deleting a pack, or writing again the one
-/// that straddles it). Returns the buckets removed and the packs touched. Client by client
-/// (`client_id IN clients`): SQLite seeks the unique index once per client, so no index by
-/// age is needed (it cost 1.2 bytes a bucket).
-pub fn expire_step(
+/// A pack with buckets past its tier's keep, as read, and what is left of it.
+#[derive(Debug)]
+pub struct ExpiredPack {
+    id: i64,
+    client_id: i64,
+    data: Vec<u8>,
+    removed: i64,
+    left: Buckets,
+}
+
+/// Up to `limit` packs of the tier of `step` holding buckets that start at or before
+/// `last_ms`, with what is left of each. Client by client (`client_id IN clients`): SQLite
+/// seeks the unique index once per client, so no index by age is needed (it cost 1.2 bytes
+/// a bucket).
+pub fn read_expired(
     conn: &mut SqliteConnection,
     step: i64,
     last_ms: i64,
     limit: i64,
-) -> Result<(i64, usize), StoreError> {
+) -> Result<Vec<ExpiredPack>, StoreError> {
     let old = rollup_packs::table
         .filter(rollup_packs::client_id.eq_any(clients::table.select(clients::id)))
         .filter(rollup_packs::step_s.eq(step / 1000))
@@ -334,25 +343,42 @@ pub fn expire_step(
         ))
         .limit(limit)
         .load::<(i64, i64, i64, i64, Vec<u8>)>(conn)?;
-    let mut removed = 0;
-    for (id, client_id, first_ms, buckets, data) in &old {
-        let mut pack = decode(*first_ms, step, data)?;
-        pack.retain(|ms, _| *ms > last_ms);
-        removed += buckets - pack.len() as i64;
-        save(conn, *client_id, step, Some(*id), &pack)?;
+    let mut out = Vec::with_capacity(old.len());
+    for (id, client_id, first_ms, buckets, data) in old {
+        let mut left = decode(first_ms, step, &data)?;
+        left.retain(|ms, _| *ms > last_ms);
+        out.push(ExpiredPack {
+            id,
+            client_id,
+            removed: buckets - left.len() as i64,
+            data,
+            left,
+        });
     }
-    Ok((removed, old.len()))
+    Ok(out)
 }
 
-/// Whether the tier of `step` has a bucket starting at or before `last_ms`.
-pub fn any_at_or_before(conn: &mut SqliteConnection, step: i64, last_ms: i64) -> QueryResult<bool> {
-    diesel::select(diesel::dsl::exists(
-        rollup_packs::table
-            .filter(rollup_packs::client_id.eq_any(clients::table.select(clients::id)))
-            .filter(rollup_packs::step_s.eq(step / 1000))
-            .filter(rollup_packs::first_ms.le(last_ms)),
-    ))
-    .get_result(conn)
+/// Deletes the packs read by [`read_expired`], or writes them again with what is left; a
+/// pack written since it was read is left for the next round. Returns the buckets removed.
+pub fn write_expired(
+    conn: &mut SqliteConnection,
+    step: i64,
+    packs: Vec<ExpiredPack>,
+) -> Result<i64, StoreError> {
+    let mut removed = 0;
+    for p in packs {
+        let unchanged = diesel::select(diesel::dsl::exists(
+            rollup_packs::table
+                .find(p.id)
+                .filter(rollup_packs::data.eq(&p.data)),
+        ))
+        .get_result::<bool>(conn)?;
+        if unchanged {
+            save(conn, p.client_id, step, Some(p.id), &p.left)?;
+            removed += p.removed;
+        }
+    }
+    Ok(removed)
 }
 
 /// Rows of the one-bucket-per-row table moved into packs in one transaction.
@@ -584,16 +610,27 @@ mod tests {
         let cutoff = t0 + 100 * step;
         let mut removed = 0;
         loop {
-            let (n, touched) = expire_step(&mut conn, step, cutoff, 1).unwrap();
-            removed += n;
-            if touched == 0 {
+            let old = read_expired(&mut conn, step, cutoff, 1).unwrap();
+            if old.is_empty() {
                 break;
             }
+            removed += write_expired(&mut conn, step, old).unwrap();
         }
         assert_eq!(removed, expected.range(..=cutoff).count() as i64);
         expected.retain(|ms, _| *ms > cutoff);
         assert_eq!(all(&mut conn), expected.into_iter().collect::<Vec<_>>());
-        assert!(!any_at_or_before(&mut conn, step, cutoff).unwrap());
+        // A pack written between the read and the write is left alone.
+        write(&mut conn, 1, step, [(cutoff + step, bucket(1, 1))]).unwrap();
+        let old = read_expired(&mut conn, step, cutoff + step, 1).unwrap();
+        assert_eq!(old.len(), 1);
+        write(&mut conn, 1, step, [(cutoff + step, bucket(2, 2))]).unwrap();
+        assert_eq!(write_expired(&mut conn, step, old).unwrap(), 0);
+        assert!(
+            read(&mut conn, 1, step, cutoff, cutoff + 2 * step)
+                .unwrap()
+                .iter()
+                .any(|(ms, _)| *ms == cutoff + step)
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
