@@ -1,6 +1,8 @@
-//! A named thread that runs one job every so often until it is stopped: the compaction
-//! timer and the host-down timer. Each such job opens its own database connection, so it
-//! never runs on the writer and never stalls actix.
+//! A named thread that runs one job every so often until it is stopped: the compaction,
+//! history and host-down timers. Their jobs read on connections of their own and hand their
+//! writes to the writer (see [`crate::store::background`]), so they never stall actix; and
+//! the thread runs at a lower priority ([`BACKGROUND_NICE`]), so on a busy machine their
+//! reading and computing waits for ingest rather than the other way round.
 
 use std::sync::mpsc::{RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
@@ -10,6 +12,19 @@ use std::time::Duration;
 pub struct Periodic {
     stop: Sender<()>,
     thread: JoinHandle<()>,
+}
+
+/// The nice value of the timers' threads (ingest's are at 0): when the CPUs are busy, a
+/// timer thread gets about a tenth of the time a request handler or the writer gets, and all
+/// of it when they are idle. Not 19: at saturation the passes must still keep pace.
+pub const BACKGROUND_NICE: i32 = 10;
+
+/// Lowers the calling thread's priority to [`BACKGROUND_NICE`] (Linux keeps a nice value per
+/// thread). A failure only costs ingest some CPU time: logged, not fatal.
+pub fn lower_priority() {
+    if let Err(e) = rustix::process::setpriority_process(None, BACKGROUND_NICE) {
+        tracing::debug!("cannot lower a background thread's priority: {e}");
+    }
 }
 
 impl Periodic {
@@ -23,6 +38,7 @@ impl Periodic {
         let thread = std::thread::Builder::new()
             .name(name.to_owned())
             .spawn(move || {
+                lower_priority();
                 while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
                     job();
                 }

@@ -153,6 +153,27 @@ fn every_value_survives_writing_and_compaction() {
         compact::compact(&mut conn, writes, Policy::ALL, Clock::system().now_ms()).unwrap();
     compact::release_free_pages(&mut conn, writes).unwrap();
     assert_eq!(report.samples, samples.len() as i64);
+    // 3,000 samples 10 s apart (8.3 hours) a client: two blocks each, none longer than 6 hours.
+    #[derive(diesel::QueryableByName)]
+    struct Blocks {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        longest: i64,
+    }
+    let blocks: Blocks = diesel::RunQueryDsl::get_result(
+        diesel::sql_query(
+            "SELECT COUNT(*) AS n, MAX(ts_max - ts_min) AS longest FROM sample_blocks",
+        ),
+        &mut conn,
+    )
+    .unwrap();
+    assert_eq!(blocks.n, 8);
+    assert!(
+        blocks.longest < compact::BLOCK_SPAN_MS,
+        "{}",
+        blocks.longest
+    );
     for h in 0..4 {
         let client = format!("host{h}");
         assert_eq!(read_back(&path, &client), expected(&client), "{client}");

@@ -12,14 +12,13 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
 use monitor_core::config::{Config, History};
 use monitord::clock::Clock;
-use monitord::store::background::Writes;
 use monitord::store::history::{self, TierStats, series};
 use monitord::store::recent::Recent;
 use monitord::store::writer::WriterHandle;
 use monitord::store::{self, StoreError};
 use monitord::web::read;
 
-use super::fill::{HostGen, INTERVAL, INTERVAL_MS, Submitter};
+use super::fill::{HostGen, INTERVAL, INTERVAL_MS, Submitter, timers_pass};
 use crate::procstat;
 
 #[derive(QueryableByName)]
@@ -210,9 +209,10 @@ pub struct Background<'a> {
 
 /// Feeds the writer round after round (every host's next sample, 60 s of host time apart)
 /// for at most `limit` and `max_samples`; with `bg.with_history`, one thread runs the
-/// history timer's pass (`history::maintain`: rollups, then expiry) back to back on its own
-/// connection, at the committed samples' time, so each pass has the hours that closed
-/// meanwhile to roll up and the raw samples that aged past `raw` to expire.
+/// daemon's timers' passes (compaction, then rollups and expiry: [`timers_pass`]) back to
+/// back, reading on its own connection and writing through the writer as the daemon does,
+/// at the committed samples' time, so each pass has the raw samples settled meanwhile to
+/// pack, the hours that closed to roll up and the samples that aged past `raw` to expire.
 pub fn ingest_phase(
     submitter: &mut Submitter,
     hosts: &mut [HostGen],
@@ -234,22 +234,16 @@ pub fn ingest_phase(
         );
         std::thread::Builder::new().name("timers".into()).spawn(
             move || -> anyhow::Result<(u64, [i64; 4], Duration)> {
+                // As the daemon's timer threads do.
+                monitord::periodic::lower_priority();
                 let mut conn = store::open_read_only(&db)?;
-                let writes = Writes::Writer(&writer);
                 let (mut passes, mut work, mut took) = (0, [0i64; 4], Duration::ZERO);
                 // Bounded by the phase: it sets `stop` when its time or count is up.
                 while with && !stop.load(Ordering::Acquire) {
                     let t = Instant::now();
-                    let (rolled, expired) = history::maintain(
-                        &mut conn,
-                        writes,
-                        &history,
-                        &|_| INTERVAL,
-                        clock.now_ms(),
-                    )?;
+                    let done = timers_pass(&mut conn, &writer, &history, clock.now_ms(), true)?;
                     took += t.elapsed();
                     passes += 1;
-                    let done = [0, rolled.buckets, expired.raw_samples, expired.rollups];
                     for (w, d) in work.iter_mut().zip(done) {
                         *w += d;
                     }

@@ -72,7 +72,7 @@ pub fn expire(
         report.rollups += rounds(conn, writes, STEP_PACKS, |conn| {
             let old = pack::read_expired(conn, step_ms, last_ms, STEP_PACKS)?;
             Ok((old.len(), move |conn: &mut SqliteConnection| {
-                pack::write_expired(conn, step_ms, old)
+                pack::write_expired(conn, old)
             }))
         })?;
     }

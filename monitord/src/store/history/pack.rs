@@ -17,7 +17,8 @@
 //! many buckets and samples it holds, for the tier statistics.
 //!
 //! Everything that reads or changes rollups goes through here: [`read`], [`write`],
-//! [`remove`], [`first_at_or_after`], [`read_expired`] and [`write_expired`]. Buckets appended in time order (the
+//! [`remove`], [`first_at_or_after`], [`read_expired`] and [`write_expired`]; [`plan`] and
+//! [`plan_remove`] work out the rows a write changes, for a background pass to hand over. Buckets appended in time order (the
 //! rollup pass) fill a pack and open the next; one written into the middle of a full pack
 //! (a late recomputation) splits it in two. [`convert_legacy`] moves the rows of the
 //! one-bucket-per-row table into packs.
@@ -84,10 +85,11 @@ pub fn decode(first_ms: i64, step: i64, data: &[u8]) -> Result<Buckets, Corrupt>
     Ok(out)
 }
 
-/// One stored pack: its row id, and its buckets.
+/// One stored pack: its row id and data as read, and its buckets.
 #[derive(Debug, Default)]
 struct Pack {
     id: Option<i64>,
+    read: Option<Vec<u8>>,
     buckets: Buckets,
     /// The next pack's first bucket, if any: this pack holds what starts before it.
     until: Option<i64>,
@@ -113,6 +115,15 @@ fn holding_start(
         .first::<Option<i64>>(conn)
 }
 
+/// A pack row as read.
+struct Stored {
+    id: i64,
+    first_ms: i64,
+    /// `data` as stored, to tell later whether the row is unchanged.
+    data: Vec<u8>,
+    buckets: Buckets,
+}
+
 /// The packs of one client's tier that start at or after `from`, up to `limit`, oldest first.
 fn packs_from(
     conn: &mut SqliteConnection,
@@ -121,7 +132,7 @@ fn packs_from(
     from: i64,
     to: i64,
     limit: i64,
-) -> Result<Vec<(i64, i64, Buckets)>, StoreError> {
+) -> Result<Vec<Stored>, StoreError> {
     let (client_id, step_s) = tier(client_id, step);
     let rows = rollup_packs::table
         .filter(rollup_packs::client_id.eq(client_id))
@@ -134,7 +145,13 @@ fn packs_from(
         .load::<(i64, i64, Vec<u8>)>(conn)?;
     let mut out = Vec::with_capacity(rows.len());
     for (id, first_ms, data) in rows {
-        out.push((id, first_ms, decode(first_ms, step, &data)?));
+        let buckets = decode(first_ms, step, &data)?;
+        out.push(Stored {
+            id,
+            first_ms,
+            data,
+            buckets,
+        });
     }
     Ok(out)
 }
@@ -151,45 +168,110 @@ fn load_for(
     let mut found = packs_from(conn, client_id, step, start.unwrap_or(at), i64::MAX, 2)?;
     let mut pack = Pack::default();
     if start.is_some() && !found.is_empty() {
-        let (id, _, buckets) = found.remove(0);
-        (pack.id, pack.buckets) = (Some(id), buckets);
+        let stored = found.remove(0);
+        (pack.id, pack.read, pack.buckets) = (Some(stored.id), Some(stored.data), stored.buckets);
     }
-    pack.until = found.first().map(|(_, first_ms, _)| *first_ms);
+    pack.until = found.first().map(|p| p.first_ms);
     Ok(pack)
 }
 
-/// Writes `pack` back: updated, inserted, or deleted when it is empty.
-fn save(
-    conn: &mut SqliteConnection,
+/// Pack rows to write, worked out from what was read ([`plan`], [`plan_remove`],
+/// [`read_expired`]) and written by [`Plan::apply`], on the same connection or, for a
+/// background pass, by the writer (see [`crate::store::background`]).
+#[derive(Debug, Default)]
+pub struct Plan {
+    saves: Vec<Save>,
+}
+
+/// One pack row to write: a new one, or one read before, rewritten or deleted.
+#[derive(Debug)]
+struct Save {
+    /// The row rewritten and its data as read; `None` for a new row.
+    was: Option<(i64, Vec<u8>)>,
     client_id: i64,
-    step: i64,
-    id: Option<i64>,
-    buckets: &Buckets,
-) -> Result<(), StoreError> {
-    let Some(&first_ms) = buckets.keys().next() else {
-        if let Some(id) = id {
-            diesel::delete(rollup_packs::table.find(id)).execute(conn)?;
+    step_s: i64,
+    /// The row anew: (first bucket, buckets, samples, data); `None` deletes it.
+    row: Option<(i64, i64, i64, Vec<u8>)>,
+}
+
+impl Save {
+    fn of(client_id: i64, step: i64, pack: &mut Pack) -> Save {
+        let row = pack.buckets.keys().next().map(|&first_ms| {
+            (
+                first_ms,
+                pack.buckets.len() as i64,
+                pack.buckets.values().map(|b| b.samples).sum::<i64>(),
+                encode(step, &pack.buckets),
+            )
+        });
+        let was = pack.id.take().zip(pack.read.take());
+        Save {
+            was,
+            client_id,
+            step_s: step / 1000,
+            row,
         }
-        return Ok(());
-    };
-    let (client_id, step_s) = tier(client_id, step);
-    let values = (
-        rollup_packs::client_id.eq(client_id),
-        rollup_packs::step_s.eq(step_s),
-        rollup_packs::first_ms.eq(first_ms),
-        rollup_packs::buckets.eq(buckets.len() as i64),
-        rollup_packs::samples.eq(buckets.values().map(|b| b.samples).sum::<i64>()),
-        rollup_packs::data.eq(encode(step, buckets)),
-    );
-    match id {
-        Some(id) => diesel::update(rollup_packs::table.find(id))
-            .set(values)
-            .execute(conn)?,
-        None => diesel::insert_into(rollup_packs::table)
-            .values(values)
-            .execute(conn)?,
-    };
-    Ok(())
+    }
+
+    /// Whether the row it rewrites is still as read (a new row always is).
+    fn unchanged(&self, conn: &mut SqliteConnection) -> QueryResult<bool> {
+        let Some((id, data)) = &self.was else {
+            return Ok(true);
+        };
+        diesel::select(diesel::dsl::exists(
+            rollup_packs::table
+                .find(id)
+                .filter(rollup_packs::data.eq(data)),
+        ))
+        .get_result(conn)
+    }
+
+    fn write(self, conn: &mut SqliteConnection) -> QueryResult<()> {
+        let id = self.was.map(|(id, _)| id);
+        let Some((first_ms, buckets, samples, data)) = self.row else {
+            if let Some(id) = id {
+                diesel::delete(rollup_packs::table.find(id)).execute(conn)?;
+            }
+            return Ok(());
+        };
+        let values = (
+            rollup_packs::client_id.eq(self.client_id),
+            rollup_packs::step_s.eq(self.step_s),
+            rollup_packs::first_ms.eq(first_ms),
+            rollup_packs::buckets.eq(buckets),
+            rollup_packs::samples.eq(samples),
+            rollup_packs::data.eq(data),
+        );
+        match id {
+            Some(id) => diesel::update(rollup_packs::table.find(id))
+                .set(values)
+                .execute(conn)?,
+            None => diesel::insert_into(rollup_packs::table)
+                .values(values)
+                .execute(conn)?,
+        };
+        Ok(())
+    }
+}
+
+impl Plan {
+    /// Writes the planned rows if every row they rewrite is still as read; otherwise writes
+    /// nothing and says [`StoreError::Changed`].
+    pub fn apply(self, conn: &mut SqliteConnection) -> Result<(), StoreError> {
+        for save in &self.saves {
+            if !save.unchanged(conn)? {
+                return Err(StoreError::Changed);
+            }
+        }
+        for save in self.saves {
+            save.write(conn)?;
+        }
+        Ok(())
+    }
+
+    fn save(&mut self, client_id: i64, step: i64, pack: &mut Pack) {
+        self.saves.push(Save::of(client_id, step, pack));
+    }
 }
 
 /// The buckets of one client's tier starting in `[from, to)`, oldest first.
@@ -219,18 +301,30 @@ pub fn packs_between(
     let start = holding_start(conn, client_id, step, from)?.unwrap_or(from);
     Ok(packs_from(conn, client_id, step, start, to, i64::MAX)?
         .into_iter()
-        .map(|(_, _, buckets)| buckets)
+        .map(|p| p.buckets)
         .collect())
 }
 
-/// Writes (or replaces) `buckets` of one client's tier.
+/// Writes (or replaces) `buckets` of one client's tier: [`plan`], then [`Plan::apply`].
 pub fn write(
     conn: &mut SqliteConnection,
     client_id: i64,
     step: i64,
     buckets: impl IntoIterator<Item = (i64, Bucket)>,
 ) -> Result<(), StoreError> {
+    plan(conn, client_id, step, buckets)?.apply(conn)
+}
+
+/// The pack rows that write (or replace) `buckets` of one client's tier, worked out from the
+/// packs as they are now.
+pub fn plan(
+    conn: &mut SqliteConnection,
+    client_id: i64,
+    step: i64,
+    buckets: impl IntoIterator<Item = (i64, Bucket)>,
+) -> Result<Plan, StoreError> {
     let sorted: Buckets = buckets.into_iter().collect();
+    let mut plan = Plan::default();
     let mut cur: Option<Pack> = None;
     for (at, bucket) in sorted {
         let fits = |p: &Pack| {
@@ -239,8 +333,8 @@ pub fn write(
         let mut pack = match cur.take() {
             Some(p) if fits(&p) => p,
             other => {
-                if let Some(p) = other {
-                    save(conn, client_id, step, p.id, &p.buckets)?;
+                if let Some(mut p) = other {
+                    plan.save(client_id, step, &mut p);
                 }
                 load_for(conn, client_id, step, at)?
             }
@@ -255,8 +349,7 @@ pub fn write(
             if appended {
                 // Full: this bucket opens the next pack.
                 let bucket = pack.buckets.remove(&at).expect("inserted above");
-                save(conn, client_id, step, pack.id, &pack.buckets)?;
-                pack.id = None;
+                plan.save(client_id, step, &mut pack);
                 pack.buckets = Buckets::from([(at, bucket)]);
             } else {
                 // Written into the middle of a full pack: split it in two.
@@ -266,17 +359,21 @@ pub fn write(
                     .nth(pack.buckets.len() / 2)
                     .expect("two or more buckets");
                 let second = pack.buckets.split_off(&middle);
-                save(conn, client_id, step, pack.id, &pack.buckets)?;
-                save(conn, client_id, step, None, &second)?;
+                plan.save(client_id, step, &mut pack);
+                let mut second = Pack {
+                    buckets: second,
+                    ..Pack::default()
+                };
+                plan.save(client_id, step, &mut second);
                 continue;
             }
         }
         cur = Some(pack);
     }
-    if let Some(p) = cur {
-        save(conn, client_id, step, p.id, &p.buckets)?;
+    if let Some(mut p) = cur {
+        plan.save(client_id, step, &mut p);
     }
-    Ok(())
+    Ok(plan)
 }
 
 /// Removes the bucket starting at `bucket_ms` of one client's tier, if there is one.
@@ -286,11 +383,22 @@ pub fn remove(
     step: i64,
     bucket_ms: i64,
 ) -> Result<(), StoreError> {
+    plan_remove(conn, client_id, step, bucket_ms)?.apply(conn)
+}
+
+/// The pack rows that remove the bucket starting at `bucket_ms` of one client's tier.
+pub fn plan_remove(
+    conn: &mut SqliteConnection,
+    client_id: i64,
+    step: i64,
+    bucket_ms: i64,
+) -> Result<Plan, StoreError> {
+    let mut plan = Plan::default();
     let mut pack = load_for(conn, client_id, step, bucket_ms)?;
     if pack.buckets.remove(&bucket_ms).is_some() {
-        save(conn, client_id, step, pack.id, &pack.buckets)?;
+        plan.save(client_id, step, &mut pack);
     }
-    Ok(())
+    Ok(plan)
 }
 
 /// The start of the first bucket of one client's tier at or after `from`.
@@ -302,22 +410,20 @@ pub fn first_at_or_after(
 ) -> Result<Option<i64>, StoreError> {
     // The pack holding `from` may end before it; the next one then has the answer.
     let start = holding_start(conn, client_id, step, from)?.unwrap_or(from);
-    for (_, _, buckets) in packs_from(conn, client_id, step, start, i64::MAX, 2)? {
-        if let Some(ms) = buckets.into_keys().find(|ms| *ms >= from) {
+    for p in packs_from(conn, client_id, step, start, i64::MAX, 2)? {
+        if let Some(ms) = p.buckets.into_keys().find(|ms| *ms >= from) {
             return Ok(Some(ms));
         }
     }
     Ok(None)
 }
 
-/// A pack with buckets past its tier's keep, as read, and what is left of it.
+/// A pack with buckets past its tier's keep, as read: the row that deletes it or writes
+/// again what is left, and how many buckets that removes.
 #[derive(Debug)]
 pub struct ExpiredPack {
-    id: i64,
-    client_id: i64,
-    data: Vec<u8>,
+    save: Save,
     removed: i64,
-    left: Buckets,
 }
 
 /// Up to `limit` packs of the tier of `step` holding buckets that start at or before
@@ -347,12 +453,16 @@ pub fn read_expired(
     for (id, client_id, first_ms, buckets, data) in old {
         let mut left = decode(first_ms, step, &data)?;
         left.retain(|ms, _| *ms > last_ms);
+        let removed = buckets - left.len() as i64;
+        let mut pack = Pack {
+            id: Some(id),
+            read: Some(data),
+            buckets: left,
+            until: None,
+        };
         out.push(ExpiredPack {
-            id,
-            client_id,
-            removed: buckets - left.len() as i64,
-            data,
-            left,
+            save: Save::of(client_id, step, &mut pack),
+            removed,
         });
     }
     Ok(out)
@@ -362,19 +472,12 @@ pub fn read_expired(
 /// pack written since it was read is left for the next round. Returns the buckets removed.
 pub fn write_expired(
     conn: &mut SqliteConnection,
-    step: i64,
     packs: Vec<ExpiredPack>,
 ) -> Result<i64, StoreError> {
     let mut removed = 0;
     for p in packs {
-        let unchanged = diesel::select(diesel::dsl::exists(
-            rollup_packs::table
-                .find(p.id)
-                .filter(rollup_packs::data.eq(&p.data)),
-        ))
-        .get_result::<bool>(conn)?;
-        if unchanged {
-            save(conn, p.client_id, step, Some(p.id), &p.left)?;
+        if p.save.unchanged(conn)? {
+            p.save.write(conn)?;
             removed += p.removed;
         }
     }
@@ -614,7 +717,7 @@ mod tests {
             if old.is_empty() {
                 break;
             }
-            removed += write_expired(&mut conn, step, old).unwrap();
+            removed += write_expired(&mut conn, old).unwrap();
         }
         assert_eq!(removed, expected.range(..=cutoff).count() as i64);
         expected.retain(|ms, _| *ms > cutoff);
@@ -624,7 +727,7 @@ mod tests {
         let old = read_expired(&mut conn, step, cutoff + step, 1).unwrap();
         assert_eq!(old.len(), 1);
         write(&mut conn, 1, step, [(cutoff + step, bucket(2, 2))]).unwrap();
-        assert_eq!(write_expired(&mut conn, step, old).unwrap(), 0);
+        assert_eq!(write_expired(&mut conn, old).unwrap(), 0);
         assert!(
             read(&mut conn, 1, step, cutoff, cutoff + 2 * step)
                 .unwrap()

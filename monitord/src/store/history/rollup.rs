@@ -187,7 +187,10 @@ pub fn rollup_pass(
             if windows.is_empty() {
                 continue;
             }
-            report.buckets += writes.run(conn, move |conn| write_windows(conn, step, windows))?;
+            // Packs another process's pass wrote meanwhile: the next round reads afresh.
+            let written =
+                writes.run_unless_changed(conn, move |conn| write_windows(conn, step, windows))?;
+            report.buckets += written.unwrap_or(0);
         }
     }
     Ok(report)
@@ -212,7 +215,9 @@ struct Window {
     client_id: i64,
     /// The client's progress in the tier when read (`None`: nothing written yet).
     done: Option<i64>,
-    buckets: BTreeMap<i64, Bucket>,
+    buckets: i64,
+    /// The pack rows that write them.
+    packs: pack::Plan,
     /// Where the written buckets will end.
     next: i64,
 }
@@ -245,7 +250,8 @@ fn read_window(
     Ok(Some(Window {
         client_id,
         done,
-        buckets,
+        buckets: buckets.len() as i64,
+        packs: pack::plan(conn, client_id, step, buckets)?,
         next,
     }))
 }
@@ -262,9 +268,9 @@ fn write_windows(
         if progress(conn, w.client_id, step)? != w.done {
             continue;
         }
-        written += w.buckets.len() as i64;
-        pack::write(conn, w.client_id, step, w.buckets)?;
+        w.packs.apply(conn)?;
         set_progress(conn, w.client_id, step, w.next)?;
+        written += w.buckets;
     }
     Ok(written)
 }
@@ -353,18 +359,19 @@ fn recompute_late(
             Ok::<_, StoreError>(fresh)
         })?;
         left.retain(|_, buckets| !buckets.is_empty());
-        writes.run(conn, move |conn| write_late(conn, fresh))?;
+        // Packs changed meanwhile: the marks stay, and the next pass recomputes.
+        writes.run_unless_changed(conn, move |conn| write_late(conn, fresh))?;
     }
     Ok(dirty.len() as i64)
 }
 
-/// A late bucket recomputed from what was read: the mark as read, and the bucket anew in
-/// each tier that has it written (`None`: it has no samples left).
+/// A late bucket recomputed from what was read: the mark as read, and the pack rows that
+/// write the bucket anew in each tier that has it written.
 struct Late {
     client_id: i64,
     bucket_ms: i64,
     version: i64,
-    tiers: Vec<(i64, i64, Option<Bucket>)>,
+    tiers: Vec<pack::Plan>,
 }
 
 /// Recomputes one late bucket in each tier that has it written, coarser tiers from the finer
@@ -418,7 +425,11 @@ fn recompute_bucket(
                 })
             }
         };
-        late.tiers.push((step, start, fresh.clone()));
+        late.tiers.push(match &fresh {
+            Some(bucket) => pack::plan(conn, client_id, step, [(start, bucket.clone())])?,
+            // No samples left in it.
+            None => pack::plan_remove(conn, client_id, step, start)?,
+        });
         finer = Some((step, start, fresh));
     }
     Ok(Some(late))
@@ -437,11 +448,8 @@ fn write_late(conn: &mut SqliteConnection, fresh: Vec<Late>) -> Result<(), Store
         if forgotten == 0 {
             continue;
         }
-        for (step, start, bucket) in late.tiers {
-            match bucket {
-                Some(bucket) => pack::write(conn, late.client_id, step, [(start, bucket)])?,
-                None => pack::remove(conn, late.client_id, step, start)?,
-            }
+        for packs in late.tiers {
+            packs.apply(conn)?;
         }
     }
     Ok(())
