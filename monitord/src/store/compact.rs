@@ -197,16 +197,52 @@ impl Chunk {
     }
 }
 
-/// Hands pages freed by packing back to the file system (the database is created with
-/// `auto_vacuum = INCREMENTAL`).
+/// Free pages kept for the raw tier's next rows, as a share of the file: 1/[`KEEP_FREE`].
+/// New raw rows go on free pages first, so pages packing frees at steady state are used
+/// again within minutes; handing them back only for the file to grow again moved pages about
+/// (an incremental vacuum relocates pages from the end of the file) for nothing.
+const KEEP_FREE: i64 = 10;
+/// Pages one round of [`release_free_pages`] hands back at most (8 MB): a round is a write
+/// in the writer's transaction.
+const RELEASE_PAGES: i64 = 2_048;
+
+/// Hands pages beyond a tenth of the file that packing (or expiry) freed back to the file
+/// system (the database is created with `auto_vacuum = INCREMENTAL`), in rounds of at most
+/// [`RELEASE_PAGES`].
 pub fn release_free_pages(
     conn: &mut SqliteConnection,
     writes: Writes<'_>,
 ) -> Result<(), StoreError> {
-    writes.run(conn, |conn| {
-        conn.batch_execute("PRAGMA incremental_vacuum;")?;
-        Ok(())
-    })
+    let mut before = i64::MAX;
+    loop {
+        let (free, pages) = snapshot(conn, |conn| {
+            #[derive(QueryableByName)]
+            struct Pages {
+                #[diesel(sql_type = diesel::sql_types::BigInt)]
+                free: i64,
+                #[diesel(sql_type = diesel::sql_types::BigInt)]
+                pages: i64,
+            }
+            let p: Pages = diesel::sql_query(
+                "SELECT f.freelist_count AS free, p.page_count AS pages \
+                 FROM pragma_freelist_count() f, pragma_page_count() p",
+            )
+            .get_result(conn)?;
+            Ok((p.free, p.pages))
+        })?;
+        let surplus = free - pages / KEEP_FREE;
+        // Nothing left to hand back, or a round handed nothing back (a database made
+        // without `auto_vacuum`).
+        if surplus <= 0 || free >= before {
+            return Ok(());
+        }
+        before = free;
+        let n = surplus.min(RELEASE_PAGES);
+        writes.run(conn, move |conn| {
+            conn.batch_execute(&format!("PRAGMA incremental_vacuum({n});"))?;
+            Ok(())
+        })?;
+    }
 }
 
 /// One client's rows as blocks, growing its newest block first.

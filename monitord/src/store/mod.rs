@@ -17,7 +17,8 @@
 //! (packing the raw tier), [`history`] (rollup tiers, expiry, ranges for the API), [`read`]
 //! (queries for the operator commands), [`recent`] (each client's newest sample and last hour,
 //! in memory, for the fleet listing), [`lock`] (one daemon per database), [`background`]
-//! (how background passes read, and hand their writes to the writer).
+//! (how background passes read, and hand their writes to the writer) and `handoff` (those
+//! writes in the writer's queue, and their share of its time).
 
 use std::path::Path;
 use std::time::Duration;
@@ -33,7 +34,9 @@ pub mod batch;
 pub mod codec;
 pub mod compact;
 mod error;
+mod handoff;
 pub mod history;
+mod ids;
 pub mod lock;
 pub mod read;
 pub mod recent;

@@ -9,18 +9,19 @@
 //! A replay is recognised by [`Seen`], the stored `(instance, seq)` pairs held in memory
 //! (loaded from the database by the first batch), so a sample costs one appended row and no
 //! index lookup; it forgets instances whose samples have all aged past the acceptance window
-//! (see [`super::seen`]), checked every [`FORGET_EVERY`]. Ids of clients, instances, metas and disks are cached too: nothing else
-//! creates or removes those rows, so the cache only goes when a batch rolls back.
+//! (see [`super::seen`]), checked every [`FORGET_EVERY`]. Ids of clients, instances, metas
+//! and disks are cached too (see [`super::ids`]).
 //!
 //! Whatever else must commit with the samples (alert states and their mail) plugs in as a
 //! [`BatchHook`] (see [`super::batch`]); the writer names none of them. The background
 //! passes' writes (compaction, rollups, expiry, the alert timers) come through the same queue
-//! ([`WriterHandle::run`]) and go into the next batch's transaction, each in a savepoint of its
-//! own: this connection is the only one of monitord that commits (see [`super::background`]).
+//! ([`WriterHandle::run`]) and go into a batch's transaction, each in a savepoint of its own,
+//! as far as their budget of the writer's time allows (see [`super::handoff`]): this
+//! connection is the only one of monitord that commits (see [`super::background`]).
 //!
 //! Not here: HTTP (see [`crate::http`]), reading samples back (see [`super::read`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{
@@ -35,9 +36,11 @@ use tokio::sync::oneshot;
 
 use super::batch::{BatchHook, Committed};
 use super::error::StoreError;
-use super::schema::{RawRow, clients, disks, instances, metas, raw_samples};
+use super::handoff::{Budget, Task, Write};
+use super::ids::{Cache, client_cache, disk, instance, meta};
+use super::schema::{RawRow, raw_samples};
 use super::seen::Seen;
-use super::stored::{DiskValues, Meta, Values, kib};
+use super::stored::{DiskValues, Values, kib};
 use super::top::{LatestTops, TOP_EVERY};
 use super::trouble::Trouble;
 use crate::clock::Clock;
@@ -85,44 +88,6 @@ enum Msg {
     Job(Box<Job>),
     Task(Box<dyn Task>),
     Stop,
-}
-
-/// A background pass's write waiting for the writer (see [`WriterHandle::run`]).
-trait Task: Send {
-    /// Inside the batch's transaction, after its samples, in a savepoint of its own.
-    fn run(&mut self, conn: &mut SqliteConnection);
-    /// Once the batch's transaction has ended: `Ok` if it committed.
-    fn answer(self: Box<Self>, batch: Result<(), &diesel::result::Error>);
-}
-
-struct Write<T, F> {
-    write: Option<F>,
-    done: Option<Result<T, StoreError>>,
-    reply: SyncSender<Result<T, StoreError>>,
-}
-
-impl<T, F> Task for Write<T, F>
-where
-    T: Send,
-    F: FnOnce(&mut SqliteConnection) -> Result<T, StoreError> + Send,
-{
-    fn run(&mut self, conn: &mut SqliteConnection) {
-        if let Some(write) = self.write.take() {
-            // Nested in the batch's transaction, Diesel makes this a savepoint: a failed
-            // write rolls back alone, and the samples still commit.
-            self.done = Some(conn.transaction(write));
-        }
-    }
-
-    fn answer(self: Box<Self>, batch: Result<(), &diesel::result::Error>) {
-        let result = match (batch, self.done) {
-            (Ok(()), Some(done)) => done,
-            (Ok(()), None) => Err(StoreError::NotCommitted("it was not run".into())),
-            (Err(e), _) => Err(StoreError::NotCommitted(e.to_string())),
-        };
-        // The pass may have gone away; nothing to tell then.
-        let _ = self.reply.send(result);
-    }
 }
 
 /// Where request handlers hand samples to the writer. Cheap to clone.
@@ -270,64 +235,45 @@ struct WriterState {
     trouble: Trouble,
 }
 
-#[derive(Default)]
-struct Cache {
-    clients: HashMap<String, ClientCache>,
-}
-
-struct ClientCache {
-    id: i64,
-    instances: Vec<InstanceEntry>,
-    meta: Option<(Meta, i64)>,
-    disks: Vec<(String, String, i64)>,
-}
-
-struct InstanceEntry {
-    name: String,
-    id: i64,
-}
-
-/// Instances kept per client in the cache; an agent restart makes a new one.
-const INSTANCES_CACHED: usize = 8;
-
 impl WriterState {
     fn run(&mut self, rx: &Receiver<Msg>) {
         let mut batch = Vec::with_capacity(BATCH_MAX);
-        let mut tasks: Vec<Box<dyn Task>> = Vec::new();
+        let mut tasks: VecDeque<Box<dyn Task>> = VecDeque::new();
+        let mut budget = Budget::default();
         loop {
-            // While some `top` is unwritten, wake up when the queue goes quiet to write it.
-            let first = if self.tops.has_unwritten() {
-                match rx.recv_timeout(TOP_EVERY) {
-                    Err(RecvTimeoutError::Timeout) => {
+            // Wait for samples, or until the budget lets a waiting background write run;
+            // while some `top` is unwritten, wake up when the queue goes quiet to write it.
+            let for_tasks = (!tasks.is_empty()).then(|| budget.until_available());
+            let for_tops = self.tops.has_unwritten().then_some(TOP_EVERY);
+            let since = Instant::now();
+            let first = match for_tasks.into_iter().chain(for_tops).min() {
+                Some(wait) => rx.recv_timeout(wait),
+                None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            };
+            budget.idle(since.elapsed());
+            let mut stop = false;
+            match first {
+                Ok(Msg::Job(job)) => batch.push(*job),
+                Ok(Msg::Task(task)) => tasks.push_back(task),
+                Ok(Msg::Stop) | Err(RecvTimeoutError::Disconnected) => stop = true,
+                Err(RecvTimeoutError::Timeout) => {
+                    if self.tops.has_unwritten() {
                         self.flush_tops();
-                        continue;
                     }
-                    other => other.map_err(|_| ()),
                 }
-            } else {
-                rx.recv().map_err(|_| ())
-            };
-            let mut stop = match first {
-                Ok(Msg::Job(job)) => {
-                    batch.push(*job);
-                    false
-                }
-                Ok(Msg::Task(task)) => {
-                    tasks.push(task);
-                    false
-                }
-                Ok(Msg::Stop) | Err(()) => true,
-            };
+            }
             while !stop && batch.len() < BATCH_MAX {
                 match rx.try_recv() {
                     Ok(Msg::Job(job)) => batch.push(*job),
-                    Ok(Msg::Task(task)) => tasks.push(task),
+                    Ok(Msg::Task(task)) => tasks.push_back(task),
                     Ok(Msg::Stop) | Err(TryRecvError::Disconnected) => stop = true,
                     Err(TryRecvError::Empty) => break,
                 }
             }
-            if !batch.is_empty() || !tasks.is_empty() {
-                self.commit_batch(&mut batch, &mut tasks);
+            // Stopping: everything queued is written, whatever the budget.
+            let run_tasks = !tasks.is_empty() && (stop || budget.available());
+            if !batch.is_empty() || run_tasks {
+                self.commit_batch(&mut batch, &mut tasks, &mut budget, stop);
             }
             if stop {
                 self.flush_tops();
@@ -351,7 +297,15 @@ impl WriterState {
 
     /// One transaction for the whole batch and the background passes' writes that came
     /// with it, then one answer per request and per write.
-    fn commit_batch(&mut self, batch: &mut Vec<Job>, tasks: &mut Vec<Box<dyn Task>>) {
+    /// Background writes run from the front of `tasks` while `budget` allows (all of them
+    /// when `all`).
+    fn commit_batch(
+        &mut self,
+        batch: &mut Vec<Job>,
+        tasks: &mut VecDeque<Box<dyn Task>>,
+        budget: &mut Budget,
+        all: bool,
+    ) {
         self.gauges.queued.fetch_sub(batch.len(), Ordering::Relaxed);
         let mut outcomes = Vec::with_capacity(batch.len());
         let mut added = HashMap::new();
@@ -359,6 +313,8 @@ impl WriterState {
         let now = Instant::now();
         let tops = &mut self.tops;
         let mut tops_written = Vec::new();
+        let mut ran: Vec<Box<dyn Task>> = Vec::new();
+        let mut tasks_took = Duration::ZERO;
         let result = self.conn.immediate_transaction(|conn| {
             if self.seen.is_none() {
                 self.seen = Some(Seen::load(conn, self.clock.now_ms())?);
@@ -392,12 +348,20 @@ impl WriterState {
             for hook in &self.hooks {
                 hook.in_batch(conn, &committed)?;
             }
-            for task in tasks.iter_mut() {
+            while all || budget.available() {
+                let Some(mut task) = tasks.pop_front() else {
+                    break;
+                };
+                let started = Instant::now();
                 task.run(conn);
+                let took = started.elapsed();
+                budget.spent(took);
+                tasks_took += took;
+                ran.push(task);
             }
             QueryResult::Ok(())
         });
-        for task in tasks.drain(..) {
+        for task in ran {
             task.answer(result.as_ref().map(|_| ()));
         }
         if result.is_ok() {
@@ -423,6 +387,9 @@ impl WriterState {
             }
         }
         let took = now.elapsed();
+        if !batch.is_empty() {
+            budget.samples(took.saturating_sub(tasks_took));
+        }
         if result.is_ok() {
             self.gauges.commit_duration.observe(took);
         }
@@ -509,122 +476,4 @@ fn insert_rows(conn: &mut SqliteConnection, rows: &[RawRow]) -> QueryResult<()> 
             .execute(conn)?;
     }
     Ok(())
-}
-
-fn client_cache<'c>(
-    conn: &mut SqliteConnection,
-    cache: &'c mut Cache,
-    name: &str,
-) -> QueryResult<&'c mut ClientCache> {
-    if !cache.clients.contains_key(name) {
-        let id = client_id(conn, name)?;
-        cache.clients.insert(
-            name.to_owned(),
-            ClientCache {
-                id,
-                instances: Vec::new(),
-                meta: None,
-                disks: Vec::new(),
-            },
-        );
-    }
-    Ok(cache.clients.get_mut(name).expect("inserted above"))
-}
-
-/// The id of client `name`, created on first sight.
-pub fn client_id(conn: &mut SqliteConnection, name: &str) -> QueryResult<i64> {
-    diesel::insert_into(clients::table)
-        .values(clients::name.eq(name))
-        .on_conflict_do_nothing()
-        .execute(conn)?;
-    clients::table
-        .filter(clients::name.eq(name))
-        .select(clients::id)
-        .first(conn)
-}
-
-fn instance(conn: &mut SqliteConnection, client: &mut ClientCache, name: &str) -> QueryResult<i64> {
-    if let Some(i) = client.instances.iter().position(|e| e.name == name) {
-        // Most recently used first: an agent's instance stays at the front.
-        client.instances[..=i].rotate_right(1);
-        return Ok(client.instances[0].id);
-    }
-    diesel::insert_into(instances::table)
-        .values((instances::client_id.eq(client.id), instances::name.eq(name)))
-        .on_conflict_do_nothing()
-        .execute(conn)?;
-    let id = instances::table
-        .filter(instances::client_id.eq(client.id))
-        .filter(instances::name.eq(name))
-        .select(instances::id)
-        .first::<i64>(conn)?;
-    client.instances.truncate(INSTANCES_CACHED - 1);
-    client.instances.insert(
-        0,
-        InstanceEntry {
-            name: name.to_owned(),
-            id,
-        },
-    );
-    Ok(id)
-}
-
-fn meta(conn: &mut SqliteConnection, client: &mut ClientCache, s: &Sample) -> QueryResult<i64> {
-    if let Some((cached, id)) = &client.meta {
-        if cached.matches(s) {
-            return Ok(*id);
-        }
-    }
-    let meta = Meta::of(s);
-    let find = |conn: &mut SqliteConnection| {
-        metas::table
-            .filter(metas::hostname.is(&meta.hostname))
-            .filter(metas::os.is(&meta.os))
-            .filter(metas::agent.is(&meta.agent))
-            .select(metas::id)
-            .first::<i64>(conn)
-            .optional()
-    };
-    let id = match find(conn)? {
-        Some(id) => id,
-        None => {
-            diesel::insert_into(metas::table)
-                .values((
-                    metas::hostname.eq(&meta.hostname),
-                    metas::os.eq(&meta.os),
-                    metas::agent.eq(&meta.agent),
-                ))
-                .execute(conn)?;
-            find(conn)?.ok_or(diesel::result::Error::NotFound)?
-        }
-    };
-    client.meta = Some((meta, id));
-    Ok(id)
-}
-
-fn disk(
-    conn: &mut SqliteConnection,
-    client: &mut ClientCache,
-    mount: &str,
-    fs: &str,
-) -> QueryResult<i64> {
-    if let Some((_, _, id)) = client.disks.iter().find(|(m, f, _)| m == mount && f == fs) {
-        return Ok(*id);
-    }
-    diesel::insert_into(disks::table)
-        .values((
-            disks::client_id.eq(client.id),
-            disks::mount.eq(mount),
-            disks::fs.eq(fs),
-        ))
-        .on_conflict_do_nothing()
-        .execute(conn)?;
-    let id = disks::table
-        .filter(disks::client_id.eq(client.id))
-        .filter(disks::mount.eq(mount))
-        .filter(disks::fs.eq(fs))
-        .select(disks::id)
-        .first(conn)?;
-    client.disks.push((mount.to_owned(), fs.to_owned(), id));
-    Ok(id)
 }

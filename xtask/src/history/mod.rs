@@ -334,6 +334,12 @@ fn ingest_round(
                 done[2]
             );
         }
+        // Each phase starts from an empty WAL: a checkpoint of the phase before (its
+        // background writes' pages above all) would otherwise land in this one's commits.
+        diesel::connection::SimpleConnection::batch_execute(
+            &mut store::open_existing(db)?,
+            "PRAGMA wal_checkpoint(TRUNCATE);",
+        )?;
         let bg = Background {
             db,
             writer: filled.writer.handle(),
