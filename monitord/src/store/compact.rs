@@ -198,6 +198,23 @@ impl Chunk {
     }
 }
 
+/// The database's free pages, and all its pages.
+pub fn free_pages(conn: &mut SqliteConnection) -> Result<(i64, i64), StoreError> {
+    #[derive(QueryableByName)]
+    struct Pages {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        free: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        pages: i64,
+    }
+    let p: Pages = diesel::sql_query(
+        "SELECT f.freelist_count AS free, p.page_count AS pages \
+         FROM pragma_freelist_count() f, pragma_page_count() p",
+    )
+    .get_result(conn)?;
+    Ok((p.free, p.pages))
+}
+
 /// Free pages kept for the raw tier's next rows, as a share of the file: 1/[`KEEP_FREE`].
 /// New raw rows go on free pages first, so pages packing frees at steady state are used
 /// again within minutes; handing them back only for the file to grow again moved pages about
@@ -216,21 +233,7 @@ pub fn release_free_pages(
 ) -> Result<(), StoreError> {
     let mut before = i64::MAX;
     loop {
-        let (free, pages) = snapshot(conn, |conn| {
-            #[derive(QueryableByName)]
-            struct Pages {
-                #[diesel(sql_type = diesel::sql_types::BigInt)]
-                free: i64,
-                #[diesel(sql_type = diesel::sql_types::BigInt)]
-                pages: i64,
-            }
-            let p: Pages = diesel::sql_query(
-                "SELECT f.freelist_count AS free, p.page_count AS pages \
-                 FROM pragma_freelist_count() f, pragma_page_count() p",
-            )
-            .get_result(conn)?;
-            Ok((p.free, p.pages))
-        })?;
+        let (free, pages) = free_pages(conn)?;
         let surplus = free - pages / KEEP_FREE;
         // Nothing left to hand back, or a round handed nothing back (a database made
         // without `auto_vacuum`).

@@ -175,27 +175,8 @@ fn every_value_survives_writing_and_compaction() {
         blocks.longest
     );
     // What packing freed went back to the file system, but for a tenth of the file.
-    #[derive(diesel::QueryableByName)]
-    struct Pages {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        free: i64,
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        pages: i64,
-    }
-    let pages: Pages = diesel::RunQueryDsl::get_result(
-        diesel::sql_query(
-            "SELECT f.freelist_count AS free, p.page_count AS pages \
-             FROM pragma_freelist_count() f, pragma_page_count() p",
-        ),
-        &mut conn,
-    )
-    .unwrap();
-    assert!(
-        pages.free > 0 && pages.free <= pages.pages / 10,
-        "{} free of {}",
-        pages.free,
-        pages.pages
-    );
+    let (free, pages) = compact::free_pages(&mut conn).unwrap();
+    assert!(free > 0 && free <= pages / 10, "{free} free of {pages}");
     for h in 0..4 {
         let client = format!("host{h}");
         assert_eq!(read_back(&path, &client), expected(&client), "{client}");

@@ -16,11 +16,12 @@
 //! the steps since the bucket before (0 for the first) and the bucket. The row also says how
 //! many buckets and samples it holds, for the tier statistics.
 //!
-//! Everything that reads or changes rollups goes through here: [`read`], [`write`],
-//! [`remove`], [`first_at_or_after`], [`read_expired`] and [`write_expired`]; [`plan`] and
-//! [`plan_remove`] work out the rows a write changes, for a background pass to hand over. Buckets appended in time order (the
-//! rollup pass) fill a pack and open the next; one written into the middle of a full pack
-//! (a late recomputation) splits it in two. [`convert_legacy`] moves the rows of the
+//! Everything that reads or changes rollups goes through here: [`read`],
+//! [`first_at_or_after`], [`write`], and for a background pass, which works out on its own
+//! connection what the writer then writes, [`plan`], [`plan_remove`], [`read_expired`] and
+//! [`write_expired`] (a [`Plan`] writes nothing if a pack it rewrites changed meanwhile).
+//! Buckets appended in time order (the rollup pass) fill a pack and open the next; one
+//! written into the middle of a full pack (a late recomputation) splits it in two. [`convert_legacy`] moves the rows of the
 //! one-bucket-per-row table into packs.
 
 use std::collections::BTreeMap;
@@ -376,16 +377,6 @@ pub fn plan(
     Ok(plan)
 }
 
-/// Removes the bucket starting at `bucket_ms` of one client's tier, if there is one.
-pub fn remove(
-    conn: &mut SqliteConnection,
-    client_id: i64,
-    step: i64,
-    bucket_ms: i64,
-) -> Result<(), StoreError> {
-    plan_remove(conn, client_id, step, bucket_ms)?.apply(conn)
-}
-
 /// The pack rows that remove the bucket starting at `bucket_ms` of one client's tier.
 pub fn plan_remove(
     conn: &mut SqliteConnection,
@@ -703,7 +694,10 @@ mod tests {
             first_at_or_after(&mut conn, 1, step, t0 + 168 * step).unwrap(),
             None
         );
-        remove(&mut conn, 1, step, t0).unwrap();
+        plan_remove(&mut conn, 1, step, t0)
+            .unwrap()
+            .apply(&mut conn)
+            .unwrap();
         expected.remove(&t0);
         assert_eq!(
             all(&mut conn),
