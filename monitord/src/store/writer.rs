@@ -250,14 +250,16 @@ impl WriterState {
                 Some(wait) => rx.recv_timeout(wait),
                 None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
             };
-            budget.idle(since.elapsed());
+            let waited = since.elapsed();
+            budget.idle(waited);
             let mut stop = false;
             match first {
                 Ok(Msg::Job(job)) => batch.push(*job),
                 Ok(Msg::Task(task)) => tasks.push_back(task),
                 Ok(Msg::Stop) | Err(RecvTimeoutError::Disconnected) => stop = true,
+                // Quiet for TOP_EVERY, not only for a background write's wait.
                 Err(RecvTimeoutError::Timeout) => {
-                    if self.tops.has_unwritten() {
+                    if self.tops.has_unwritten() && waited >= TOP_EVERY {
                         self.flush_tops();
                     }
                 }

@@ -161,7 +161,9 @@ pub fn rollup_pass(
                     closed.min(align(finer_done, step))
                 }
             };
-            if window_start(conn, *client_id, step, source)?.is_some_and(|start| start < end) {
+            let done = progress(conn, *client_id, step)?;
+            if window_start(conn, *client_id, step, source, done)?.is_some_and(|start| start < end)
+            {
                 due.push_back((*client_id, end));
             }
         }
@@ -196,15 +198,16 @@ pub fn rollup_pass(
     Ok(report)
 }
 
-/// Where a client's next bucket of a tier starts: where the written ones end, else at the
-/// first data; `None` when there is no data at all.
+/// Where a client's next bucket of a tier starts, given its progress there (`done`): where the
+/// written ones end, else at the first data; `None` when there is no data at all.
 fn window_start(
     conn: &mut SqliteConnection,
     client_id: i64,
     step: i64,
     source: Source,
+    done: Option<i64>,
 ) -> Result<Option<i64>, StoreError> {
-    Ok(match progress(conn, client_id, step)? {
+    Ok(match done {
         Some(done) => Some(done),
         None => first_data(conn, client_id, source)?.map(|ts| align(ts, step)),
     })
@@ -232,7 +235,7 @@ fn read_window(
     end: i64,
 ) -> Result<Option<Window>, StoreError> {
     let done = progress(conn, client_id, step)?;
-    let Some(start) = window_start(conn, client_id, step, source)? else {
+    let Some(start) = window_start(conn, client_id, step, source, done)? else {
         return Ok(None);
     };
     if start >= end {
