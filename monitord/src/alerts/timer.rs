@@ -1,7 +1,7 @@
 //! The timer of the built-in rules (host down, and a wrong client clock: see
 //! [`super::skew`]): every [`HOST_DOWN_TICK`] it asks [`Alerts::timers_due`] (from memory)
-//! and only then hands [`Alerts::check_timers`] to the writer, which runs it in its next
-//! batch's transaction (see [`crate::store::background`]). It runs on its own thread, so a
+//! and only then hands [`Alerts::check_timers`] to the writer, which runs it between two
+//! batches of samples (see [`crate::store::background`]). It runs on its own thread, so a
 //! slow SMTP server never delays it and it never waits behind the outbox.
 //!
 //! Not here: the rule itself (see [`super::machine::check_down`]) or the mail it writes.

@@ -1,10 +1,11 @@
 //! Background passes (compaction, rollups, expiry, the alert timers) read on a connection of
-//! their own and hand what they write to the writer, which runs it in its next batch's
-//! transaction ([`super::writer::WriterHandle::run`]). So the writer's connection is the only
-//! one of monitord that commits: no pass ever holds SQLite's write lock while ingest waits,
-//! a pass's write costs no fsync of its own, and the writer's page cache stays warm (in WAL
-//! mode SQLite empties a connection's cache whenever another connection has committed, and
-//! the writer's next rows go on the pages the expiry freed). `monitord compact`, a process of
+//! their own and hand what they write to the writer, which runs it between two batches of
+//! samples, as far as the passes' budget of its time allows
+//! ([`super::writer::WriterHandle::run`], [`super::handoff::Budget`]). So the writer's
+//! connection is the only one of monitord that commits: no pass ever holds SQLite's write
+//! lock while ingest waits, a burst of ingest keeps nearly all of the writer, and the writer's
+//! page cache stays warm (in WAL mode SQLite empties a connection's cache whenever another
+//! connection has committed, and the writer's next rows go on the pages the expiry freed). `monitord compact`, a process of
 //! its own, writes [`Writes::Here`] instead.
 //!
 //! A pass works in rounds: it reads a round (a chunk of raw rows, windows of buckets, a step
@@ -29,7 +30,7 @@ use super::writer::WriterHandle;
 pub enum Writes<'w> {
     /// Into a write transaction of the pass's own connection: `monitord compact`, tests.
     Here,
-    /// To the daemon's writer, into its next batch's transaction.
+    /// To the daemon's writer, which runs it between two batches of samples.
     Writer(&'w WriterHandle),
 }
 

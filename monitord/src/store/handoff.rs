@@ -1,7 +1,8 @@
 //! What the background passes hand the writer, and how much of its time they get: a
-//! [`Write`] is a pass's write waiting in the writer's queue, run in the next batch's
-//! transaction in a savepoint of its own and answered once that transaction has ended (see
-//! [`super::writer::WriterHandle::run`]); the [`Budget`] decides when the writer runs one.
+//! [`Write`] is a pass's write waiting in the writer's queue, run between two batches of
+//! samples in a transaction of the background writes, in a savepoint of its own, and
+//! answered once that transaction has ended (see [`super::writer::WriterHandle::run`]); the
+//! [`Budget`] decides when the writer runs them.
 //!
 //! Not here: how a pass reads and what it writes (see [`super::background`]).
 
@@ -14,9 +15,9 @@ use super::error::StoreError;
 
 /// A background pass's write waiting for the writer (see [`super::writer::WriterHandle::run`]).
 pub(super) trait Task: Send {
-    /// Inside the batch's transaction, after its samples, in a savepoint of its own.
+    /// Inside the background writes' transaction, in a savepoint of its own.
     fn run(&mut self, conn: &mut SqliteConnection);
-    /// Once the batch's transaction has ended: `Ok` if it committed.
+    /// Once that transaction has ended: `Ok` if it committed.
     fn answer(self: Box<Self>, batch: Result<(), &diesel::result::Error>);
 }
 
@@ -33,8 +34,8 @@ where
 {
     fn run(&mut self, conn: &mut SqliteConnection) {
         if let Some(write) = self.write.take() {
-            // Nested in the batch's transaction, Diesel makes this a savepoint: a failed
-            // write rolls back alone, and the samples still commit.
+            // Nested in the background writes' transaction, Diesel makes this a savepoint: a
+            // failed write rolls back alone, and the others still commit.
             self.done = Some(conn.transaction(write));
         }
     }
@@ -55,8 +56,9 @@ where
 /// (agents draining their spools after an outage, say) keeps nineteen twentieths of the
 /// writer even while every pass has work, and the passes catch up once it is over; at a
 /// fleet's real rate the writer is idle nearly all the time and a pass's write runs at once.
-/// A twentieth, not a tenth: a write's pages are written to the WAL and fsynced with the
-/// batch, which counts as the samples' time here, and that about doubles what it costs.
+/// A background write's time is all of it, its commit and fsync included (the writer commits
+/// them apart from the samples for that). A twentieth, not a tenth: the passes' reading
+/// takes a share of the machine's CPU too.
 #[derive(Debug, Default)]
 pub(super) struct Budget {
     /// Time background writes may still take, in ns (negative: overspent).
@@ -94,6 +96,11 @@ impl Budget {
         self.credit_ns > 0
     }
 
+    /// The credit left, for a run of background writes that stops once it has spent it.
+    pub(super) fn left(&self) -> Duration {
+        Duration::from_nanos(u64::try_from(self.credit_ns).unwrap_or(0))
+    }
+
     /// How long an idle writer waits until a background write may run.
     pub(super) fn until_available(&self) -> Duration {
         Duration::from_nanos(u64::try_from(-self.credit_ns).unwrap_or(0))
@@ -112,6 +119,7 @@ mod tests {
         // 190 ms on samples buy 10 ms.
         budget.samples(ms(190));
         assert!(budget.available());
+        assert_eq!(budget.left(), ms(10));
         budget.spent(ms(15));
         assert!(!budget.available());
         assert_eq!(budget.until_available(), ms(5));

@@ -15,9 +15,9 @@
 //! Whatever else must commit with the samples (alert states and their mail) plugs in as a
 //! [`BatchHook`] (see [`super::batch`]); the writer names none of them. The background
 //! passes' writes (compaction, rollups, expiry, the alert timers) come through the same queue
-//! ([`WriterHandle::run`]) and go into a batch's transaction, each in a savepoint of its own,
-//! as far as their budget of the writer's time allows (see [`super::handoff`]): this
-//! connection is the only one of monitord that commits (see [`super::background`]).
+//! ([`WriterHandle::run`]) and run between batches, in a transaction of their own (each in a
+//! savepoint), as far as their budget of the writer's time allows (see [`super::handoff`]):
+//! this connection is the only one of monitord that commits (see [`super::background`]).
 //!
 //! Not here: HTTP (see [`crate::http`]), reading samples back (see [`super::read`]).
 
@@ -132,10 +132,10 @@ impl WriterHandle {
         }
     }
 
-    /// Runs `write` on the writer's connection, inside its next batch's transaction (after the
-    /// samples, in a savepoint of its own), and waits until that transaction has ended: the
-    /// result is `write`'s once the batch committed, [`StoreError::NotCommitted`] if it did
-    /// not. For the background passes' threads (it blocks; never call it from the writer or
+    /// Runs `write` on the writer's connection, between two batches of samples once the
+    /// background writes' budget allows (in a transaction with the other background writes
+    /// waiting, in a savepoint of its own), and waits until that transaction has ended: the
+    /// result is `write`'s once it committed, [`StoreError::NotCommitted`] if it did not. For the background passes' threads (it blocks; never call it from the writer or
     /// an async task): see [`super::background`].
     pub fn run<T, F>(&self, write: F) -> Result<T, StoreError>
     where
@@ -297,10 +297,8 @@ impl WriterState {
         }
     }
 
-    /// One transaction for the whole batch and the background passes' writes that came
-    /// with it, then one answer per request and per write.
-    /// Background writes run from the front of `tasks` while `budget` allows (all of them
-    /// when `all`).
+    /// One transaction for the whole batch, then one answer per request; then, as far as
+    /// `budget` allows (all of them when `all`), the background writes waiting in `tasks`.
     fn commit_batch(
         &mut self,
         batch: &mut Vec<Job>,
@@ -308,6 +306,18 @@ impl WriterState {
         budget: &mut Budget,
         all: bool,
     ) {
+        if !batch.is_empty() {
+            let took = self.store_batch(batch);
+            budget.samples(took);
+        }
+        if !tasks.is_empty() && (all || budget.available()) {
+            let took = self.run_tasks(tasks, budget, all);
+            budget.spent(took);
+        }
+    }
+
+    /// Stores `batch` in one transaction and answers each request; returns how long it took.
+    fn store_batch(&mut self, batch: &mut Vec<Job>) -> Duration {
         self.gauges.queued.fetch_sub(batch.len(), Ordering::Relaxed);
         let mut outcomes = Vec::with_capacity(batch.len());
         let mut added = HashMap::new();
@@ -315,8 +325,6 @@ impl WriterState {
         let now = Instant::now();
         let tops = &mut self.tops;
         let mut tops_written = Vec::new();
-        let mut ran: Vec<Box<dyn Task>> = Vec::new();
-        let mut tasks_took = Duration::ZERO;
         let result = self.conn.immediate_transaction(|conn| {
             if self.seen.is_none() {
                 self.seen = Some(Seen::load(conn, self.clock.now_ms())?);
@@ -350,22 +358,8 @@ impl WriterState {
             for hook in &self.hooks {
                 hook.in_batch(conn, &committed)?;
             }
-            while all || budget.available() {
-                let Some(mut task) = tasks.pop_front() else {
-                    break;
-                };
-                let started = Instant::now();
-                task.run(conn);
-                let took = started.elapsed();
-                budget.spent(took);
-                tasks_took += took;
-                ran.push(task);
-            }
             QueryResult::Ok(())
         });
-        for task in ran {
-            task.answer(result.as_ref().map(|_| ()));
-        }
         if result.is_ok() {
             for hook in &self.hooks {
                 hook.committed();
@@ -389,21 +383,19 @@ impl WriterState {
             }
         }
         let took = now.elapsed();
-        if !batch.is_empty() {
-            budget.samples(took.saturating_sub(tasks_took));
-        }
         if result.is_ok() {
             self.gauges.commit_duration.observe(took);
-        }
-        if result.is_ok() && took >= SLOW_COMMIT {
-            // Every request of the batch waited this long: worth a line when it happens, so
-            // an operator (or a benchmark's log) can tell a slow disk from a slow monitord.
-            tracing::warn!(
-                samples = batch.len(),
-                ms = took.as_millis() as u64,
-                "a batch of samples took {} ms to commit (storing, alerts, background writes, fsync and any WAL checkpoint)",
-                took.as_millis()
-            );
+            if took >= SLOW_COMMIT {
+                // Every request of the batch waited this long: worth a line when it happens,
+                // so an operator (or a benchmark's log) can tell a slow disk from a slow
+                // monitord.
+                tracing::warn!(
+                    samples = batch.len(),
+                    ms = took.as_millis() as u64,
+                    "a batch of samples took {} ms to commit (storing, alerts, fsync and any WAL checkpoint)",
+                    took.as_millis()
+                );
+            }
         }
         match &result {
             Ok(()) => self.trouble.recovered(),
@@ -425,6 +417,47 @@ impl WriterState {
             let _ = job.reply.send(outcome);
         }
         self.stored.fetch_add(stored, Ordering::Relaxed);
+        took
+    }
+
+    /// Runs background writes from the front of `tasks` in one transaction of their own, each
+    /// in a savepoint, while `budget` allows (all of them when `all`), then answers them;
+    /// returns how long it took, commit and fsync included, for the budget. A transaction of
+    /// their own, not the samples': their pages' share of a commit cannot be told apart, and
+    /// counted as the samples' time it bought the passes twice the writer they were meant to
+    /// have.
+    fn run_tasks(
+        &mut self,
+        tasks: &mut VecDeque<Box<dyn Task>>,
+        budget: &Budget,
+        all: bool,
+    ) -> Duration {
+        let started = Instant::now();
+        let mut ran: Vec<Box<dyn Task>> = Vec::new();
+        let result = self.conn.immediate_transaction(|conn| {
+            // The first runs whatever the budget; the others while it lasts.
+            while let Some(mut task) = tasks.pop_front() {
+                task.run(conn);
+                ran.push(task);
+                if !all && started.elapsed() >= budget.left() {
+                    break;
+                }
+            }
+            QueryResult::Ok(())
+        });
+        for task in ran {
+            task.answer(result.as_ref().map(|_| ()));
+        }
+        let took = started.elapsed();
+        if took >= SLOW_COMMIT {
+            tracing::warn!(
+                ms = took.as_millis() as u64,
+                "the background passes' writes took {} ms to commit (compaction, rollups, expiry, alert timers)",
+                took.as_millis()
+            );
+        }
+        // A write that did not commit is answered so, and its pass says why.
+        took
     }
 }
 

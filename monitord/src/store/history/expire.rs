@@ -5,9 +5,9 @@
 //! so nothing younger than `keep` is lost and nothing older stays readable. A rollup bucket
 //! goes once it ends at or before its tier's cutoff (its pack is deleted, or written again
 //! without it). Each round deletes at most [`STEP_ROWS`] rows, [`STEP_BLOCKS`] blocks or
-//! [`STEP_PACKS`] packs: read on the pass's connection, removed by the writer in its next
-//! batch's transaction ([`crate::store::background`]), so ingest never waits behind it (and never
-//! answers 503 because of it). SQLite reuses the freed pages for new rows, so at steady state the
+//! [`STEP_PACKS`] packs: read on the pass's connection, removed by the writer between its
+//! batches of samples, within the passes' budget ([`crate::store::background`]), so ingest
+//! never waits behind it (and never answers 503 because of it). SQLite reuses the freed pages for new rows, so at steady state the
 //! file stops growing; compaction's incremental vacuum hands surplus pages back.
 
 use diesel::prelude::*;

@@ -526,7 +526,11 @@ mod tests {
         let hour_of = |i: usize| align(samples[i].1.ts, HOUR);
         // a and b 100 s apart in one hour (which side of a depends on the time of day).
         let (c, a) = (700, 300);
-        let b = if hour_of(a + 10) == hour_of(a) { a + 10 } else { a - 10 };
+        let b = if hour_of(a + 10) == hour_of(a) {
+            a + 10
+        } else {
+            a - 10
+        };
         assert_eq!(hour_of(a), hour_of(b));
         let first: Vec<_> = samples
             .iter()
