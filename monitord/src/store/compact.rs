@@ -215,18 +215,27 @@ pub fn free_pages(conn: &mut SqliteConnection) -> Result<(i64, i64), StoreError>
     Ok((p.free, p.pages))
 }
 
-/// Free pages kept for the raw tier's next rows, as a share of the file: 1/[`KEEP_FREE`].
-/// New raw rows go on free pages first, so pages packing frees at steady state are used
-/// again within minutes; handing them back only for the file to grow again moved pages about
-/// (an incremental vacuum relocates pages from the end of the file) for nothing.
+/// Free pages kept for the next rows: a [`KEEP_FREE`]th of the file, at most
+/// [`KEEP_FREE_MAX`]. New rows go on free pages first, so pages packing frees at steady state
+/// are used again within minutes; handing them back only for the file to grow again moved
+/// pages about (an incremental vacuum relocates pages from the end of the file) for nothing.
 const KEEP_FREE: i64 = 10;
-/// Pages one round of [`release_free_pages`] hands back at most (8 MB): a round is a write
-/// in the writer's transaction.
+/// 32 MB of 4 KB pages: what the tiers churn between two compactions is a matter of the
+/// fleet's rate, not of the file's size (500 hosts: ~3 MB in 5 minutes), and a tenth of a
+/// year's file (~1 GB at 500 hosts) would be 100 MB kept for nothing.
+const KEEP_FREE_MAX: i64 = 8_192;
+/// Pages one round of [`release_free_pages`] hands back at most (8 MB): a round is one of
+/// the writer's background writes.
 const RELEASE_PAGES: i64 = 2_048;
 
-/// Hands pages beyond a tenth of the file that packing (or expiry) freed back to the file
-/// system (the database is created with `auto_vacuum = INCREMENTAL`), in rounds of at most
-/// [`RELEASE_PAGES`].
+/// Free pages kept in a file of `pages` pages.
+fn kept_free(pages: i64) -> i64 {
+    (pages / KEEP_FREE).min(KEEP_FREE_MAX)
+}
+
+/// Hands the pages that packing (or expiry) freed back to the file system (the database is
+/// created with `auto_vacuum = INCREMENTAL`), all but those kept for the next rows (see
+/// [`KEEP_FREE`]), in rounds of at most [`RELEASE_PAGES`].
 pub fn release_free_pages(
     conn: &mut SqliteConnection,
     writes: Writes<'_>,
@@ -234,7 +243,7 @@ pub fn release_free_pages(
     let mut before = i64::MAX;
     loop {
         let (free, pages) = free_pages(conn)?;
-        let surplus = free - pages / KEEP_FREE;
+        let surplus = free - kept_free(pages);
         // Nothing left to hand back, or a round handed nothing back (a database made
         // without `auto_vacuum`).
         if surplus <= 0 || free >= before {
@@ -409,6 +418,14 @@ mod tests {
     fn id_runs_are_consecutive_ids() {
         assert_eq!(id_runs(&[3, 4, 5, 7, 9, 10]), vec![(3, 5), (7, 7), (9, 10)]);
         assert!(id_runs(&[]).is_empty());
+    }
+
+    #[test]
+    fn a_tenth_of_the_file_is_kept_free_up_to_32_mb() {
+        assert_eq!(kept_free(1_000), 100);
+        assert_eq!(kept_free(81_920), 8_192);
+        // A year of 500 hosts: ~240,000 pages of 4 KB.
+        assert_eq!(kept_free(240_000), KEEP_FREE_MAX);
     }
 
     #[test]

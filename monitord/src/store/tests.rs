@@ -174,7 +174,7 @@ fn every_value_survives_writing_and_compaction() {
         "{}",
         blocks.longest
     );
-    // What packing freed went back to the file system, but for a tenth of the file.
+    // What packing freed went back to the file system, but for a tenth of the (small) file.
     let (free, pages) = compact::free_pages(&mut conn).unwrap();
     assert!(free > 0 && free <= pages / 10, "{free} free of {pages}");
     for h in 0..4 {

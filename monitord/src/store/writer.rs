@@ -104,6 +104,15 @@ pub struct WriterHandle {
 pub struct WriterGauges {
     pub queued: std::sync::atomic::AtomicUsize,
     pub commit_duration: Histogram,
+    /// Time spent on the background passes' writes, commits included (ns).
+    pub background_nanos: AtomicU64,
+}
+
+impl WriterGauges {
+    /// Time the writer has spent on the background passes' writes since start.
+    pub fn background(&self) -> Duration {
+        Duration::from_nanos(self.background_nanos.load(Ordering::Relaxed))
+    }
 }
 
 impl WriterHandle {
@@ -313,6 +322,10 @@ impl WriterState {
         if !tasks.is_empty() && (all || budget.available()) {
             let took = self.run_tasks(tasks, budget, all);
             budget.spent(took);
+            let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+            self.gauges
+                .background_nanos
+                .fetch_add(nanos, Ordering::Relaxed);
         }
     }
 

@@ -144,6 +144,17 @@ fn own(
         &[],
         h.count as f64,
     );
+    out.family(
+        "monitord_background_writes_seconds_total",
+        "counter",
+        "Time the writer spent on the background passes' writes (compaction, rollups, expiry, \
+         alert timers), commits included.",
+    );
+    out.sample(
+        "monitord_background_writes_seconds_total",
+        &[],
+        writer.background().as_secs_f64(),
+    );
 
     out.family(
         "monitord_outbox_mails",

@@ -68,6 +68,7 @@ fn metrics_name_monitord_and_every_client_and_pass_promtool() {
     for prefix in [
         "monitord_client_disk_used_percent{client=\"web1\",mount=\"/\"} 52.6",
         "monitord_outbox_mails{state=\"pending\"} ",
+        "monitord_background_writes_seconds_total ",
         "monitord_database_bytes ",
     ] {
         assert!(

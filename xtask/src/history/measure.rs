@@ -184,6 +184,10 @@ pub struct Phase {
     /// Busy threads of this process (writer, generator, timers).
     pub threads: String,
     pub writer_cpu: Duration,
+    /// The writer's time on the samples' batches (commits included) and on the passes'
+    /// writes.
+    pub writer_samples: Duration,
+    pub writer_background: Duration,
     /// Timers' passes finished, and their totals [packed, rolled, raw expired, buckets expired].
     pub passes: u64,
     pub work: [i64; 4],
@@ -255,6 +259,14 @@ pub fn ingest_phase(
             },
         )?
     };
+    let gauges = bg.writer.gauges();
+    let busy = || {
+        (
+            Duration::from_secs_f64(gauges.commit_duration.snapshot().sum_seconds),
+            gauges.background(),
+        )
+    };
+    let (samples0, background0) = busy();
     let before = procstat::thread_times(me)?;
     let start = Instant::now();
     let (stored0, unavailable0) = (submitter.stored, submitter.unavailable);
@@ -271,6 +283,7 @@ pub fn ingest_phase(
     submitter.drain()?;
     let elapsed = start.elapsed();
     let after = procstat::thread_times(me)?;
+    let (samples1, background1) = busy();
     stop.store(true, Ordering::Release);
     let (passes, work, pass_time) = timers
         .join()
@@ -283,6 +296,8 @@ pub fn ingest_phase(
         host_span_ms: *next_ts - first_ts,
         threads: procstat::busy_threads(&before, &after, elapsed),
         writer_cpu,
+        writer_samples: samples1.saturating_sub(samples0),
+        writer_background: background1.saturating_sub(background0),
         passes,
         work,
         pass_time,

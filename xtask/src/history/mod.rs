@@ -40,9 +40,14 @@ pub struct Options {
     /// Hosts in the fleet, each sampled every 60 s.
     #[arg(long, default_value_t = 500)]
     hosts: usize,
-    /// Days of history: the last 31 through the raw tier, the rest as 1-hour buckets.
+    /// Days of history: the last `--raw-days` + 1 through the raw tier, the rest as 1-hour
+    /// buckets.
     #[arg(long, default_value_t = 365)]
     days: u32,
+    /// The raw tier's keep (`<history raw="…d">`): fewer days make a quick run of the
+    /// ingest phases at a fleet's full width (`--hosts 500 --days 9 --raw-days 7`; 7 is the least).
+    #[arg(long, default_value_t = 30)]
+    raw_days: u32,
     /// Requests per measured query (series per range, clients listing).
     #[arg(long, default_value_t = 100)]
     requests: usize,
@@ -76,7 +81,7 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
     std::fs::create_dir_all(&opts.dir)
         .with_context(|| format!("cannot create {}", opts.dir.display()))?;
     let names = fleet::names(opts.hosts);
-    let config = write_config(&opts.dir, &names)?;
+    let config = write_config(&opts.dir, &names, opts.raw_days)?;
     let db = config.server.database.clone();
     remove_database(&db)?;
     let history = config.history.clone();
@@ -439,13 +444,16 @@ fn report_timings(what: &str, t: &Timings, goal: Duration) {
 fn report_phase(what: &str, p: &Phase) {
     println!(
         "{what:<12}: {:>7.0} samples/s committed ({} in {:.1} s, {} answered 503, {:.1} h of host \
-         time); timers' passes: {} in {:.1} s ({} samples packed, {} buckets rolled up, {} raw \
-         samples expired); threads: {}",
+         time); writer on samples {:.0} %, on the passes' writes {:.0} % of the phase; timers' \
+         passes: {} in {:.1} s ({} samples packed, {} buckets rolled up, {} raw samples \
+         expired); threads: {}",
         p.per_second(),
         p.stored,
         p.elapsed.as_secs_f64(),
         p.unavailable,
         p.host_span_ms as f64 / HOUR_MS as f64,
+        100.0 * p.writer_samples.as_secs_f64() / p.elapsed.as_secs_f64().max(1e-9),
+        100.0 * p.writer_background.as_secs_f64() / p.elapsed.as_secs_f64().max(1e-9),
         p.passes,
         p.pass_time.as_secs_f64(),
         p.work[0],
@@ -465,8 +473,11 @@ fn verdict(met: bool) -> &'static str {
 
 /// config.xml for the fleet (interval 60 s, `bench ingest`'s alert rules), read back as
 /// monitord reads it; its database lies next to it.
-fn write_config(dir: &Path, names: &[String]) -> anyhow::Result<Config> {
-    let xml = crate::ingest::fleet_xml(names, "60s");
+fn write_config(dir: &Path, names: &[String], raw_days: u32) -> anyhow::Result<Config> {
+    let xml = format!(
+        "  <history raw=\"{raw_days}d\">\n    <rollup step=\"1h\" keep=\"5y\"/>\n  </history>\n{}",
+        crate::ingest::fleet_xml(names, "60s")
+    );
     let path = dir.join("config.xml");
     let text = server::config_xml(&xml);
     std::fs::write(&path, &text).with_context(|| format!("cannot write {}", path.display()))?;
