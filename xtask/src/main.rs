@@ -14,6 +14,11 @@
 //! and count, and prints its numbers next to a baseline measured in the same run. Not here:
 //! anything a test asserts.
 
+// monitord's allocator: `bench history` runs monitord's store in this process, and its
+// generator thread allocates what the writer frees, as the daemon's request handlers do.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod agent;
 mod deploy;
 mod empty;
