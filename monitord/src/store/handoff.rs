@@ -18,7 +18,7 @@ pub(super) trait Task: Send {
     /// Inside the background writes' transaction, in a savepoint of its own.
     fn run(&mut self, conn: &mut SqliteConnection);
     /// Once that transaction has ended: `Ok` if it committed.
-    fn answer(self: Box<Self>, batch: Result<(), &diesel::result::Error>);
+    fn answer(self: Box<Self>, transaction: Result<(), &diesel::result::Error>);
 }
 
 pub(super) struct Write<T, F> {
@@ -40,8 +40,8 @@ where
         }
     }
 
-    fn answer(self: Box<Self>, batch: Result<(), &diesel::result::Error>) {
-        let result = match (batch, self.done) {
+    fn answer(self: Box<Self>, transaction: Result<(), &diesel::result::Error>) {
+        let result = match (transaction, self.done) {
             (Ok(()), Some(done)) => done,
             (Ok(()), None) => Err(StoreError::NotCommitted("it was not run".into())),
             (Err(e), _) => Err(StoreError::NotCommitted(e.to_string())),

@@ -153,8 +153,9 @@ impl WriterHandle {
     /// Runs `write` on the writer's connection, between two batches of samples once the
     /// background writes' budget allows (in a transaction with the other background writes
     /// waiting, in a savepoint of its own), and waits until that transaction has ended: the
-    /// result is `write`'s once it committed, [`StoreError::NotCommitted`] if it did not. For the background passes' threads (it blocks; never call it from the writer or
-    /// an async task): see [`super::background`].
+    /// result is `write`'s once it committed, [`StoreError::NotCommitted`] if it did not.
+    /// For the background passes' threads (it blocks; never call it from the writer or an
+    /// async task): see [`super::background`].
     pub fn run<T, F>(&self, write: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
@@ -334,10 +335,6 @@ impl WriterState {
         if !tasks.is_empty() && (all || budget.available()) {
             let took = self.run_tasks(tasks, budget, all);
             budget.spent(took);
-            let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
-            self.gauges
-                .background_nanos
-                .fetch_add(nanos, Ordering::Relaxed);
         }
     }
 
@@ -449,8 +446,8 @@ impl WriterState {
     /// in a savepoint, while `budget` allows (all of them when `all`), then answers them;
     /// returns how long it took, commit and fsync included, for the budget. A transaction of
     /// their own, not the samples': their pages' share of a commit cannot be told apart, and
-    /// counted as the samples' time it bought the passes twice the writer they were meant to
-    /// have.
+    /// counted as the samples' time it bought the passes more of the writer, not less (a
+    /// fifth of it beside saturated ingest, where the budget meant a twentieth).
     fn run_tasks(
         &mut self,
         tasks: &mut VecDeque<Box<dyn Task>>,
@@ -474,6 +471,10 @@ impl WriterState {
             task.answer(result.as_ref().map(|_| ()));
         }
         let took = started.elapsed();
+        let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        self.gauges
+            .background_nanos
+            .fetch_add(nanos, Ordering::Relaxed);
         if took >= SLOW_COMMIT {
             tracing::warn!(
                 ms = took.as_millis() as u64,
