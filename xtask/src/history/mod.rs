@@ -44,8 +44,8 @@ pub struct Options {
     /// buckets.
     #[arg(long, default_value_t = 365)]
     days: u32,
-    /// The raw tier's keep (`<history raw="…d">`): fewer days make a quick run of the
-    /// ingest phases at a fleet's full width (`--hosts 500 --days 9 --raw-days 7`; 7 is the least).
+    /// The raw tier's keep (`<history raw="…d">`, at least 7): fewer days make a quick run
+    /// of the ingest phases at a fleet's full width (`--hosts 500 --days 9 --raw-days 7`).
     #[arg(long, default_value_t = 30)]
     raw_days: u32,
     /// Requests per measured query (series per range, clients listing).
